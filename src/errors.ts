@@ -64,3 +64,30 @@ export class FirmwareDescriptorError extends OvmfHookError {
     super(message, 2);
   }
 }
+
+/** A UEFI variable store image (OVMF VARS / NVRAM file) is truncated, corrupt or not a variable store. */
+export class VarstoreError extends OvmfHookError {
+  constructor(message: string) {
+    super(message, 2);
+  }
+}
+
+/** A path the hook must read or write is a symlink, a hard link, not a regular file, or sits in an unsafe directory. */
+export class UnsafePathError extends OvmfHookError {
+  constructor(
+    readonly path: string,
+    message: string,
+  ) {
+    super(message, 1);
+  }
+}
+
+/** An archived NVRAM generation does not match its recorded size/sha256 (or its metadata is unreadable). */
+export class ArchiveCorruptError extends OvmfHookError {
+  constructor(
+    readonly path: string,
+    message: string,
+  ) {
+    super(message, 1);
+  }
+}

@@ -271,7 +271,7 @@ export class XmlElement {
 
   /** created elements learn their document (for newline style) and indentation */
   private rebind(doc: XmlDocument | undefined, indent: string): void {
-    (this as { doc: XmlDocument | undefined }).doc = doc;
+    (this as unknown as { doc: XmlDocument | undefined }).doc = doc;
     if (!this.src) {
       const nl = doc?.newline ?? '\n';
       const step = doc?.indentStep ?? '  ';
@@ -356,7 +356,7 @@ const parser = new XMLParser({
   removeNSPrefix: false,
   captureMetaData: true,
 });
-const META = XMLParser.getMetaDataSymbol();
+const META = XMLParser.getMetaDataSymbol() as unknown as symbol;
 
 type Parsed = Record<string, unknown> & { [k: symbol]: { startIndex: number; endIndex: number } | undefined };
 

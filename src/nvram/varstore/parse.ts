@@ -71,11 +71,11 @@ const AUTH_HEADER_SIZE = 60;
 const PLAIN_HEADER_SIZE = 32;
 const HEADER_ALIGNMENT = 4;
 
-// State bits are cleared as a record progresses: 0xFF → 0x7F header valid → 0x3F added;
-// deletion first clears bit 0 (in transition) then bit 1 (deleted).
-const VAR_ADDED = 0x3f;
-const VAR_IN_DELETED_TRANSITION = 0xfe;
-const VAR_DELETED = 0xfd;
+// State bits are cleared as a record progresses: 0xFF → 0x7F VAR_HEADER_VALID_ONLY → 0x3F VAR_ADDED;
+// deletion clears bit 0 (VAR_IN_DELETED_TRANSITION, 0xFE) and then bit 1 (VAR_DELETED, 0xFD).
+const BIT_IN_TRANSITION = 0x01;
+const BIT_DELETED = 0x02;
+const BIT_ADDED = 0x40;
 
 const FV_LENGTH_2M = 0x20000;
 const FV_LENGTH_4M = 0x84000;
@@ -146,13 +146,14 @@ const layoutOf = (fvLength: number): Layout =>
 
 type RecordState = 'added' | 'inTransition' | 'deleted' | 'headerOnly';
 
-const classify = (state: number): RecordState => {
-  if ((state & ~VAR_DELETED & 0xff) === 0) return 'deleted'; // defensive: 0x00 / 0x02 …
-  if ((state | VAR_DELETED) !== 0xff) return 'deleted'; // bit 1 cleared
-  if ((state & ~VAR_ADDED & 0xff) !== 0) return 'headerOnly'; // bit 6 or 7 still set: data not committed
-  if ((state | VAR_IN_DELETED_TRANSITION) !== 0xff) return 'inTransition'; // bit 0 cleared
-  return 'added';
-};
+const classify = (state: number): RecordState =>
+  (state & BIT_DELETED) === 0
+    ? 'deleted'
+    : (state & BIT_ADDED) !== 0
+      ? 'headerOnly' // data never committed
+      : (state & BIT_IN_TRANSITION) === 0
+        ? 'inTransition'
+        : 'added';
 
 /**
  * Parse an OVMF VARS image. Throws VarstoreError when the image is not a well-formed
@@ -238,7 +239,7 @@ export const parseVarstore = (bytes: Uint8Array): ParsedVarstore => {
     else if (s === 'inTransition' && !added.has(key(v))) {
       added.add(key(v));
       variables.push(v);
-    } else skipped[s === 'added' ? 'deleted' : s] += 1;
+    } else skipped[s] += 1;
   }
 
   return {

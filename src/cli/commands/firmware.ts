@@ -1,0 +1,95 @@
+/** `ovmf-hook firmware list [--json] [--root DIR...]`: the host's firmware catalog in match order. */
+import type { Argv, CommandModule } from 'yargs';
+import { isOvmfHookError } from '../../errors';
+import {
+  checkFlashPair,
+  loadCatalog,
+  sizeClass,
+  statSizes,
+  type FirmwareDescriptor,
+  type SizeMap,
+} from '../../firmware';
+
+interface ListArgs {
+  json: boolean;
+  root?: string[];
+}
+
+/** Flash size class of a descriptor's CODE+VARS on this host, or why it cannot be told. */
+function flashOf(d: FirmwareDescriptor, sizes: SizeMap): string {
+  const code = sizes[d.executable.filename];
+  const vars = d.nvramTemplate && sizes[d.nvramTemplate.filename];
+  if (code === undefined || (d.nvramTemplate && vars === undefined)) return 'missing';
+  if (d.executable.format !== 'raw' || (d.nvramTemplate && d.nvramTemplate.format !== 'raw')) return 'qcow2';
+  if (vars === undefined) return sizeClass(code);
+  try {
+    return checkFlashPair(code, vars);
+  } catch (e) {
+    if (isOvmfHookError(e)) return 'mismatch';
+    throw e;
+  }
+}
+
+function table(rows: string[][]): string {
+  const widths = rows[0].map((_, i) => Math.max(...rows.map((r) => r[i].length)));
+  return rows.map((r) => r.map((c, i) => c.padEnd(widths[i])).join('  ').trimEnd()).join('\n') + '\n';
+}
+
+function list(argv: ListArgs): void {
+  const catalog = loadCatalog(argv.root?.length ? { roots: argv.root } : {});
+  const sizes = statSizes(catalog.descriptors.flatMap((d) => [d.executable.filename, d.nvramTemplate?.filename]));
+  const entries = catalog.descriptors.map((d, i) => ({
+    order: i + 1,
+    file: d.file,
+    dir: d.dir,
+    description: d.description,
+    executable: { ...d.executable, size: sizes[d.executable.filename] ?? null },
+    template: d.nvramTemplate ? { ...d.nvramTemplate, size: sizes[d.nvramTemplate.filename] ?? null } : null,
+    flash: flashOf(d, sizes),
+    features: d.features,
+    targets: d.targets,
+  }));
+
+  if (argv.json) {
+    process.stdout.write(JSON.stringify({ source: catalog.source, descriptors: entries, warnings: catalog.warnings }, null, 2) + '\n');
+    return;
+  }
+  for (const w of catalog.warnings) process.stderr.write(`ovmf-hook: warning: ${w}\n`);
+  const size = (n: number | null) => (n === null ? '-' : String(n));
+  process.stdout.write(
+    table([
+      ['#', 'FILE', 'EXECUTABLE', 'TEMPLATE', 'SIZES', 'FLASH', 'FEATURES', 'MACHINES'],
+      ...entries.map((e) => [
+        String(e.order),
+        e.file,
+        e.executable.filename,
+        e.template?.filename ?? '-',
+        `${size(e.executable.size)}+${size(e.template?.size ?? null)}`,
+        e.flash,
+        e.features.join(','),
+        e.targets.map((t) => `${t.architecture}:${t.machines.join(',')}`).join(' '),
+      ]),
+    ]),
+  );
+}
+
+const listCommand: CommandModule<object, ListArgs> = {
+  command: 'list',
+  describe: 'List firmware descriptors in the order libvirt tries them, with flash sizes',
+  builder: (y: Argv) =>
+    y
+      .option('json', { type: 'boolean', default: false, describe: 'Print one JSON document' })
+      .option('root', {
+        type: 'string',
+        array: true,
+        describe: 'Descriptor directory, least specific first (repeatable; default /usr/share/qemu/firmware /etc/qemu/firmware)',
+      }) as unknown as Argv<ListArgs>,
+  handler: list,
+};
+
+export const firmwareCommand: CommandModule<object, any> = {
+  command: 'firmware',
+  describe: "Inspect this host's OVMF firmware catalog",
+  builder: (y: Argv) => y.command(listCommand).demandCommand(1, 'name a firmware subcommand: list'),
+  handler: () => {},
+};

@@ -1,0 +1,45 @@
+/**
+ * `ovmf-hook` admin CLI: yargs commands over the same pure core the hook uses.
+ * Exit codes: 0 done; 1 refused by policy or state; 2 bad input or usage.
+ * Errors: one line on stderr (`ovmf-hook: …`), nothing on stdout.
+ */
+import yargs from 'yargs';
+import { hideBin } from 'yargs/helpers';
+import { isOvmfHookError } from '../errors';
+import { commands } from './commands';
+
+export async function main(argv: string[] = hideBin(process.argv)): Promise<number> {
+  let usageError: string | undefined;
+  const cli = yargs(argv)
+    .scriptName('ovmf-hook')
+    .strict()
+    .demandCommand(1, 'name a command; see ovmf-hook --help')
+    .option('debug', { type: 'boolean', describe: 'print stack traces of errors', global: true })
+    .recommendCommands()
+    .fail((msg, err) => {
+      if (err) throw err;
+      usageError = msg;
+    })
+    .help()
+    .version(false)
+    .wrap(Math.min(110, process.stdout.columns ?? 100));
+  for (const c of commands) cli.command(c);
+  try {
+    await cli.parseAsync();
+  } catch (e) {
+    const debug = argv.includes('--debug');
+    if (isOvmfHookError(e)) {
+      process.stderr.write(`ovmf-hook: ${e.message}\n`);
+      if (debug) process.stderr.write(`${e.stack}\n`);
+      return e.exitCode;
+    }
+    process.stderr.write(`ovmf-hook: internal error: ${(e as Error)?.message ?? String(e)}\n`);
+    if (debug) process.stderr.write(`${(e as Error)?.stack}\n`);
+    return 70;
+  }
+  if (usageError !== undefined) {
+    process.stderr.write(`ovmf-hook: ${usageError.split('\n')[0]} (see ovmf-hook --help)\n`);
+    return 2;
+  }
+  return Number(process.exitCode ?? 0);
+}

@@ -1,0 +1,171 @@
+/**
+ * Configuration (`/etc/ovmf-hook/config.json`) and per-domain policy.
+ *
+ * Layers, lowest first: built-in defaults < config file < the domain's
+ * `<metadata><ovmf:policy xmlns:ovmf="urn:ovmf-hook:policy:1" …/></metadata>` < CLI flags.
+ * Everything here is pure; `loadConfig` in ./load.ts reads the file.
+ */
+import { UsageError } from '../errors';
+import type { Domain } from '../domain';
+
+export type YesNo = 'yes' | 'no';
+
+/** What a domain should be: the four policy switches. */
+export interface Policy {
+  uefi: boolean;
+  secureBoot: boolean;
+  tpm: boolean;
+  archive: boolean;
+}
+
+export interface Config {
+  /** enforce: refuse to start domains that break their policy; warn: log and allow; off: no guard */
+  mode: 'enforce' | 'warn' | 'off';
+  /** host-wide policy defaults (the domain's metadata overrides them) */
+  policy: Policy;
+  /** archive tree (may be on shared storage) */
+  archiveDir: string;
+  /** per-host state (which generation the local NVRAM was synced with) */
+  stateDir: string;
+  /** libvirt's nvram_dir */
+  nvramDir: string;
+  /** generations kept per VM */
+  keepGenerations: number;
+  /** what prepare does when the archive cannot be read: start from the local NVRAM, or refuse */
+  archiveUnavailable: 'allow' | 'refuse';
+  /** seconds after which another host's claim on a VM may be taken over (0 = never) */
+  claimLeaseSeconds: number;
+  /** hook watchdog: give up (per the op's failure rule) after this many seconds */
+  hookTimeoutSeconds: number;
+  /** firmware descriptor directories, lowest priority first */
+  firmwareDirs: string[];
+  /** pcie-root-port controllers added by the Q35 conversion */
+  rootPorts: number;
+  /** owner of NVRAM files; default: `user`/`group` from /etc/libvirt/qemu.conf, else the distro default */
+  qemuUser?: string;
+  qemuGroup?: string;
+  /** stable host identity for archive claims (default: /etc/machine-id, else the hostname) */
+  hostId?: string;
+  /** also append log lines to this file (besides syslog/journal) */
+  logFile?: string;
+}
+
+export const DEFAULT_CONFIG: Readonly<Config> = Object.freeze({
+  mode: 'enforce',
+  policy: Object.freeze({ uefi: true, secureBoot: false, tpm: false, archive: true }),
+  archiveDir: '/var/lib/ovmf-hook/archive',
+  stateDir: '/var/lib/ovmf-hook/state',
+  nvramDir: '/var/lib/libvirt/qemu/nvram',
+  keepGenerations: 10,
+  archiveUnavailable: 'allow',
+  claimLeaseSeconds: 0,
+  hookTimeoutSeconds: 30,
+  firmwareDirs: ['/usr/share/qemu/firmware', '/etc/qemu/firmware'],
+  rootPorts: 14,
+}) as Config;
+
+export const CONFIG_PATH = '/etc/ovmf-hook/config.json';
+
+const POLICY_KEYS: Record<string, keyof Policy> = { uefi: 'uefi', 'secure-boot': 'secureBoot', tpm: 'tpm', archive: 'archive' };
+
+type Check = (v: unknown) => boolean;
+const isStr: Check = (v) => typeof v === 'string' && v.length > 0;
+const isAbs: Check = (v) => typeof v === 'string' && v.startsWith('/') && !v.split('/').includes('..');
+const isInt = (min: number, max: number): Check => (v) => Number.isInteger(v) && (v as number) >= min && (v as number) <= max;
+const oneOf = (...xs: string[]): Check => (v) => xs.includes(v as string);
+
+const FIELDS: Record<string, [Check, string]> = {
+  mode: [oneOf('enforce', 'warn', 'off'), '"enforce", "warn" or "off"'],
+  archiveDir: [isAbs, 'an absolute path without ".."'],
+  stateDir: [isAbs, 'an absolute path without ".."'],
+  nvramDir: [isAbs, 'an absolute path without ".."'],
+  keepGenerations: [isInt(1, 1000), 'an integer from 1 to 1000'],
+  archiveUnavailable: [oneOf('allow', 'refuse'), '"allow" or "refuse"'],
+  claimLeaseSeconds: [isInt(0, 10 * 365 * 86400), 'a whole number of seconds (0 = never)'],
+  hookTimeoutSeconds: [isInt(1, 3600), 'an integer from 1 to 3600'],
+  firmwareDirs: [(v) => Array.isArray(v) && v.every(isAbs), 'a list of absolute paths'],
+  rootPorts: [isInt(0, 64), 'an integer from 0 to 64'],
+  qemuUser: [isStr, 'a user name'],
+  qemuGroup: [isStr, 'a group name'],
+  logFile: [isAbs, 'an absolute path without ".."'],
+  hostId: [(v) => typeof v === 'string' && /^[A-Za-z0-9._-]{1,128}$/.test(v), 'letters, digits, ".", "_" or "-"'],
+};
+
+/**
+ * Validate a parsed config file against the schema and merge it over the defaults.
+ * Unknown keys and wrong types are errors (a typo must not silently change behaviour).
+ */
+export function parseConfig(text: string, source = CONFIG_PATH): Config {
+  let raw: unknown;
+  try {
+    raw = JSON.parse(text);
+  } catch (e) {
+    throw new UsageError(`${source}: invalid JSON (${(e as Error).message.split('\n')[0]}); fix the file or remove it to use the defaults`);
+  }
+  if (typeof raw !== 'object' || raw === null || Array.isArray(raw)) throw new UsageError(`${source}: expected a JSON object`);
+  const cfg: Config = { ...DEFAULT_CONFIG, policy: { ...DEFAULT_CONFIG.policy } };
+  for (const [key, value] of Object.entries(raw)) {
+    if (key === 'policy') {
+      cfg.policy = mergePolicy(cfg.policy, value, `${source}: policy`);
+      continue;
+    }
+    const field = FIELDS[key];
+    if (!field) throw new UsageError(`${source}: unknown key "${key}" (known: ${['policy', ...Object.keys(FIELDS)].join(', ')})`);
+    if (!field[0](value)) throw new UsageError(`${source}: "${key}" must be ${field[1]}`);
+    (cfg as unknown as Record<string, unknown>)[key] = value;
+  }
+  return cfg;
+}
+
+function mergePolicy(base: Policy, value: unknown, where: string): Policy {
+  if (typeof value !== 'object' || value === null || Array.isArray(value)) throw new UsageError(`${where} must be an object like {"secure-boot": "yes"}`);
+  const out = { ...base };
+  for (const [k, v] of Object.entries(value)) {
+    const key = POLICY_KEYS[k];
+    if (!key) throw new UsageError(`${where}: unknown key "${k}" (known: ${Object.keys(POLICY_KEYS).join(', ')})`);
+    if (v !== 'yes' && v !== 'no' && typeof v !== 'boolean') throw new UsageError(`${where}: "${k}" must be "yes" or "no"`);
+    out[key] = v === 'yes' || v === true;
+  }
+  return out;
+}
+
+/** The policy attributes a domain sets in its metadata (only those present). */
+export function domainPolicy(domain: Domain): Partial<Policy> {
+  const el = domain.policyElement();
+  if (!el) return {};
+  const out: Partial<Policy> = {};
+  for (const [attr, key] of Object.entries(POLICY_KEYS)) {
+    const v = el.attr(attr);
+    if (v === undefined) continue;
+    if (v !== 'yes' && v !== 'no') throw new UsageError(`${domain.name}: <ovmf:policy ${attr}="${v}"> must be "yes" or "no"`);
+    out[key] = v === 'yes';
+  }
+  return out;
+}
+
+/** defaults < config < domain metadata < flags */
+export function resolvePolicy(config: Config, domain: Domain, flags: Partial<Policy> = {}): Policy {
+  const defined = <T extends object>(o: T): Partial<T> => Object.fromEntries(Object.entries(o).filter(([, v]) => v !== undefined)) as Partial<T>;
+  const p = { ...config.policy, ...domainPolicy(domain), ...defined(flags) };
+  // Secure Boot and TPM-for-Windows-11 only make sense on UEFI
+  if (p.secureBoot) p.uefi = true;
+  return p;
+}
+
+/** Why a domain does not satisfy its policy (empty when it does). Used by the hook's guard. */
+export function policyViolations(domain: Domain, policy: Policy): string[] {
+  const out: string[] = [];
+  if (policy.uefi && !domain.isUefi) out.push('policy requires UEFI but the domain boots BIOS');
+  if (policy.secureBoot && domain.isUefi && !secureBootConfigured(domain)) out.push('policy requires Secure Boot but the domain firmware is not a Secure Boot build');
+  if (policy.secureBoot && !domain.isUefi) out.push('policy requires Secure Boot but the domain boots BIOS');
+  if (policy.tpm && domain.devices('tpm').length === 0) out.push('policy requires a TPM but the domain has none');
+  return [...new Set(out)];
+}
+
+/** Secure Boot is configured: a secure loader (manual), or the secure-boot firmware feature (auto). */
+export function secureBootConfigured(domain: Domain): boolean {
+  const l = domain.loader;
+  if (l?.secure === 'yes') return true;
+  const feats = domain.root.findAll('os/firmware/feature');
+  return feats.some((f) => f.attr('name') === 'secure-boot' && f.attr('enabled') === 'yes');
+}

@@ -1,0 +1,2 @@
+export * from './config';
+export { loadConfig, parseQemuConfOwner, qemuOwnerNames, resolveIds, hostIdentity } from './load';

@@ -1,0 +1,35 @@
+export {
+  parseDescriptor,
+  descriptorWarnings,
+  type FirmwareDescriptor,
+  type FirmwareTarget,
+  type FlashFile,
+  type FlashMode,
+  type MappingDevice,
+} from './descriptor';
+export {
+  orderDescriptorFiles,
+  matchFirmware,
+  mismatchReasons,
+  describeRequest,
+  globMatch,
+  sizeClass,
+  checkFlashPair,
+  equivalentFirmware,
+  type DirListing,
+  type DescriptorFile,
+  type FirmwareRequest,
+  type FirmwareMatch,
+  type SizeClass,
+  type SizeMap,
+  type FirmwareFiles,
+  type EquivalentFirmware,
+} from './catalog';
+export { KNOWN_FIRMWARE, BUILTIN_DIR, knownFirmwareFor } from './known-paths';
+export {
+  loadCatalog,
+  statSizes,
+  DEFAULT_FIRMWARE_ROOTS,
+  type FirmwareCatalog,
+  type LoadCatalogOptions,
+} from './load';

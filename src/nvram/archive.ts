@@ -1,0 +1,348 @@
+/**
+ * NVRAM archive store (may live on NFS/CephFS/GlusterFS shared by several hosts).
+ *
+ * Layout (everything root-only: directories 0700, files 0600):
+ *   <root>/                                  refused if a symlink, group/other-writable or not ours
+ *   <root>/<uuid>/                           one directory per VM, by libvirt UUID (lower case)
+ *   <root>/<uuid>/gen-000007.fd              data of generation 7
+ *   <root>/<uuid>/gen-000007.json            its metadata (GenerationMeta) — the commit point
+ *   <root>/<uuid>/claim.json                 the VM's claim (see claims.ts)
+ *   <root>/<uuid>/claim.stale-<token>.json   claims taken over or unlocked (kept for diagnostics)
+ *   <root>/<uuid>/.gen.fd.ovmf-hook-tmp-<r>  temps of writers in progress (or leftovers of crashes)
+ *
+ * Commit protocol of add(), NFS-safe without locks:
+ *   1. write the data to a temp, fsync, close;
+ *   2. reserve number N by link(temp, gen-N.fd) — exclusive: EEXIST means another writer has N,
+ *      so retry with a higher N (bounded); unlink the temp; fsync the directory;
+ *   3. write the metadata to a temp, fsync, close, link(temp, gen-N.json) — the commit point;
+ *      fsync the directory.
+ * A generation exists iff gen-N.json exists; read() verifies the data's size and sha256 against
+ * it (ArchiveCorruptError otherwise). A gen-N.fd without json and temps are leftovers of an
+ * interrupted writer: never listed, removed by repair() once older than `staleAfterMs` (so a
+ * writer on another host still in progress is not disturbed). prune() removes json before data.
+ */
+import { promises as fs } from 'node:fs';
+import path from 'node:path';
+import { ArchiveCorruptError, UsageError } from '../errors';
+import { breakClaim, readClaim, releaseClaim, takeClaim, type ClaimOptions, type ClaimResult } from './claims';
+import {
+  cleanupTemps,
+  ensurePrivateDir,
+  fsyncDir,
+  linkExclusive,
+  MAX_NVRAM_BYTES,
+  prefixFaults,
+  readRegularFile,
+  sha256,
+  step,
+  TEMP_STEPS,
+  unlinkQuiet,
+  writeTemp,
+  type Faults,
+} from './safe-fs';
+import { AUTO_RESTORE_KINDS, isAutoRestorable, type ClaimInfo, type GenerationKind, type GenerationMeta } from './types';
+
+export const DEFAULT_ARCHIVE_ROOT = '/var/lib/ovmf-hook/archive';
+
+/** Fault-injection points of add(), in order. */
+export const ARCHIVE_ADD_STEPS = [
+  ...TEMP_STEPS.map((s) => `data-${s}`),
+  'data-link',
+  'data-dir-fsync',
+  ...TEMP_STEPS.map((s) => `meta-${s}`),
+  'meta-link',
+  'dir-fsync',
+] as const;
+
+const UUID_RE = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
+const GEN_RE = /^gen-(\d{6,})\.(fd|json)$/;
+const KINDS: readonly GenerationKind[] = ['archive', 'displaced', 'fenced', 'reset', 'manual'];
+const MAX_RESERVE_ATTEMPTS = 64;
+
+/** Validate a libvirt domain UUID (the archive directory name); returns it in lower case. */
+export function normalizeUuid(uuid: string): string {
+  if (!UUID_RE.test(uuid)) throw new UsageError(`invalid VM UUID ${JSON.stringify(uuid).slice(0, 60)}; expected the domain's <uuid> (8-4-4-4-12 hex digits)`);
+  return uuid.toLowerCase();
+}
+
+const genBase = (n: number): string => `gen-${String(n).padStart(6, '0')}`;
+
+export interface ArchiveOptions {
+  /** Default /var/lib/ovmf-hook/archive. */
+  root?: string;
+  /** Human-readable host name recorded in metadata and claims. */
+  host: string;
+  /** Stable host identity (e.g. /etc/machine-id): decides whether a claim is ours. */
+  hostId: string;
+  faults?: Faults;
+  /** repair() leaves leftovers younger than this alone (another host may be writing). Default 1 h. */
+  staleAfterMs?: number;
+  maxBytes?: number;
+}
+
+export interface AddOptions {
+  reason: string;
+  kind: GenerationKind;
+  vmName: string;
+  basedOn?: number | null;
+  now?: Date;
+}
+
+export type AddResult = GenerationMeta | { skipped: 'identical'; generation: number };
+
+export interface RepairReport {
+  /** Paths of leftovers removed. */
+  removed: string[];
+  /** Committed generations whose data is missing or does not match the metadata. */
+  corrupt: number[];
+}
+
+export interface Archive {
+  readonly root: string;
+  readonly host: string;
+  readonly hostId: string;
+  /** Committed generations, ascending. */
+  list(uuid: string): Promise<GenerationMeta[]>;
+  /** Highest generation of one of `kinds` (default: the auto-restorable ones). */
+  newest(uuid: string, opts?: { kinds?: readonly GenerationKind[] }): Promise<GenerationMeta | null>;
+  /** Verified data of a generation; missing → UsageError, mismatch → ArchiveCorruptError. */
+  read(uuid: string, generation: number): Promise<Buffer>;
+  /** Commit a new generation, or skip when the content is already there (see AddResult). */
+  add(uuid: string, data: Uint8Array, opts: AddOptions): Promise<AddResult>;
+  /** Keep the newest `keep` generations (and always the newest auto-restorable one); returns removed numbers. */
+  prune(uuid: string, keep: number): Promise<number[]>;
+  /** Remove leftovers of interrupted writers and report corrupt generations. */
+  repair(uuid: string, opts?: { olderThanMs?: number; now?: Date }): Promise<RepairReport>;
+  /** UUIDs that have an archive directory. */
+  listVms(): Promise<string[]>;
+  claim(uuid: string, opts: ClaimOptions): Promise<ClaimResult>;
+  /** Remove the claim if it is still held by this token or hostId. */
+  releaseClaim(uuid: string, tokenOrHostId: string): Promise<boolean>;
+  claimInfo(uuid: string): Promise<ClaimInfo | null>;
+  /** Admin unlock (`ovmf-hook nvram unlock`): move the claim aside; its holder becomes fenced. */
+  breakClaim(uuid: string): Promise<ClaimInfo | null>;
+}
+
+function parseMeta(text: string, n: number): GenerationMeta | null {
+  try {
+    const m = JSON.parse(text) as GenerationMeta;
+    const ok =
+      m.generation === n &&
+      typeof m.sha256 === 'string' &&
+      /^[0-9a-f]{64}$/.test(m.sha256) &&
+      Number.isSafeInteger(m.size) &&
+      KINDS.includes(m.kind);
+    return ok ? m : null;
+  } catch {
+    return null;
+  }
+}
+
+const readdirOrEmpty = (dir: string): Promise<string[]> =>
+  fs.readdir(dir).catch((e) => {
+    if ((e as NodeJS.ErrnoException).code === 'ENOENT') return [];
+    throw e;
+  });
+
+const numbersIn = (names: string[]): number[] =>
+  names.flatMap((n) => {
+    const m = GEN_RE.exec(n);
+    return m ? [Number(m[1])] : [];
+  });
+
+const nextNumber = (names: string[]): number => Math.max(0, ...numbersIn(names)) + 1;
+
+export async function openArchive(opts: ArchiveOptions): Promise<Archive> {
+  const root = path.resolve(opts.root ?? DEFAULT_ARCHIVE_ROOT);
+  const { host, hostId, faults, staleAfterMs = 3600_000, maxBytes = MAX_NVRAM_BYTES } = opts;
+  if (!host || !hostId) throw new UsageError('archive: host and hostId must be non-empty');
+  await ensurePrivateDir(root, { create: true, checkAncestors: true });
+
+  const vmDir = (uuid: string): string => path.join(root, normalizeUuid(uuid));
+  /** The VM directory, checked; created when `create`, else null when missing. */
+  const openVmDir = async (uuid: string, create: boolean): Promise<string | null> => {
+    const dir = vmDir(uuid);
+    if (!create && !(await fs.lstat(dir).then(() => true, () => false))) return null;
+    await ensurePrivateDir(dir, { create });
+    return dir;
+  };
+
+  async function listIn(dir: string): Promise<{ metas: GenerationMeta[]; bad: number[]; names: string[] }> {
+    const names = await readdirOrEmpty(dir);
+    const metas: GenerationMeta[] = [];
+    const bad: number[] = [];
+    await Promise.all(
+      names.map(async (name) => {
+        const m = GEN_RE.exec(name);
+        if (!m || m[2] !== 'json') return;
+        const n = Number(m[1]);
+        const r = await readRegularFile(path.join(dir, name), { maxBytes: 64 * 1024, singleLink: false }).catch(() => null);
+        const meta = r && parseMeta(r.data.toString('utf8'), n);
+        if (meta) metas.push(meta);
+        else if (r) bad.push(n);
+      }),
+    );
+    metas.sort((a, b) => a.generation - b.generation);
+    return { metas, bad, names };
+  }
+
+  const list = async (uuid: string): Promise<GenerationMeta[]> => {
+    const dir = await openVmDir(uuid, false);
+    return dir ? (await listIn(dir)).metas : [];
+  };
+
+  const newestOf = (metas: GenerationMeta[], kinds: readonly GenerationKind[] = AUTO_RESTORE_KINDS): GenerationMeta | null =>
+    metas.filter((m) => kinds.includes(m.kind)).at(-1) ?? null;
+
+  async function verifiedData(dir: string, meta: GenerationMeta): Promise<Buffer> {
+    const file = path.join(dir, `${genBase(meta.generation)}.fd`);
+    const r = await readRegularFile(file, { maxBytes, singleLink: false });
+    const problem = !r ? 'its data file is missing' : r.data.length !== meta.size ? `size ${r.data.length} ≠ ${meta.size}` : sha256(r.data) !== meta.sha256 ? 'sha256 mismatch' : null;
+    if (problem || !r)
+      throw new ArchiveCorruptError(file, `archive generation ${meta.generation} of ${meta.vmName} is corrupt (${problem}); restore an older one with: ovmf-hook nvram restore ${meta.vmName} --generation N`);
+    return r.data;
+  }
+
+  async function reserveNumber(dir: string, tmp: string): Promise<number> {
+    let n = nextNumber(await readdirOrEmpty(dir));
+    for (let attempt = 1; ; attempt++) {
+      await step(faults, 'data-link');
+      if (await linkExclusive(tmp, path.join(dir, `${genBase(n)}.fd`))) return n;
+      if (attempt >= MAX_RESERVE_ATTEMPTS) throw new Error(`archive ${dir}: could not reserve a generation number after ${attempt} attempts`);
+      n = Math.max(n + 1, nextNumber(await readdirOrEmpty(dir)));
+    }
+  }
+
+  async function add(uuid: string, data: Uint8Array, o: AddOptions): Promise<AddResult> {
+    if (!KINDS.includes(o.kind)) throw new UsageError(`unknown generation kind ${o.kind}`);
+    const dir = (await openVmDir(uuid, true)) as string;
+    const { metas } = await listIn(dir);
+    const sha = sha256(data);
+    const same = isAutoRestorable(o.kind) ? newestOf(metas) : (metas.find((m) => m.sha256 === sha) ?? null);
+    if (same && same.sha256 === sha) return { skipped: 'identical', generation: same.generation };
+
+    const { tmp } = await writeTemp(path.join(dir, 'gen.fd'), data, { faults: prefixFaults(faults, 'data') });
+    let n: number;
+    try {
+      n = await reserveNumber(dir, tmp);
+    } finally {
+      await unlinkQuiet(tmp);
+    }
+    const dataFile = path.join(dir, `${genBase(n)}.fd`);
+    try {
+      await step(faults, 'data-dir-fsync');
+      await fsyncDir(dir);
+      const meta: GenerationMeta = {
+        generation: n,
+        sha256: sha,
+        size: data.length,
+        host,
+        hostId,
+        time: (o.now ?? new Date()).toISOString(),
+        reason: o.reason,
+        kind: o.kind,
+        vmName: o.vmName,
+        basedOn: o.basedOn ?? null,
+      };
+      const metaFile = path.join(dir, `${genBase(n)}.json`);
+      const { tmp: mtmp } = await writeTemp(path.join(dir, 'gen.json'), Buffer.from(`${JSON.stringify(meta, null, 2)}\n`), {
+        faults: prefixFaults(faults, 'meta'),
+      });
+      try {
+        await step(faults, 'meta-link');
+        if (!(await linkExclusive(mtmp, metaFile))) throw new ArchiveCorruptError(metaFile, `${metaFile} exists without its data; run: ovmf-hook nvram repair`);
+      } finally {
+        await unlinkQuiet(mtmp);
+      }
+      await step(faults, 'dir-fsync');
+      await fsyncDir(dir);
+      return meta;
+    } catch (e) {
+      const committed = await fs.lstat(path.join(dir, `${genBase(n)}.json`)).then(() => true, () => false);
+      if (!committed) await unlinkQuiet(dataFile);
+      throw e;
+    }
+  }
+
+  async function prune(uuid: string, keep: number): Promise<number[]> {
+    if (!Number.isSafeInteger(keep) || keep < 1) throw new UsageError(`keep must be a whole number ≥ 1, got ${keep}`);
+    const dir = await openVmDir(uuid, false);
+    if (!dir) return [];
+    const { metas } = await listIn(dir);
+    const protect = new Set(metas.slice(-keep).map((m) => m.generation));
+    const auto = newestOf(metas);
+    if (auto) protect.add(auto.generation);
+    const drop = metas.filter((m) => !protect.has(m.generation)).map((m) => m.generation);
+    for (const n of drop) {
+      await fs.unlink(path.join(dir, `${genBase(n)}.json`)).catch(() => {}); // uncommit first
+      await unlinkQuiet(path.join(dir, `${genBase(n)}.fd`));
+    }
+    if (drop.length) await fsyncDir(dir);
+    return drop;
+  }
+
+  async function repair(uuid: string, o: { olderThanMs?: number; now?: Date } = {}): Promise<RepairReport> {
+    const { olderThanMs = staleAfterMs, now = new Date() } = o;
+    const dir = await openVmDir(uuid, false);
+    if (!dir) return { removed: [], corrupt: [] };
+    const removed = await cleanupTemps(dir, undefined, { olderThanMs, now });
+    const { metas, bad, names } = await listIn(dir);
+    const committed = new Set(names.filter((n) => n.endsWith('.json')));
+    for (const name of names) {
+      const m = GEN_RE.exec(name);
+      const leftover = (m && m[2] === 'fd' && !committed.has(`gen-${m[1]}.json`)) || name.startsWith('claim.released-');
+      if (!leftover) continue;
+      const p = path.join(dir, name);
+      const st = await fs.lstat(p).catch(() => null);
+      if (!st || now.getTime() - st.mtimeMs < olderThanMs) continue;
+      await unlinkQuiet(p);
+      removed.push(p);
+    }
+    const corrupt = [...bad];
+    for (const meta of metas) {
+      await verifiedData(dir, meta).catch((e) => {
+        if (!(e instanceof ArchiveCorruptError)) throw e;
+        corrupt.push(meta.generation);
+      });
+    }
+    if (removed.length) await fsyncDir(dir);
+    return { removed, corrupt: corrupt.sort((a, b) => a - b) };
+  }
+
+  return {
+    root,
+    host,
+    hostId,
+    list,
+    newest: async (uuid, o = {}) => newestOf(await list(uuid), o.kinds),
+    async read(uuid, generation) {
+      const dir = await openVmDir(uuid, false);
+      const meta = dir && (await listIn(dir)).metas.find((m) => m.generation === generation);
+      if (!dir || !meta) throw new UsageError(`archive has no generation ${generation} for VM ${uuid}; list them with: ovmf-hook nvram list`);
+      return verifiedData(dir, meta);
+    },
+    add,
+    prune,
+    repair,
+    async listVms() {
+      const names = await readdirOrEmpty(root);
+      const dirs = await Promise.all(
+        names.filter((n) => UUID_RE.test(n)).map(async (n) => ((await fs.lstat(path.join(root, n))).isDirectory() ? n : null)),
+      );
+      return dirs.filter((n): n is string => n !== null).sort();
+    },
+    claim: async (uuid, o) => takeClaim({ dir: (await openVmDir(uuid, true)) as string, host, hostId, faults: prefixFaults(faults, 'claim') }, o),
+    async releaseClaim(uuid, who) {
+      const dir = await openVmDir(uuid, false);
+      return dir ? releaseClaim(dir, who) : false;
+    },
+    async claimInfo(uuid) {
+      const dir = await openVmDir(uuid, false);
+      return dir ? readClaim(dir) : null;
+    },
+    async breakClaim(uuid) {
+      const dir = await openVmDir(uuid, false);
+      return dir ? breakClaim(dir) : null;
+    },
+  };
+}

@@ -1,0 +1,158 @@
+/**
+ * Per-VM claims in the shared archive: which host runs (or last ran) a VM, so two hosts never
+ * both treat their local NVRAM as the truth.
+ *
+ * Rule: a host takes the claim at `prepare` and gives it back at `release`. The claim is
+ * `<archive>/<uuid>/claim.json`, created exclusively with link() (atomic on NFS, no flock).
+ * - Claimed by the same host (hostId) → refreshed, token kept.
+ * - Claimed by another host and not expired → RefusedError naming the holder and the fix.
+ * - Expired (`expires` passed; leaseSeconds 0 = never expires, the admin runs
+ *   `ovmf-hook nvram unlock`) → taken over: the old claim is renamed aside to
+ *   `claim.stale-<token>.json` (checked to be the one judged expired), then the new one is
+ *   linked in; if that link loses, another host won and we refuse.
+ * - A host whose claim was taken over (or unlocked) is *fenced*: its later archive is written as
+ *   kind `fenced`, which is kept but never auto-restored and never the newest.
+ * Leases are a crash-recovery aid: a running VM's claim is not renewed by the hook itself, so a
+ * lease shorter than a VM's run time needs a periodic refresh (claim() again from the same host).
+ */
+import { randomBytes } from 'node:crypto';
+import { promises as fs } from 'node:fs';
+import path from 'node:path';
+import { ArchiveCorruptError, RefusedError } from '../errors';
+import { fsyncDir, linkExclusive, readRegularFile, unlinkQuiet, writeFileAtomic, writeTemp, type Faults } from './safe-fs';
+import type { ClaimInfo } from './types';
+
+export const CLAIM_FILE = 'claim.json';
+
+export interface ClaimContext {
+  dir: string;
+  host: string;
+  hostId: string;
+  faults?: Faults;
+}
+
+export interface ClaimOptions {
+  vmName: string;
+  /** 0 (default) = the claim never expires by itself. */
+  leaseSeconds?: number;
+  now?: Date;
+  /** Recorded for diagnostics: newest auto-restorable generation at claim time. */
+  generation?: number | null;
+}
+
+export interface ClaimResult {
+  claim: ClaimInfo;
+  /** 'new' = created, 'refreshed' = ours already, 'took-over' = an expired claim of another host. */
+  how: 'new' | 'refreshed' | 'took-over';
+  previous?: ClaimInfo;
+}
+
+const MAX_ATTEMPTS = 4;
+
+async function readClaimFile(file: string): Promise<ClaimInfo | null> {
+  const r = await readRegularFile(file, { maxBytes: 64 * 1024, singleLink: false });
+  if (!r) return null;
+  try {
+    const c = JSON.parse(r.data.toString('utf8')) as ClaimInfo;
+    if (typeof c.token === 'string' && typeof c.hostId === 'string' && typeof c.host === 'string') return c;
+  } catch {
+    /* fall through */
+  }
+  throw new ArchiveCorruptError(file, `${file} is unreadable; if no host runs the VM, run: ovmf-hook nvram unlock`);
+}
+
+export const readClaim = (dir: string): Promise<ClaimInfo | null> => readClaimFile(path.join(dir, CLAIM_FILE));
+
+const isExpired = (c: ClaimInfo, now: Date): boolean => c.expires !== null && Date.parse(c.expires) <= now.getTime();
+
+const encode = (c: ClaimInfo): Buffer => Buffer.from(`${JSON.stringify(c, null, 2)}\n`);
+
+/** Create claim.json exclusively; false when one already exists. */
+async function linkNewClaim(ctx: ClaimContext, c: ClaimInfo): Promise<boolean> {
+  const final = path.join(ctx.dir, CLAIM_FILE);
+  const { tmp } = await writeTemp(final, encode(c), { faults: ctx.faults });
+  try {
+    const ok = await linkExclusive(tmp, final);
+    if (ok) await fsyncDir(ctx.dir);
+    return ok;
+  } finally {
+    await unlinkQuiet(tmp);
+  }
+}
+
+/**
+ * Rename claim.json aside as `claim.<tag>-<token>.json` if it still carries `token`. If it turns
+ * out to be someone else's (it changed between read and rename) it is put back. Returns true
+ * when the claim with `token` is now aside.
+ */
+async function moveAside(dir: string, token: string, tag: 'stale' | 'released'): Promise<boolean> {
+  const final = path.join(dir, CLAIM_FILE);
+  const aside = path.join(dir, `claim.${tag}-${token}.json`);
+  try {
+    await fs.rename(final, aside);
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code === 'ENOENT') return false;
+    throw e;
+  }
+  const moved = await readClaimFile(aside).catch(() => null);
+  if (moved?.token === token) {
+    await fsyncDir(dir);
+    return true;
+  }
+  if (await linkExclusive(aside, final)) await unlinkQuiet(aside); // put the other claim back
+  return false;
+}
+
+export async function takeClaim(ctx: ClaimContext, o: ClaimOptions): Promise<ClaimResult> {
+  const now = o.now ?? new Date();
+  const lease = o.leaseSeconds ?? 0;
+  const fresh = (): ClaimInfo => ({
+    host: ctx.host,
+    hostId: ctx.hostId,
+    token: randomBytes(16).toString('hex'),
+    vmName: o.vmName,
+    since: now.toISOString(),
+    expires: lease > 0 ? new Date(now.getTime() + lease * 1000).toISOString() : null,
+    generation: o.generation ?? null,
+  });
+  for (let attempt = 0; attempt < MAX_ATTEMPTS; attempt++) {
+    const cur = await readClaim(ctx.dir);
+    if (!cur) {
+      const c = fresh();
+      if (await linkNewClaim(ctx, c)) return { claim: c, how: 'new' };
+      continue;
+    }
+    if (cur.hostId === ctx.hostId) {
+      const c: ClaimInfo = { ...fresh(), token: cur.token, since: cur.since };
+      await writeFileAtomic(path.join(ctx.dir, CLAIM_FILE), encode(c), { faults: ctx.faults });
+      return { claim: c, how: 'refreshed', previous: cur };
+    }
+    if (!isExpired(cur, now)) {
+      throw new RefusedError(
+        `${o.vmName}: NVRAM is claimed by host ${cur.host} since ${cur.since} (the VM may run there); if it does not, run: ovmf-hook nvram unlock ${o.vmName}`,
+      );
+    }
+    if (await moveAside(ctx.dir, cur.token, 'stale')) {
+      const c = fresh();
+      if (await linkNewClaim(ctx, c)) return { claim: c, how: 'took-over', previous: cur };
+    }
+  }
+  throw new RefusedError(`${o.vmName}: another host is taking the NVRAM claim at the same time; try again`);
+}
+
+/** Give the claim back if it is still held by `tokenOrHostId`. Returns true when removed. */
+export async function releaseClaim(dir: string, tokenOrHostId: string): Promise<boolean> {
+  const cur = await readClaim(dir);
+  if (!cur || (cur.token !== tokenOrHostId && cur.hostId !== tokenOrHostId)) return false;
+  if (!(await moveAside(dir, cur.token, 'released'))) return false;
+  await unlinkQuiet(path.join(dir, `claim.released-${cur.token}.json`));
+  await fsyncDir(dir);
+  return true;
+}
+
+/** Admin unlock: move any claim aside (its holder becomes fenced). Returns the removed claim. */
+export async function breakClaim(dir: string): Promise<ClaimInfo | null> {
+  const cur = await readClaim(dir);
+  if (!cur) return null;
+  return (await moveAside(dir, cur.token, 'stale')) ? cur : null;
+}

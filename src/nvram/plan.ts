@@ -1,0 +1,88 @@
+/**
+ * Pure NVRAM lifecycle decisions (no I/O): what `prepare begin` and `release end` must do with the
+ * local NVRAM file, given what the archive and the per-host state say. The executor
+ * (lifecycle.ts) performs the returned plan.
+ *
+ * Invariants: never lose data (a local copy that is not archived is displaced into the archive
+ * before being overwritten) and never let a stale copy become the newest generation.
+ */
+import type { GenerationMeta, LocalNvram, LocalState } from './types';
+
+export type PreparePlan =
+  | { action: 'keep'; why: string }
+  | { action: 'restore'; generation: number; displaceLocal: boolean; why: string }
+  | { action: 'provision'; displaceLocal: boolean; why: string }
+  | { action: 'refuse'; why: string };
+
+export interface PrepareInput {
+  local: LocalNvram | null;
+  /** Newest auto-restorable generation. */
+  newest: GenerationMeta | null;
+  /** sha256 of every committed generation (all kinds). */
+  knownShas: ReadonlySet<string>;
+  state: LocalState | null;
+  templateAvailable: boolean;
+  /** Guest-visible flash size the firmware expects (usually the VARS template size). */
+  expectedSize?: number;
+  incomingMigration: boolean;
+}
+
+const sizeOk = (size: number, expected?: number): boolean => expected === undefined || size === expected;
+
+export function planPrepare(i: PrepareInput): PreparePlan {
+  const { local, newest, expectedSize } = i;
+  if (i.incomingMigration) return { action: 'keep', why: 'incoming migration: QEMU streams the flash content' };
+
+  const restore = (n: GenerationMeta, displaceLocal: boolean, why: string): PreparePlan =>
+    sizeOk(n.size, expectedSize)
+      ? { action: 'restore', generation: n.generation, displaceLocal, why }
+      : {
+          action: 'refuse',
+          why: `archived generation ${n.generation} is ${n.size} bytes but the firmware expects ${expectedSize}; pick a matching firmware or run: ovmf-hook nvram reset`,
+        };
+
+  if (!local) {
+    if (newest) return restore(newest, false, `no local NVRAM: restoring generation ${newest.generation}`);
+    if (i.templateAvailable) return { action: 'provision', displaceLocal: false, why: 'no local NVRAM and no archive: provisioning from the template' };
+    return { action: 'keep', why: 'no local NVRAM, no archive and no template: left to libvirt' };
+  }
+
+  const known = i.knownShas.has(local.sha256);
+  if (!sizeOk(local.size, expectedSize)) {
+    const why = `local NVRAM is ${local.size} bytes but the firmware expects ${expectedSize}`;
+    if (newest) return restore(newest, !known, `${why}: restoring generation ${newest.generation}`);
+    if (i.templateAvailable) return { action: 'provision', displaceLocal: !known, why: `${why}: provisioning from the template` };
+    return { action: 'refuse', why: `${why} and there is no archive or template to replace it; run: ovmf-hook nvram reset` };
+  }
+
+  if (!newest) return { action: 'keep', why: 'archive is empty: keeping the local NVRAM' };
+  if (local.sha256 === newest.sha256) return { action: 'keep', why: `local NVRAM equals generation ${newest.generation}` };
+  if (known) return restore(newest, false, `local NVRAM is an older archived copy: restoring generation ${newest.generation}`);
+  if (i.state?.generation === newest.generation)
+    return { action: 'keep', why: `local NVRAM changed since generation ${newest.generation} was synced (not archived yet): keeping it` };
+  return restore(newest, true, `archive generation ${newest.generation} is newer than the unarchived local NVRAM: displacing the local copy and restoring`);
+}
+
+export type ReleasePlan =
+  | { action: 'archive'; kind: 'archive' | 'fenced'; why: string }
+  | { action: 'skip'; why: string; /** the local file no longer reflects the archive sync point */ forgetState?: boolean };
+
+export interface ReleaseInput {
+  local: LocalNvram | null;
+  /** Newest auto-restorable generation. */
+  newest: GenerationMeta | null;
+  /** libvirt's shutoff reason (`release end <reason>`, libvirt ≥ 10.5; '-' or undefined before). */
+  reason?: string;
+  claimHeldByUs: boolean;
+}
+
+export function planRelease(i: ReleaseInput): ReleasePlan {
+  if (i.reason === 'migrated')
+    return { action: 'skip', why: 'VM migrated away: its NVRAM now lives on the destination', forgetState: true };
+  if (!i.local) return { action: 'skip', why: 'no local NVRAM to archive (archives are kept)' };
+  if (i.newest && i.local.sha256 === i.newest.sha256)
+    return { action: 'skip', why: `local NVRAM equals generation ${i.newest.generation}` };
+  if (!i.claimHeldByUs)
+    return { action: 'archive', kind: 'fenced', why: 'this host no longer holds the VM claim: archiving as fenced (never auto-restored)' };
+  return { action: 'archive', kind: 'archive', why: 'archiving the local NVRAM' };
+}

@@ -1,0 +1,282 @@
+/**
+ * Safe file layer for a root process working in directories that others (libvirt-qemu) can write,
+ * and on shared storage (NFS/CephFS) that may hang: async `fs.promises` only, no path is followed
+ * through a symlink, data is read from the fd that was checked, and files are replaced by
+ * temp + fsync + rename (+ dev/ino check + directory fsync). See hook-engineering.md §3.4–3.6.
+ *
+ * Every step can be observed by an optional `faults` hook so tests can throw ("error") or never
+ * resolve ("kill") at a named point. Unused, it costs one `undefined` check per step.
+ */
+import { createHash, randomBytes } from 'node:crypto';
+import { constants as C, promises as fs, type Stats } from 'node:fs';
+import path from 'node:path';
+import { UnsafePathError } from '../errors';
+
+/** Fault-injection hook: called before each named step; throw to fail there, never resolve to "kill". */
+export interface Faults {
+  at(step: string): void | Promise<void>;
+}
+
+/** Steps of writeFileAtomic, in order (`temp-*` steps are those of writeTemp). */
+export const TEMP_STEPS = ['temp-open', 'temp-write', 'temp-fsync', 'temp-chown', 'temp-close'] as const;
+export const ATOMIC_WRITE_STEPS = [...TEMP_STEPS, 'rename', 'verify', 'dir-fsync'] as const;
+
+export const MAX_NVRAM_BYTES = 64 * 1024 * 1024;
+const TEMP_MARK = '.ovmf-hook-tmp-';
+
+export const step = async (faults: Faults | undefined, name: string): Promise<void> => {
+  if (faults) await faults.at(name);
+};
+
+/** Faults seen through a prefix: step 'x' is reported as '<prefix>-x'. */
+export const prefixFaults = (faults: Faults | undefined, prefix: string): Faults | undefined =>
+  faults && { at: (s) => faults.at(`${prefix}-${s}`) };
+
+export const sha256 = (buf: Uint8Array): string => createHash('sha256').update(buf).digest('hex');
+
+const errno = (e: unknown): string | undefined => (e as NodeJS.ErrnoException)?.code;
+
+export interface ReadOptions {
+  maxBytes?: number;
+  /** Refuse a symlink as the last component (ELOOP). Default true. */
+  noFollow?: boolean;
+  /** Refuse files with more than one link (a hard link to a foreign file). Default true. */
+  singleLink?: boolean;
+  /** If given, the file's owner must be one of these uids. */
+  uids?: readonly number[];
+}
+
+/**
+ * Open a regular file without blocking on FIFOs or following a final symlink, check the fd
+ * (regular, link count, owner, size) and read from that fd only. Missing file → null.
+ */
+export async function readRegularFile(
+  file: string,
+  opts: ReadOptions = {},
+): Promise<{ data: Buffer; stat: Stats } | null> {
+  const { maxBytes = MAX_NVRAM_BYTES, noFollow = true, singleLink = true, uids } = opts;
+  const flags = C.O_RDONLY | C.O_NONBLOCK | (noFollow ? C.O_NOFOLLOW : 0);
+  let fh: fs.FileHandle;
+  try {
+    fh = await fs.open(file, flags);
+  } catch (e) {
+    if (errno(e) === 'ENOENT') return null;
+    if (errno(e) === 'ELOOP') throw new UnsafePathError(file, `${file} is a symlink; refusing to follow it (remove the link and restore the NVRAM from the archive)`);
+    throw e;
+  }
+  try {
+    const stat = await fh.stat();
+    if (!stat.isFile()) throw new UnsafePathError(file, `${file} is not a regular file; refusing to use it`);
+    if (singleLink && stat.nlink !== 1)
+      throw new UnsafePathError(file, `${file} has ${stat.nlink} hard links; refusing to use it (remove the extra links)`);
+    if (uids && !uids.includes(stat.uid))
+      throw new UnsafePathError(file, `${file} is owned by uid ${stat.uid}, expected one of ${uids.join(', ')}; refusing to use it`);
+    if (stat.size > maxBytes)
+      throw new UnsafePathError(file, `${file} is ${stat.size} bytes, more than the ${maxBytes} allowed for an NVRAM file`);
+    // Read up to maxBytes+1 so a file that grows after fstat is still caught.
+    const buf = Buffer.alloc(Math.min(maxBytes + 1, Math.max(stat.size, 0) + 1));
+    let n = 0;
+    for (;;) {
+      if (n === buf.length) break;
+      const { bytesRead } = await fh.read(buf, n, buf.length - n, n);
+      if (bytesRead === 0) break;
+      n += bytesRead;
+    }
+    if (n > maxBytes || n > stat.size)
+      throw new UnsafePathError(file, `${file} changed size while being read; refusing to use it`);
+    return { data: buf.subarray(0, n), stat };
+  } finally {
+    await fh.close();
+  }
+}
+
+/**
+ * Read a VM's NVRAM file in a directory others can write: O_NOFOLLOW|O_NONBLOCK, regular file,
+ * exactly one link, size ≤ maxBytes (default 64 MiB). Missing → null; unsafe → UnsafePathError.
+ */
+export const readNvramSafely = (
+  file: string,
+  opts: { maxBytes?: number; uids?: readonly number[] } = {},
+): Promise<{ data: Buffer; stat: Stats } | null> => readRegularFile(file, { ...opts, noFollow: true, singleLink: true });
+
+export interface WriteOptions {
+  /** Final mode, applied with fchmod on the fd. Default 0o600. */
+  mode?: number;
+  /** Owner applied with fchown on the fd (only when given). */
+  uid?: number;
+  gid?: number;
+  faults?: Faults;
+}
+
+export const tempName = (basename: string): string => `.${basename}${TEMP_MARK}${randomBytes(12).toString('hex')}`;
+
+/**
+ * Create a fully written, fsynced, chowned and closed temp file next to `final` (same directory,
+ * unpredictable name, O_CREAT|O_EXCL|O_NOFOLLOW). Returns its path and fstat. On error the temp
+ * is unlinked. Steps: TEMP_STEPS.
+ */
+export async function writeTemp(final: string, data: Uint8Array, opts: WriteOptions = {}): Promise<{ tmp: string; stat: Stats }> {
+  const { mode = 0o600, uid, gid, faults } = opts;
+  const tmp = path.join(path.dirname(final), tempName(path.basename(final)));
+  await step(faults, 'temp-open');
+  const fh = await fs.open(tmp, C.O_CREAT | C.O_EXCL | C.O_WRONLY | C.O_NOFOLLOW, 0o600);
+  let open = true;
+  try {
+    await step(faults, 'temp-write');
+    await fh.writeFile(data);
+    await step(faults, 'temp-fsync');
+    await fh.sync();
+    await step(faults, 'temp-chown');
+    if (uid !== undefined || gid !== undefined) await fh.chown(uid ?? -1, gid ?? -1);
+    await fh.chmod(mode);
+    const stat = await fh.stat();
+    await step(faults, 'temp-close');
+    open = false;
+    await fh.close(); // NFS reports ENOSPC/EDQUOT here: an error is a failure
+    return { tmp, stat };
+  } catch (e) {
+    if (open) await fh.close().catch(() => {});
+    await unlinkQuiet(tmp);
+    throw e;
+  }
+}
+
+export const unlinkQuiet = (p: string): Promise<void> => fs.unlink(p).catch(() => {});
+
+const sameFile = (a: Stats, b: Stats): boolean => a.dev === b.dev && a.ino === b.ino;
+
+/** rename with a bounded retry on NFS's spurious ESTALE/EBUSY ("source gone, target present" = done). */
+async function renameNfs(tmp: string, final: string, tmpStat: Stats): Promise<void> {
+  for (let attempt = 1; ; attempt++) {
+    try {
+      return await fs.rename(tmp, final);
+    } catch (e) {
+      const code = errno(e);
+      if (code !== 'ESTALE' && code !== 'EBUSY') throw e;
+      const done = await fs.lstat(final).then((s) => sameFile(s, tmpStat), () => false);
+      if (done) return;
+      if (attempt >= 3) throw e;
+    }
+  }
+}
+
+/**
+ * Replace `final` atomically: writeTemp, rename over the final name (a symlink there is replaced,
+ * never followed), lstat(final) must be our inode (else it is unlinked and UnsafePathError thrown),
+ * then fsync the directory. Steps: ATOMIC_WRITE_STEPS. The temp never survives an error.
+ */
+export async function writeFileAtomic(final: string, data: Uint8Array, opts: WriteOptions = {}): Promise<Stats> {
+  const { faults } = opts;
+  const { tmp, stat } = await writeTemp(final, data, opts);
+  try {
+    await step(faults, 'rename');
+    await renameNfs(tmp, final, stat);
+  } catch (e) {
+    await unlinkQuiet(tmp);
+    throw e;
+  }
+  await step(faults, 'verify');
+  const now = await fs.lstat(final).catch(() => null);
+  if (!now || !sameFile(now, stat)) {
+    if (now) await unlinkQuiet(final);
+    throw new UnsafePathError(final, `${final} was replaced by someone else while it was being written; removed it, try again`);
+  }
+  await step(faults, 'dir-fsync');
+  await fsyncDir(path.dirname(final));
+  return stat;
+}
+
+/**
+ * Create `final` exclusively as a hard link of `tmp` (atomic and NFS-safe, unlike O_EXCL on old
+ * NFS). Returns false when `final` already exists. A lost NFS reply is detected by nlink == 2.
+ */
+export async function linkExclusive(tmp: string, final: string): Promise<boolean> {
+  try {
+    await fs.link(tmp, final);
+    return true;
+  } catch (e) {
+    const won = await fs.lstat(tmp).then((s) => s.nlink === 2, () => false);
+    if (won) return true;
+    if (errno(e) === 'EEXIST') return false;
+    throw e;
+  }
+}
+
+/** fsync a directory so a rename/link/unlink in it is durable (a COMMIT on NFS). */
+export async function fsyncDir(dir: string): Promise<void> {
+  const fh = await fs.open(dir, C.O_RDONLY | C.O_DIRECTORY);
+  try {
+    await fh.sync().catch((e) => {
+      if (errno(e) !== 'EINVAL' && errno(e) !== 'ENOTSUP') throw e;
+    });
+  } finally {
+    await fh.close();
+  }
+}
+
+export const isTempName = (name: string, basename?: string): boolean =>
+  basename === undefined ? name.startsWith('.') && name.includes(TEMP_MARK) : name.startsWith(`.${basename}${TEMP_MARK}`);
+
+/**
+ * Remove leftover temp files of writeTemp in `dir` (only regular files or symlinks, never
+ * followed), optionally only those of `basename` and only those older than `olderThanMs`
+ * (by mtime; use a margin on shared storage where another host may be writing). Returns removed paths.
+ */
+export async function cleanupTemps(
+  dir: string,
+  basename?: string,
+  opts: { olderThanMs?: number; now?: Date } = {},
+): Promise<string[]> {
+  const { olderThanMs = 0, now = new Date() } = opts;
+  const names = await fs.readdir(dir).catch((e) => {
+    if (errno(e) === 'ENOENT') return [] as string[];
+    throw e;
+  });
+  const removed: string[] = [];
+  for (const name of names.filter((n) => isTempName(n, basename))) {
+    const p = path.join(dir, name);
+    const st = await fs.lstat(p).catch(() => null);
+    if (!st || st.isDirectory()) continue;
+    if (now.getTime() - st.mtimeMs < olderThanMs) continue;
+    await unlinkQuiet(p);
+    removed.push(p);
+  }
+  return removed;
+}
+
+const modeStr = (m: number): string => (m & 0o7777).toString(8).padStart(4, '0');
+
+/**
+ * Make sure `dir` exists (created 0700 when missing) and is safe for root-only data: a real
+ * directory (not a symlink), owned by the effective uid, not writable by group/other. With
+ * `checkAncestors`, every ancestor of its real path must be owned by root or the euid and not be
+ * group/other-writable unless sticky (like /tmp). Violations → UnsafePathError naming the fix.
+ */
+export async function ensurePrivateDir(dir: string, opts: { create?: boolean; checkAncestors?: boolean } = {}): Promise<void> {
+  const { create = true, checkAncestors = false } = opts;
+  const euid = process.geteuid?.() ?? 0;
+  if (create) {
+    await fs.mkdir(path.dirname(dir), { recursive: true, mode: 0o700 });
+    await fs.mkdir(dir, { mode: 0o700 }).catch((e) => {
+      if (errno(e) !== 'EEXIST') throw e;
+    });
+  }
+  const st = await fs.lstat(dir);
+  if (st.isSymbolicLink())
+    throw new UnsafePathError(dir, `${dir} is a symlink; point the configuration at the real directory instead`);
+  if (!st.isDirectory()) throw new UnsafePathError(dir, `${dir} is not a directory`);
+  if (st.uid !== euid)
+    throw new UnsafePathError(dir, `${dir} is owned by uid ${st.uid}, not ${euid}; run: chown ${euid} ${dir} (on NFS, export it with no_root_squash)`);
+  if (st.mode & 0o022)
+    throw new UnsafePathError(dir, `${dir} is writable by group/other (mode ${modeStr(st.mode)}); run: chmod 700 ${dir}`);
+  if (!checkAncestors) return;
+  const real = await fs.realpath(dir);
+  for (let p = path.dirname(real); ; p = path.dirname(p)) {
+    const a = await fs.lstat(p);
+    if (a.uid !== 0 && a.uid !== euid)
+      throw new UnsafePathError(dir, `${p} (parent of ${dir}) is owned by uid ${a.uid}; it must be owned by root`);
+    if (a.mode & 0o022 && !(a.mode & C.S_ISVTX))
+      throw new UnsafePathError(dir, `${p} (parent of ${dir}) is writable by group/other (mode ${modeStr(a.mode)}); run: chmod go-w ${p}`);
+    if (p === path.dirname(p)) break;
+  }
+}

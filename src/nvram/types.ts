@@ -1,0 +1,63 @@
+/** Data shapes shared by the NVRAM archive, the per-host state, the planner and the executor. */
+
+/**
+ * Why a generation was written:
+ * - `archive`   local NVRAM archived at VM stop (auto-restorable);
+ * - `reset`     the pristine template after `nvram reset` (auto-restorable);
+ * - `manual`    written by the CLI (`nvram restore --generation`, the copy taken before a reset) (auto-restorable);
+ * - `displaced` a local copy pushed aside during a restore — recoverable, never auto-restored;
+ * - `fenced`    archived by a host that no longer held the VM's claim — recoverable, never auto-restored.
+ */
+export type GenerationKind = 'archive' | 'displaced' | 'fenced' | 'reset' | 'manual';
+
+export const AUTO_RESTORE_KINDS: readonly GenerationKind[] = ['archive', 'reset', 'manual'];
+export const isAutoRestorable = (kind: GenerationKind): boolean => AUTO_RESTORE_KINDS.includes(kind);
+
+/** Metadata of one committed generation (`gen-NNNNNN.json`). */
+export interface GenerationMeta {
+  generation: number;
+  sha256: string;
+  size: number;
+  host: string;
+  hostId: string;
+  /** ISO 8601 */
+  time: string;
+  reason: string;
+  kind: GenerationKind;
+  vmName: string;
+  /** The generation the archived content was derived from, when known. */
+  basedOn?: number | null;
+}
+
+/** Content of `<archive>/<uuid>/claim.json`: which host runs (or last ran) the VM. */
+export interface ClaimInfo {
+  host: string;
+  hostId: string;
+  token: string;
+  vmName: string;
+  /** ISO time the claim was taken. */
+  since: string;
+  /** ISO time after which another host may take the claim over; null = never (admin unlock). */
+  expires: string | null;
+  /** Newest auto-restorable generation when the claim was taken. */
+  generation: number | null;
+}
+
+/** Per-host record of what the local NVRAM file was last synced with (`<state>/<uuid>.json`). */
+export interface LocalState {
+  /** Archive generation the local file was restored from or archived as; null = none (provisioned). */
+  generation: number | null;
+  /** sha256 of the local file at that moment. */
+  sha256: string | null;
+  /** ISO time of the sync. */
+  time: string;
+  /** The VM arrived by incoming migration: the local content came from QEMU's migration stream. */
+  incomingMigration?: boolean;
+  /** Token of the archive claim this host took at prepare; its absence means "never claimed". */
+  claimToken?: string;
+}
+
+export interface LocalNvram {
+  sha256: string;
+  size: number;
+}
