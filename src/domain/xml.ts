@@ -176,6 +176,8 @@ export class XmlElement {
       if (m) prev.text = prev.text.slice(0, m.index);
     }
     p.children.splice(i, 1);
+    // the last child element gone and only whitespace left: the parent becomes `<x …/>`
+    if (p.children.every((c) => c.kind === 'raw' && c.text.trim() === '')) p.children = [];
     this.parent = null;
     p.markEdited();
   }
@@ -374,7 +376,7 @@ export function parseXml(input: string, opts: ParseOptions = {}): XmlDocument {
   const maxBytes = opts.maxBytes ?? DEFAULT_MAX_BYTES;
   const rootName = opts.rootName ?? 'domain';
   if (input.length > maxBytes || Buffer.byteLength(input, 'utf8') > maxBytes) {
-    throw new XmlInputError(`input is ${(Buffer.byteLength(input, 'utf8') / 1048576).toFixed(1)} MiB; the limit is ${(maxBytes / 1048576).toFixed(0)} MiB`);
+    throw new XmlInputError(`input is ${size(Buffer.byteLength(input, 'utf8'))}; the limit is ${size(maxBytes)}`);
   }
   if (input.trim() === '') throw new XmlInputError('input is empty; expected a libvirt domain XML document');
   if (input.includes('\0')) throw new XmlInputError('input contains NUL bytes; expected a libvirt domain XML document');
@@ -418,6 +420,10 @@ export function parseXml(input: string, opts: ParseOptions = {}): XmlDocument {
   doc.epilog = text.slice(root.src!.end);
   return doc as XmlDocument;
 }
+
+/** `16 MiB`, `50.2 MiB`, `1024 bytes` */
+const size = (n: number): string =>
+  n % 1048576 === 0 ? `${n / 1048576} MiB` : n >= 1048576 ? `${(n / 1048576).toFixed(1)} MiB` : `${n} bytes`;
 
 function tagName(n: Parsed): string {
   for (const k of Object.keys(n)) if (k !== ':@') return k;

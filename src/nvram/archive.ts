@@ -23,7 +23,7 @@
  */
 import { promises as fs } from 'node:fs';
 import path from 'node:path';
-import { ArchiveCorruptError, UsageError } from '../errors';
+import { ArchiveCorruptError, UnsafePathError, UsageError } from '../errors';
 import { breakClaim, readClaim, releaseClaim, takeClaim, type ClaimOptions, type ClaimResult } from './claims';
 import {
   cleanupTemps,
@@ -176,19 +176,30 @@ export async function openArchive(opts: ArchiveOptions): Promise<Archive> {
         const m = GEN_RE.exec(name);
         if (!m || m[2] !== 'json') return;
         const n = Number(m[1]);
-        const r = await readRegularFile(path.join(dir, name), { maxBytes: 64 * 1024, singleLink: false }).catch(() => null);
-        const meta = r && parseMeta(r.data.toString('utf8'), n);
+        const r = await readRegularFile(path.join(dir, name), { maxBytes: 64 * 1024, singleLink: false }).catch((e) => {
+          if (e instanceof UnsafePathError) return { data: Buffer.alloc(0) }; // not a plain file: unreadable
+          throw e; // I/O errors must not make an older generation look like the newest
+        });
+        if (!r) return; // pruned meanwhile
+        const meta = parseMeta(r.data.toString('utf8'), n);
         if (meta) metas.push(meta);
-        else if (r) bad.push(n);
+        else bad.push(n);
       }),
     );
     metas.sort((a, b) => a.generation - b.generation);
     return { metas, bad, names };
   }
 
+  /** Committed generations; an unreadable metadata file is an error, never silently skipped. */
   const list = async (uuid: string): Promise<GenerationMeta[]> => {
     const dir = await openVmDir(uuid, false);
-    return dir ? (await listIn(dir)).metas : [];
+    if (!dir) return [];
+    const { metas, bad } = await listIn(dir);
+    if (bad.length) {
+      const file = path.join(dir, `${genBase(bad[0])}.json`);
+      throw new ArchiveCorruptError(file, `archive metadata ${file} is unreadable; inspect it and move it out of the archive, then run: ovmf-hook nvram repair`);
+    }
+    return metas;
   };
 
   const newestOf = (metas: GenerationMeta[], kinds: readonly GenerationKind[] = AUTO_RESTORE_KINDS): GenerationMeta | null =>
@@ -268,7 +279,7 @@ export async function openArchive(opts: ArchiveOptions): Promise<Archive> {
     if (!Number.isSafeInteger(keep) || keep < 1) throw new UsageError(`keep must be a whole number ≥ 1, got ${keep}`);
     const dir = await openVmDir(uuid, false);
     if (!dir) return [];
-    const { metas } = await listIn(dir);
+    const metas = await list(uuid); // refuses when some metadata is unreadable
     const protect = new Set(metas.slice(-keep).map((m) => m.generation));
     const auto = newestOf(metas);
     if (auto) protect.add(auto.generation);
@@ -294,7 +305,7 @@ export async function openArchive(opts: ArchiveOptions): Promise<Archive> {
       if (!leftover) continue;
       const p = path.join(dir, name);
       const st = await fs.lstat(p).catch(() => null);
-      if (!st || now.getTime() - st.mtimeMs < olderThanMs) continue;
+      if (!st || (olderThanMs > 0 && now.getTime() - st.mtimeMs < olderThanMs)) continue;
       await unlinkQuiet(p);
       removed.push(p);
     }

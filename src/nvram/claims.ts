@@ -7,9 +7,10 @@
  * - Claimed by the same host (hostId) → refreshed, token kept.
  * - Claimed by another host and not expired → RefusedError naming the holder and the fix.
  * - Expired (`expires` passed; leaseSeconds 0 = never expires, the admin runs
- *   `ovmf-hook nvram unlock`) → taken over: the old claim is renamed aside to
- *   `claim.stale-<token>.json` (checked to be the one judged expired), then the new one is
- *   linked in; if that link loses, another host won and we refuse.
+ *   `ovmf-hook nvram unlock`) → taken over: the taker first creates `claim.stale-<old token>.json`
+ *   (a copy of the old claim) exclusively with link() — of several racing hosts exactly one
+ *   succeeds, the others refuse — then, if claim.json still holds the old token, replaces it by
+ *   rename (claim.json never disappears during a take-over).
  * - A host whose claim was taken over (or unlocked) is *fenced*: its later archive is written as
  *   kind `fenced`, which is kept but never auto-restored and never the newest.
  * Leases are a crash-recovery aid: a running VM's claim is not renewed by the hook itself, so a
@@ -81,13 +82,11 @@ async function linkNewClaim(ctx: ClaimContext, c: ClaimInfo): Promise<boolean> {
 }
 
 /**
- * Rename claim.json aside as `claim.<tag>-<token>.json` if it still carries `token`. If it turns
- * out to be someone else's (it changed between read and rename) it is put back. Returns true
- * when the claim with `token` is now aside.
+ * Rename claim.json to `aside` if it still carries `token`. If it turns out to be someone else's
+ * (it changed between read and rename) it is put back. Returns true when it is now aside.
  */
-async function moveAside(dir: string, token: string, tag: 'stale' | 'released'): Promise<boolean> {
+async function moveAside(dir: string, token: string, aside: string): Promise<boolean> {
   const final = path.join(dir, CLAIM_FILE);
-  const aside = path.join(dir, `claim.${tag}-${token}.json`);
   try {
     await fs.rename(final, aside);
   } catch (e) {
@@ -101,6 +100,20 @@ async function moveAside(dir: string, token: string, tag: 'stale' | 'released'):
   }
   if (await linkExclusive(aside, final)) await unlinkQuiet(aside); // put the other claim back
   return false;
+}
+
+/** Take over the expired claim `old`: exclusive tombstone first, then an atomic replace. */
+async function takeOver(ctx: ClaimContext, old: ClaimInfo, c: ClaimInfo): Promise<boolean> {
+  const tombstone = path.join(ctx.dir, `claim.stale-${old.token}.json`);
+  const { tmp } = await writeTemp(tombstone, encode(old), { faults: ctx.faults });
+  try {
+    if (!(await linkExclusive(tmp, tombstone))) return false; // another host is taking it over
+  } finally {
+    await unlinkQuiet(tmp);
+  }
+  if ((await readClaim(ctx.dir))?.token !== old.token) return false; // released meanwhile: start over
+  await writeFileAtomic(path.join(ctx.dir, CLAIM_FILE), encode(c), { faults: ctx.faults });
+  return true;
 }
 
 export async function takeClaim(ctx: ClaimContext, o: ClaimOptions): Promise<ClaimResult> {
@@ -132,10 +145,11 @@ export async function takeClaim(ctx: ClaimContext, o: ClaimOptions): Promise<Cla
         `${o.vmName}: NVRAM is claimed by host ${cur.host} since ${cur.since} (the VM may run there); if it does not, run: ovmf-hook nvram unlock ${o.vmName}`,
       );
     }
-    if (await moveAside(ctx.dir, cur.token, 'stale')) {
-      const c = fresh();
-      if (await linkNewClaim(ctx, c)) return { claim: c, how: 'took-over', previous: cur };
-    }
+    const c = fresh();
+    if (await takeOver(ctx, cur, c)) return { claim: c, how: 'took-over', previous: cur };
+    const now2 = await readClaim(ctx.dir);
+    if (now2 && now2.token !== cur.token) continue; // someone else won: the next round refuses
+    if (now2) throw new RefusedError(`${o.vmName}: another host is taking over the expired NVRAM claim of ${cur.host}; try again, and if this persists run: ovmf-hook nvram unlock ${o.vmName}`);
   }
   throw new RefusedError(`${o.vmName}: another host is taking the NVRAM claim at the same time; try again`);
 }
@@ -144,8 +158,9 @@ export async function takeClaim(ctx: ClaimContext, o: ClaimOptions): Promise<Cla
 export async function releaseClaim(dir: string, tokenOrHostId: string): Promise<boolean> {
   const cur = await readClaim(dir);
   if (!cur || (cur.token !== tokenOrHostId && cur.hostId !== tokenOrHostId)) return false;
-  if (!(await moveAside(dir, cur.token, 'released'))) return false;
-  await unlinkQuiet(path.join(dir, `claim.released-${cur.token}.json`));
+  const aside = path.join(dir, `claim.released-${cur.token}-${randomBytes(6).toString('hex')}.json`);
+  if (!(await moveAside(dir, cur.token, aside))) return false;
+  await unlinkQuiet(aside);
   await fsyncDir(dir);
   return true;
 }
@@ -154,5 +169,6 @@ export async function releaseClaim(dir: string, tokenOrHostId: string): Promise<
 export async function breakClaim(dir: string): Promise<ClaimInfo | null> {
   const cur = await readClaim(dir);
   if (!cur) return null;
-  return (await moveAside(dir, cur.token, 'stale')) ? cur : null;
+  const aside = path.join(dir, `claim.stale-${cur.token}-unlocked-${randomBytes(6).toString('hex')}.json`);
+  return (await moveAside(dir, cur.token, aside)) ? cur : null;
 }

@@ -143,7 +143,9 @@ export async function writeTemp(final: string, data: Uint8Array, opts: WriteOpti
 
 export const unlinkQuiet = (p: string): Promise<void> => fs.unlink(p).catch(() => {});
 
-const sameFile = (a: Stats, b: Stats): boolean => a.dev === b.dev && a.ino === b.ino;
+/** Same inode — plus type/size/owner, because a freed inode number is quickly reused (ext4). */
+const sameFile = (a: Stats, b: Stats): boolean =>
+  a.dev === b.dev && a.ino === b.ino && a.isFile() && a.size === b.size && a.uid === b.uid && a.gid === b.gid;
 
 /** rename with a bounded retry on NFS's spurious ESTALE/EBUSY ("source gone, target present" = done). */
 async function renameNfs(tmp: string, final: string, tmpStat: Stats): Promise<void> {
@@ -237,7 +239,7 @@ export async function cleanupTemps(
     const p = path.join(dir, name);
     const st = await fs.lstat(p).catch(() => null);
     if (!st || st.isDirectory()) continue;
-    if (now.getTime() - st.mtimeMs < olderThanMs) continue;
+    if (olderThanMs > 0 && now.getTime() - st.mtimeMs < olderThanMs) continue;
     await unlinkQuiet(p);
     removed.push(p);
   }
@@ -275,7 +277,7 @@ export async function ensurePrivateDir(dir: string, opts: { create?: boolean; ch
     const a = await fs.lstat(p);
     if (a.uid !== 0 && a.uid !== euid)
       throw new UnsafePathError(dir, `${p} (parent of ${dir}) is owned by uid ${a.uid}; it must be owned by root`);
-    if (a.mode & 0o022 && !(a.mode & C.S_ISVTX))
+    if (a.mode & 0o022 && !(a.mode & 0o1000 /* sticky */))
       throw new UnsafePathError(dir, `${p} (parent of ${dir}) is writable by group/other (mode ${modeStr(a.mode)}); run: chmod go-w ${p}`);
     if (p === path.dirname(p)) break;
   }

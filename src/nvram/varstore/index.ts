@@ -32,6 +32,7 @@ export {
   type SignatureCounts,
   type SignatureEntry,
   type SignatureList,
+  type Switch,
   type VariableChange,
   type VarstoreDiff,
 } from './decode';

@@ -62,6 +62,7 @@ export const EFI_AUTHENTICATED_VARIABLE_GUID = 'aaf32c78-947b-439a-a180-2e144ec3
 export const EFI_VARIABLE_GUID = 'ddcf3616-3275-4164-98b6-fe85707ffe7d';
 
 const FVH_SIGNATURE = 0x4856465f; // "_FVH" little-endian
+const QCOW2_MAGIC = 0x514649fb; // "QFI\xfb" big-endian
 const FV_HEADER_MIN = 0x38 + 8; // fixed part + one block-map entry (the terminator)
 const STORE_HEADER_SIZE = 28;
 const VARIABLE_FORMATTED = 0x5a;
@@ -162,6 +163,8 @@ const classify = (state: number): RecordState =>
 export const parseVarstore = (bytes: Uint8Array): ParsedVarstore => {
   const b = bytes;
   const dv = new DataView(b.buffer, b.byteOffset, b.byteLength);
+  if (b.length >= 4 && dv.getUint32(0, false) === QCOW2_MAGIC)
+    fail('this is a qcow2 image; only raw VARS files are read (qemu-img convert -O raw FILE FILE.fd)');
   if (b.length < FV_HEADER_MIN) fail(`file is ${b.length} bytes, too small for a firmware volume header`);
   if (dv.getUint32(0x28, true) !== FVH_SIGNATURE) fail('no "_FVH" firmware volume signature at offset 0x28');
   const fsGuid = readGuid(b, 0x10);
@@ -216,7 +219,7 @@ export const parseVarstore = (bytes: Uint8Array): ParsedVarstore => {
       name: readUtf16z(b, nameAt, dataAt),
       vendorGuid: readGuid(b, sizes + 8),
       attributes: decodeAttributes(attributes),
-      data: b.slice(dataAt, next),
+      data: new Uint8Array(b.subarray(dataAt, next)), // a copy, and a plain Uint8Array even for Buffer input
       offset: off,
     };
     if (authenticated) {

@@ -128,7 +128,11 @@ export const renderDiff = (diff: VarstoreDiff): string => {
     ...diff.added.map((v) => `+ ${label(v)}${describe(v)}`),
     ...diff.changed.map(({ before, after, dataChanged, attributesChanged }) => {
       const what = [
-        dataChanged ? `data ${before.data.length} → ${after.data.length} bytes` : '',
+        dataChanged
+          ? before.data.length === after.data.length
+            ? `data changed (${plural(after.data.length, 'byte')})`
+            : `data ${before.data.length} → ${after.data.length} bytes`
+          : '',
         attributesChanged ? `attrs ${before.attributes.flags.join(',')} → ${after.attributes.flags.join(',')}` : '',
       ].filter(Boolean);
       const d = decodeVariable(after);

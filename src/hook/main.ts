@@ -1,0 +1,194 @@
+/**
+ * The libvirt QEMU hook: `qemu <vm> <op> <subop> <extra>`, domain XML on stdin.
+ *
+ *   prepare begin  guard the policy, then restore / provision the NVRAM (before libvirt's own
+ *                  template copy); a non-zero exit aborts the start and libvirt shows our stderr line
+ *   release end    archive the NVRAM as a new generation; always exit 0
+ *   migrate begin  filter: map firmware paths to this host's copies; mark the VM as incoming
+ *   restore begin  filter: map firmware paths
+ *   anything else  exit 0 (handled in hooks/qemu.ts without loading this module)
+ *
+ * Never calls libvirt. stdout carries XML only (filters), stderr one line on failure, the
+ * journal/syslog everything else.
+ */
+import { existsSync, statSync } from 'node:fs';
+import { loadConfig, hostIdentity, policyViolations, qemuOwnerNames, resolveIds, resolvePolicy, type Config } from '../config';
+import { parseDomain, type Domain } from '../domain';
+import { isOvmfHookError, OvmfHookError, RefusedError, UsageError } from '../errors';
+import { checkFlashPair, loadCatalog, statSizes } from '../firmware';
+import { getLocalState, openArchive, prepareNvram, releaseNvram, setLocalState } from '../nvram';
+import { checkVmName, FILTER_OPS, NEVER_FAIL, parseHookArgs, type HookArgs } from './args';
+import { mapFirmwarePaths } from './filter';
+import { uefiFiles } from './firmware-paths';
+import { readStdin, writeStdout } from './io';
+import { makeLogger, type Logger } from './log';
+
+const MAX_XML_BYTES = 16 * 1024 * 1024;
+
+interface Ctx {
+  args: HookArgs;
+  config: Config;
+  domain: Domain;
+  log: Logger;
+}
+
+/** Run one hook call; resolves to the exit code. */
+export async function runHook(argv: readonly string[]): Promise<number> {
+  let args: HookArgs | undefined;
+  let log: Logger = makeLogger({});
+  let neverFail = false;
+  let watchdog: NodeJS.Timeout | undefined;
+  try {
+    args = parseHookArgs(argv);
+    neverFail = NEVER_FAIL.has(args.op);
+    checkVmName(args.vm);
+    const config = loadConfig();
+    log = makeLogger({ file: config.logFile, vm: args.vm });
+    const a = args;
+    watchdog = setTimeout(() => onTimeout(a, config, log), config.hookTimeoutSeconds * 1000);
+    const xml = await readStdin(MAX_XML_BYTES);
+    const domain = parseDomain(xml);
+    if (domain.name !== args.vm) throw new UsageError(`hook called for "${args.vm}" but the XML on stdin is for "${domain.name}"`);
+    const ctx: Ctx = { args, config, domain, log };
+    const key = `${args.op} ${args.subop}`;
+    if (key === 'prepare begin') await prepare(ctx);
+    else if (key === 'release end') await release(ctx);
+    else if (FILTER_OPS.has(args.op) && args.subop === 'begin') await filter(ctx);
+    return 0;
+  } catch (e) {
+    const msg = isOvmfHookError(e) ? e.message : `internal error: ${(e as Error)?.message ?? String(e)}`;
+    const who = args && !msg.startsWith(`${args.vm}:`) ? `${args.vm}: ` : '';
+    const bare = args && msg.startsWith(`${args.vm}: `) ? msg.slice(args.vm.length + 2) : msg;
+    log(neverFail ? 'warning' : 'err', `${args ? `${args.op} ${args.subop}: ` : ''}${bare}`);
+    if (neverFail) return 0;
+    process.stderr.write(`ovmf-hook: ${who}${msg}\n`);
+    return isOvmfHookError(e) ? e.exitCode : 1;
+  } finally {
+    clearTimeout(watchdog);
+  }
+}
+
+/** The watchdog: a hung archive mount or a stdin that never closes must not hang libvirt. */
+function onTimeout(args: HookArgs, config: Config, log: Logger): void {
+  const what = `${args.op} ${args.subop} did not finish within ${config.hookTimeoutSeconds} s (stdin not closed, or archive storage not answering)`;
+  const allow = NEVER_FAIL.has(args.op) || (args.op === 'prepare' && config.archiveUnavailable === 'allow');
+  log(allow ? 'warning' : 'err', `${what}; ${allow ? 'continuing' : 'refusing'}`);
+  if (!allow) process.stderr.write(`ovmf-hook: ${args.vm}: ${what}; check the archive mount (${config.archiveDir})\n`);
+  process.exit(allow ? 0 : 1);
+}
+
+function convertHint(ctx: Ctx, secureBoot: boolean, tpm: boolean): string {
+  return `ovmf-hook convert ${/^[\w.+-]+$/.test(ctx.args.vm) ? ctx.args.vm : `'${ctx.args.vm.replace(/'/g, "'\\''")}'`}${secureBoot ? ' --secure-boot' : ''}${tpm ? ' --tpm' : ''}`;
+}
+
+async function prepare(ctx: Ctx): Promise<void> {
+  const { config, domain, log, args } = ctx;
+  const policy = resolvePolicy(config, domain);
+  if (config.mode !== 'off') {
+    const violations = policyViolations(domain, policy);
+    if (violations.length) {
+      const line = `${args.vm}: ${violations.join('; ')}; run: ${convertHint(ctx, policy.secureBoot, policy.tpm)}`;
+      if (config.mode === 'enforce') throw new RefusedError(line);
+      log('warning', `${line} (mode "warn": starting anyway)`);
+    }
+  }
+  if (!policy.archive) return;
+  const catalog = loadCatalog({ roots: config.firmwareDirs });
+  const files = uefiFiles(domain, catalog.descriptors, config.nvramDir);
+  if (!files) return; // BIOS: nothing to provision
+  if (files.unmanaged || !files.nvram) {
+    log('info', `NVRAM not managed: ${files.unmanaged}`);
+    return;
+  }
+  const sizes = statSizes([files.loader, files.template]);
+  if (files.loader && sizes[files.loader] === undefined) throw new RefusedError(`${args.vm}: firmware ${files.loader} does not exist; install the OVMF package or fix <loader> (ovmf-hook firmware list shows what this host has)`);
+  if (files.template && sizes[files.template] === undefined) throw new RefusedError(`${args.vm}: NVRAM template ${files.template} does not exist; install the OVMF package or fix <nvram template=…>`);
+  if (files.loader && files.template) checkFlashPair(sizes[files.loader]!, sizes[files.template]!, { loader: files.loader, template: files.template });
+  const uuid = domain.uuid;
+  if (!uuid) throw new UsageError(`${args.vm}: the domain has no <uuid>`);
+
+  const { host, hostId } = hostIdentity(config);
+  let archive;
+  try {
+    archive = await openArchive({ root: config.archiveDir, host, hostId });
+  } catch (e) {
+    return archiveUnavailable(ctx, e);
+  }
+  const state = await getLocalState(config.stateDir, uuid).catch(() => null);
+  // set by `migrate begin` moments ago; an old flag (a migration that never got here) is ignored
+  const incoming = state?.incomingMigration === true && Date.now() - Date.parse(state.time) < 120_000;
+  try {
+    const r = await prepareNvram({
+      archive,
+      stateDir: config.stateDir,
+      uuid,
+      vmName: args.vm,
+      nvramPath: files.nvram,
+      templatePath: files.template,
+      owner: { ...resolveIds(qemuOwnerNames(config)), mode: 0o600 },
+      expectedSize: files.template ? sizes[files.template] : undefined,
+      incomingMigration: incoming,
+      claimLeaseSeconds: config.claimLeaseSeconds,
+    });
+    if (incoming) {
+      const s = await getLocalState(config.stateDir, uuid);
+      if (s) await setLocalState(config.stateDir, uuid, { ...s, incomingMigration: undefined });
+    }
+    log('info', `prepare: ${incoming ? 'incoming migration, ' : ''}${r.action}${r.generation ? ` generation ${r.generation}` : ''}${r.displaced ? ` (local copy kept as generation ${r.displaced})` : ''}: ${r.why}`);
+  } catch (e) {
+    if (e instanceof OvmfHookError) throw e;
+    return archiveUnavailable(ctx, e);
+  }
+}
+
+function archiveUnavailable(ctx: Ctx, e: unknown): void {
+  const { config, args, log } = ctx;
+  const why = `NVRAM archive ${config.archiveDir} is unavailable (${(e as Error)?.message ?? e})`;
+  if (config.archiveUnavailable === 'refuse') throw new RefusedError(`${args.vm}: ${why}; fix the archive mount or set "archiveUnavailable": "allow"`);
+  log('warning', `${why}; starting from the local NVRAM ("archiveUnavailable": "allow")`);
+}
+
+async function release(ctx: Ctx): Promise<void> {
+  const { config, domain, log, args } = ctx;
+  const policy = resolvePolicy(config, domain);
+  if (!policy.archive) return;
+  const catalog = loadCatalog({ roots: config.firmwareDirs });
+  const files = uefiFiles(domain, catalog.descriptors, config.nvramDir);
+  if (!files?.nvram || files.unmanaged) return;
+  const uuid = domain.uuid;
+  if (!uuid) throw new UsageError('the domain has no <uuid>');
+  const { host, hostId } = hostIdentity(config);
+  const archive = await openArchive({ root: config.archiveDir, host, hostId });
+  const r = await releaseNvram({
+    archive,
+    stateDir: config.stateDir,
+    uuid,
+    vmName: args.vm,
+    nvramPath: files.nvram,
+    reason: args.extra,
+    keep: config.keepGenerations,
+  });
+  if (r.action === 'failed') log('err', `ARCHIVE FAILED, the local NVRAM is kept and the next start retries: ${r.why}`);
+  else log('info', `release: ${r.action === 'archived' ? `archived generation ${r.generation} (${r.kind})` : 'skipped'}: ${r.why}`);
+}
+
+async function filter(ctx: Ctx): Promise<void> {
+  const { config, domain, log, args } = ctx;
+  if (args.op === 'migrate' && domain.uuid) {
+    // tell the prepare that follows that QEMU's migration stream brings the NVRAM content
+    const prev = await getLocalState(config.stateDir, domain.uuid).catch(() => null);
+    await setLocalState(config.stateDir, domain.uuid, { generation: prev?.generation ?? null, sha256: prev?.sha256 ?? null, ...prev, time: new Date().toISOString(), incomingMigration: true });
+  }
+  if (!domain.isUefi) return;
+  const catalog = loadCatalog({ roots: config.firmwareDirs });
+  const paths = [domain.loader?.path, domain.nvram?.template, ...catalog.descriptors.flatMap((d) => [d.executable.filename, d.nvramTemplate?.filename])];
+  const r = mapFirmwarePaths(domain, {
+    descriptors: catalog.descriptors,
+    sizes: statSizes(paths),
+    dirExists: (d) => existsSync(d) && statSync(d).isDirectory(),
+    nvramDir: config.nvramDir,
+  });
+  if (!r.xml) return;
+  for (const m of r.mapped) log('info', `${args.op}: ${m.what} ${m.from} -> ${m.to}`);
+  writeStdout(r.xml);
+}

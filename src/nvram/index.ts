@@ -1,0 +1,39 @@
+/** Public API of the NVRAM archive, safe file layer and lifecycle (the varstore parser lives in ./varstore). */
+export type { ClaimInfo, GenerationKind, GenerationMeta, LocalNvram, LocalState } from './types';
+export { AUTO_RESTORE_KINDS, isAutoRestorable } from './types';
+export {
+  cleanupTemps,
+  fsyncDir,
+  MAX_NVRAM_BYTES,
+  readNvramSafely,
+  sha256,
+  writeFileAtomic,
+  type Faults,
+  type WriteOptions,
+} from './safe-fs';
+export {
+  DEFAULT_ARCHIVE_ROOT,
+  normalizeUuid,
+  openArchive,
+  type AddOptions,
+  type AddResult,
+  type Archive,
+  type ArchiveOptions,
+  type RepairReport,
+} from './archive';
+export type { ClaimOptions, ClaimResult } from './claims';
+export { clearLocalState, DEFAULT_STATE_DIR, getLocalState, setLocalState } from './local-state';
+export { planPrepare, planRelease, type PrepareInput, type PreparePlan, type ReleaseInput, type ReleasePlan } from './plan';
+export {
+  prepareNvram,
+  releaseNvram,
+  resetNvram,
+  restoreGeneration,
+  type NvramOwner,
+  type PrepareOptions,
+  type PrepareResult,
+  type ReleaseOptions,
+  type ReleaseResult,
+  type ResetOptions,
+  type RestoreGenerationOptions,
+} from './lifecycle';

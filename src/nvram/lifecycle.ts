@@ -1,0 +1,274 @@
+/**
+ * Executor of the NVRAM plans: gathers the facts (local file, archive, per-host state, claim),
+ * asks plan.ts what to do and does it with the safe file layer.
+ *
+ * - prepareNvram  (`prepare begin`): claim, then keep / restore / provision, update the state.
+ *   Throws OvmfHookError on refusal (the hook exits 1 and libvirt aborts the start).
+ * - releaseNvram  (`release end <reason>`): archive, prune, update the state, give the claim back.
+ *   Never throws and never touches the local NVRAM: failures come back as {action:'failed'}
+ *   (the claim is then kept, so no other host starts the VM from an older archive).
+ * - resetNvram / restoreGeneration: CLI helpers for a shut-off VM (the caller checks that).
+ *
+ * On incoming migration prepare takes no claim: the source keeps it until its `release`
+ * ('migrated' → skip; '-' on libvirt < 10.5 → it archives the state at migration time) and gives it
+ * back; the destination then archives normally at its own release.
+ */
+import { RefusedError, UsageError } from '../errors';
+import { normalizeUuid, type Archive } from './archive';
+import type { ClaimResult } from './claims';
+import { clearLocalState, getLocalState, setLocalState } from './local-state';
+import { planPrepare, planRelease } from './plan';
+import { MAX_NVRAM_BYTES, readNvramSafely, readRegularFile, sha256, writeFileAtomic, type Faults } from './safe-fs';
+import { isAutoRestorable, type GenerationMeta, type LocalState } from './types';
+
+export interface NvramOwner {
+  uid?: number;
+  gid?: number;
+  /** Default 0o600. */
+  mode?: number;
+}
+
+interface Common {
+  archive: Archive;
+  /** Per-host state directory (default /var/lib/ovmf-hook/state). */
+  stateDir: string;
+  uuid: string;
+  vmName: string;
+  nvramPath: string;
+  now?: Date;
+  /** Fault injection for the local NVRAM write. */
+  faults?: Faults;
+}
+
+export interface PrepareOptions extends Common {
+  /** OVMF VARS template (trusted, root-owned; may be a symlink). */
+  templatePath?: string;
+  owner: NvramOwner;
+  /** Flash size the firmware expects (usually the template size); mismatches are replaced, never silently deleted. */
+  expectedSize?: number;
+  incomingMigration: boolean;
+  /** 0 = the claim never expires by itself. */
+  claimLeaseSeconds?: number;
+}
+
+export interface PrepareResult {
+  action: 'keep' | 'restore' | 'provision';
+  why: string;
+  /** Restored generation. */
+  generation?: number;
+  /** Generation now holding the local copy that was pushed aside. */
+  displaced?: number;
+  claim?: ClaimResult['how'];
+}
+
+export interface ReleaseOptions extends Common {
+  /** `release end <reason>` (libvirt ≥ 10.5; '-' before). */
+  reason?: string;
+  /** Generations to keep per VM (≥ 1). */
+  keep: number;
+}
+
+export type ReleaseResult =
+  | { action: 'archived'; generation: number; kind: 'archive' | 'fenced'; why: string; warnings: string[] }
+  | { action: 'skip'; why: string; warnings: string[] }
+  | { action: 'failed'; why: string; error: unknown };
+
+const iso = (d?: Date): string => (d ?? new Date()).toISOString();
+const localFacts = (l: { data: Buffer } | null) => l && { sha256: sha256(l.data), size: l.data.length };
+const generationOf = (r: GenerationMeta | { generation: number }): number => r.generation;
+
+async function readTemplate(templatePath: string | undefined): Promise<Buffer | null> {
+  if (!templatePath) return null;
+  const r = await readRegularFile(templatePath, { noFollow: false, singleLink: false, maxBytes: MAX_NVRAM_BYTES });
+  return r?.data ?? null;
+}
+
+async function takeClaim(o: Common & { claimLeaseSeconds?: number }): Promise<ClaimResult> {
+  return o.archive.claim(o.uuid, { vmName: o.vmName, leaseSeconds: o.claimLeaseSeconds ?? 0, now: o.now });
+}
+
+export async function prepareNvram(o: PrepareOptions): Promise<PrepareResult> {
+  const uuid = normalizeUuid(o.uuid);
+  const { archive, stateDir, vmName } = o;
+  const claim = o.incomingMigration ? undefined : await takeClaim({ ...o, uuid });
+  try {
+    const local = await readNvramSafely(o.nvramPath);
+    const localInfo = localFacts(local);
+    const metas = await archive.list(uuid);
+    const newest = metas.filter((m) => isAutoRestorable(m.kind)).at(-1) ?? null;
+    const state = await getLocalState(stateDir, uuid);
+    const template = await readTemplate(o.templatePath);
+    const plan = planPrepare({
+      local: localInfo,
+      newest,
+      knownShas: new Set(metas.map((m) => m.sha256)),
+      state,
+      templateAvailable: template !== null,
+      expectedSize: o.expectedSize,
+      incomingMigration: o.incomingMigration,
+    });
+    const token = claim?.claim.token;
+    const save = (s: Omit<LocalState, 'time' | 'claimToken'>) =>
+      setLocalState(stateDir, uuid, { ...s, time: iso(o.now), ...(token ? { claimToken: token } : {}) });
+    const displace = async (why: string): Promise<number | undefined> => {
+      if (!local) return undefined;
+      const r = await archive.add(uuid, local.data, { kind: 'displaced', reason: why, vmName, basedOn: state?.generation ?? null, now: o.now });
+      return generationOf(r);
+    };
+    const write = (data: Buffer) => writeFileAtomic(o.nvramPath, data, { ...o.owner, mode: o.owner.mode ?? 0o600, faults: o.faults });
+    const how = claim?.how;
+
+    switch (plan.action) {
+      case 'refuse':
+        throw new RefusedError(`${vmName}: ${plan.why}`);
+      case 'keep': {
+        if (o.incomingMigration)
+          await save({ generation: newest?.generation ?? null, sha256: localInfo?.sha256 ?? null, incomingMigration: true });
+        else if (localInfo && newest && localInfo.sha256 === newest.sha256) await save({ generation: newest.generation, sha256: localInfo.sha256 });
+        else await save({ generation: state?.generation ?? null, sha256: state?.sha256 ?? localInfo?.sha256 ?? null });
+        return { action: 'keep', why: plan.why, claim: how };
+      }
+      case 'restore': {
+        const data = await archive.read(uuid, plan.generation); // verified before anything changes
+        const displaced = plan.displaceLocal ? await displace(`displaced by restore of generation ${plan.generation}`) : undefined;
+        await write(data);
+        await save({ generation: plan.generation, sha256: sha256(data) });
+        return { action: 'restore', generation: plan.generation, displaced, why: plan.why, claim: how };
+      }
+      case 'provision': {
+        const data = template as Buffer;
+        const displaced = plan.displaceLocal ? await displace('displaced by provisioning from the template') : undefined;
+        await write(data);
+        await save({ generation: null, sha256: sha256(data) });
+        return { action: 'provision', displaced, why: plan.why, claim: how };
+      }
+    }
+  } catch (e) {
+    // The VM will not start: give back a claim taken by this call, so the release hook and other
+    // hosts are not fenced. A claim we already held (a crash or a failed archive left it) stays:
+    // it protects a local copy that may not be archived yet.
+    if (claim && claim.how !== 'refreshed') {
+      await archive.releaseClaim(uuid, claim.claim.token).catch(() => {});
+      await forgetClaimToken(stateDir, uuid).catch(() => {});
+    }
+    throw e;
+  }
+}
+
+async function forgetClaimToken(stateDir: string, uuid: string): Promise<void> {
+  const s = await getLocalState(stateDir, uuid);
+  if (s?.claimToken) await setLocalState(stateDir, uuid, { ...s, claimToken: undefined });
+}
+
+export async function releaseNvram(o: ReleaseOptions): Promise<ReleaseResult> {
+  try {
+    const uuid = normalizeUuid(o.uuid);
+    const { archive, stateDir, vmName } = o;
+    const local = await readNvramSafely(o.nvramPath);
+    const localInfo = localFacts(local);
+    const [metas, state, claim] = await Promise.all([archive.list(uuid), getLocalState(stateDir, uuid), archive.claimInfo(uuid)]);
+    const newest = metas.filter((m) => isAutoRestorable(m.kind)).at(-1) ?? null;
+    // Ours if the claim names this host; with no claim at all, ours unless we had one (then it was taken).
+    const held = claim ? claim.hostId === archive.hostId : !state?.claimToken;
+    const plan = planRelease({ local: localInfo, newest, reason: o.reason, claimHeldByUs: held });
+    const warnings: string[] = [];
+    const time = iso(o.now);
+    let result: ReleaseResult;
+
+    if (plan.action === 'archive' && local && localInfo) {
+      const r = await archive.add(uuid, local.data, {
+        kind: plan.kind,
+        reason: `release (${o.reason ?? '-'})`,
+        vmName,
+        basedOn: state?.generation ?? null,
+        now: o.now,
+      });
+      const generation = generationOf(r);
+      if (plan.kind === 'archive') await setLocalState(stateDir, uuid, { generation, sha256: localInfo.sha256, time });
+      else await clearLocalState(stateDir, uuid); // fenced: this copy must never count as synced
+      await archive.prune(uuid, o.keep).catch((e: Error) => warnings.push(`prune failed: ${e.message}`));
+      result = { action: 'archived', generation, kind: plan.kind, why: plan.why, warnings };
+    } else {
+      if ('forgetState' in plan && plan.forgetState) await clearLocalState(stateDir, uuid);
+      else if (localInfo && newest && localInfo.sha256 === newest.sha256)
+        await setLocalState(stateDir, uuid, { generation: newest.generation, sha256: localInfo.sha256, time });
+      else if (state?.claimToken) await setLocalState(stateDir, uuid, { ...state, claimToken: undefined });
+      result = { action: 'skip', why: plan.why, warnings };
+    }
+    if (held && claim) await archive.releaseClaim(uuid, archive.hostId).catch((e: Error) => warnings.push(`claim release failed: ${e.message}`));
+    return result;
+  } catch (error) {
+    return { action: 'failed', why: `archiving the NVRAM of ${o.vmName} failed: ${(error as Error)?.message ?? error}`, error };
+  }
+}
+
+export interface ResetOptions extends Common {
+  templatePath: string;
+  owner: NvramOwner;
+  claimLeaseSeconds?: number;
+}
+
+/** Run `fn` holding the VM's claim (refused if another host holds it); the claim is given back afterwards. */
+async function withClaim<T>(o: Common & { claimLeaseSeconds?: number }, fn: () => Promise<T>): Promise<T> {
+  const claim = await takeClaim(o);
+  try {
+    return await fn();
+  } finally {
+    await o.archive.releaseClaim(o.uuid, claim.claim.token).catch(() => {});
+  }
+}
+
+/**
+ * `nvram reset VM`: archive the current local NVRAM (kind `manual`), commit the template as a
+ * `reset` generation (so every host restores the reset), then write it locally.
+ */
+export async function resetNvram(o: ResetOptions): Promise<{ action: 'reset'; generation: number; saved?: number }> {
+  const uuid = normalizeUuid(o.uuid);
+  return withClaim({ ...o, uuid }, async () => {
+    const template = await readTemplate(o.templatePath);
+    if (!template) throw new UsageError(`template ${o.templatePath} does not exist; pass the VM's OVMF VARS template`);
+    const local = await readNvramSafely(o.nvramPath);
+    const state = await getLocalState(o.stateDir, uuid);
+    const base = { vmName: o.vmName, now: o.now };
+    const saved = local
+      ? generationOf(await o.archive.add(uuid, local.data, { ...base, kind: 'manual', reason: 'copy taken before nvram reset', basedOn: state?.generation ?? null }))
+      : undefined;
+    const generation = generationOf(await o.archive.add(uuid, template, { ...base, kind: 'reset', reason: 'nvram reset' }));
+    await writeFileAtomic(o.nvramPath, template, { ...o.owner, mode: o.owner.mode ?? 0o600, faults: o.faults });
+    await setLocalState(o.stateDir, uuid, { generation, sha256: sha256(template), time: iso(o.now) });
+    return { action: 'reset', generation, saved };
+  });
+}
+
+export interface RestoreGenerationOptions extends Common {
+  generation: number;
+  owner: NvramOwner;
+  claimLeaseSeconds?: number;
+}
+
+/**
+ * `nvram restore VM --generation N`: any kind (also displaced/fenced). The content is committed
+ * again as a new `manual` generation so it becomes the newest everywhere; an unarchived local
+ * copy is displaced first.
+ */
+export async function restoreGeneration(
+  o: RestoreGenerationOptions,
+): Promise<{ action: 'restore'; generation: number; from: number; displaced?: number }> {
+  const uuid = normalizeUuid(o.uuid);
+  return withClaim({ ...o, uuid }, async () => {
+    const data = await o.archive.read(uuid, o.generation);
+    const metas = await o.archive.list(uuid);
+    const local = await readNvramSafely(o.nvramPath);
+    const state = await getLocalState(o.stateDir, uuid);
+    const base = { vmName: o.vmName, now: o.now };
+    const known = local !== null && metas.some((m) => m.sha256 === sha256(local.data));
+    const displaced =
+      local && !known
+        ? generationOf(await o.archive.add(uuid, local.data, { ...base, kind: 'displaced', reason: `displaced by nvram restore --generation ${o.generation}`, basedOn: state?.generation ?? null }))
+        : undefined;
+    const generation = generationOf(await o.archive.add(uuid, data, { ...base, kind: 'manual', reason: `restore of generation ${o.generation}`, basedOn: o.generation }));
+    await writeFileAtomic(o.nvramPath, data, { ...o.owner, mode: o.owner.mode ?? 0o600, faults: o.faults });
+    await setLocalState(o.stateDir, uuid, { generation, sha256: sha256(data), time: iso(o.now) });
+    return { action: 'restore', generation, from: o.generation, displaced };
+  });
+}

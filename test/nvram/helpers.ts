@@ -1,0 +1,66 @@
+import { promises as fs } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { afterEach } from 'vitest';
+import type { Faults } from '../../src/nvram/safe-fs';
+
+const made: string[] = [];
+
+/** A fresh private temp dir, removed after the test. */
+export async function tempDir(): Promise<string> {
+  const d = await fs.mkdtemp(path.join(os.tmpdir(), 'ovmfhook-nvram-'));
+  made.push(d);
+  return d;
+}
+
+/** Operations frozen by killAt: woken with an error after the test so their file handles close. */
+const frozen: Array<{ wake: () => void; op: Promise<unknown> }> = [];
+
+afterEach(async () => {
+  for (const f of frozen.splice(0)) {
+    f.wake();
+    await f.op;
+  }
+  for (const d of made.splice(0)) await fs.rm(d, { recursive: true, force: true });
+});
+
+/** Throw an error when `name` is reached ("the step failed"). */
+export const throwAt = (name: string): Faults => ({
+  at: (s) => {
+    if (s === name) throw new Error(`injected fault at ${s}`);
+  },
+});
+
+/**
+ * Freeze the operation when `name` is reached, as if the process was killed there: `start(op)`
+ * runs it and resolves once it is frozen, so the test can look at the files it left. After the
+ * test the operation is woken with an error (only to release its file handles).
+ */
+export function killAt(name: string): { faults: Faults; start: (op: Promise<unknown>) => Promise<void> } {
+  let hit!: () => void;
+  let wake!: () => void;
+  const reached = new Promise<void>((r) => (hit = r));
+  const asleep = new Promise<void>((_, reject) => (wake = () => reject(new Error('woken after kill'))));
+  asleep.catch(() => {});
+  return {
+    faults: {
+      at: (s) => {
+        if (s !== name) return;
+        hit();
+        return asleep;
+      },
+    },
+    start: (op) => {
+      frozen.push({ wake, op: op.catch(() => {}) });
+      return reached;
+    },
+  };
+}
+
+/** Records every step name passed through. */
+export function recorder(): Faults & { steps: string[] } {
+  const steps: string[] = [];
+  return { steps, at: (s) => void steps.push(s) };
+}
+
+export const bytes = (fill: number, size = 4096): Buffer => Buffer.alloc(size, fill);
