@@ -5,11 +5,10 @@
  */
 import yargs from 'yargs';
 import { hideBin } from 'yargs/helpers';
-import { isOvmfHookError } from '../errors';
+import { isOvmfHookError, UsageError } from '../errors';
 import { commands } from './commands';
 
 export async function main(argv: string[] = hideBin(process.argv)): Promise<number> {
-  let usageError: string | undefined;
   const cli = yargs(argv)
     .scriptName('ovmf-hook')
     .strict()
@@ -18,7 +17,9 @@ export async function main(argv: string[] = hideBin(process.argv)): Promise<numb
     .recommendCommands()
     .fail((msg, err) => {
       if (err) throw err;
-      usageError = msg;
+      // throw (not just record): yargs would otherwise still run the command's handler
+      const line = msg.split('\n').map((l) => l.trim()).filter(Boolean).join(' ');
+      throw new UsageError(line.includes('--help') ? line : `${line} (see ovmf-hook --help)`);
     })
     .help()
     .version(false)
@@ -36,10 +37,6 @@ export async function main(argv: string[] = hideBin(process.argv)): Promise<numb
     process.stderr.write(`ovmf-hook: internal error: ${(e as Error)?.message ?? String(e)}\n`);
     if (debug) process.stderr.write(`${(e as Error)?.stack}\n`);
     return 70;
-  }
-  if (usageError !== undefined) {
-    process.stderr.write(`ovmf-hook: ${usageError.split('\n')[0]} (see ovmf-hook --help)\n`);
-    return 2;
   }
   return Number(process.exitCode ?? 0);
 }

@@ -11,17 +11,17 @@
  * Never calls libvirt. stdout carries XML only (filters), stderr one line on failure, the
  * journal/syslog everything else.
  */
-import { existsSync, statSync } from 'node:fs';
+import { existsSync, statSync, writeSync } from 'node:fs';
 import { loadConfig, hostIdentity, policyViolations, qemuOwnerNames, resolveIds, resolvePolicy, type Config } from '../config';
 import { parseDomain, type Domain } from '../domain';
-import { isOvmfHookError, OvmfHookError, RefusedError, UsageError } from '../errors';
+import { ArchiveCorruptError, isOvmfHookError, OvmfHookError, RefusedError, UnsafePathError, UsageError } from '../errors';
 import { checkFlashPair, loadCatalog, statSizes } from '../firmware';
-import { getLocalState, openArchive, prepareNvram, releaseNvram, setLocalState } from '../nvram';
+import { getLocalState, markStartRefused, openArchive, prepareNvram, releaseNvram, setLocalState } from '../nvram';
 import { checkVmName, FILTER_OPS, NEVER_FAIL, parseHookArgs, type HookArgs } from './args';
 import { mapFirmwarePaths } from './filter';
 import { uefiFiles } from './firmware-paths';
 import { readStdin, writeStdout } from './io';
-import { makeLogger, type Logger } from './log';
+import { makeLogger, oneLine, type Logger } from './log';
 
 const MAX_XML_BYTES = 16 * 1024 * 1024;
 
@@ -30,14 +30,22 @@ interface Ctx {
   config: Config;
   domain: Domain;
   log: Logger;
+  progress: Progress;
+}
+
+/** How far the call got, for the watchdog: only a stuck archive may be "allowed" at prepare. */
+interface Progress {
+  stage: 'input' | 'archive';
 }
 
 /** Run one hook call; resolves to the exit code. */
 export async function runHook(argv: readonly string[]): Promise<number> {
   let args: HookArgs | undefined;
   let log: Logger = makeLogger({});
-  let neverFail = false;
+  // from argv[1] before any check: a never-fail op must exit 0 even when called with bad arguments
+  let neverFail = NEVER_FAIL.has(argv[1] ?? '');
   let watchdog: NodeJS.Timeout | undefined;
+  const progress: Progress = { stage: 'input' };
   try {
     args = parseHookArgs(argv);
     neverFail = NEVER_FAIL.has(args.op);
@@ -45,23 +53,29 @@ export async function runHook(argv: readonly string[]): Promise<number> {
     const config = loadConfig();
     log = makeLogger({ file: config.logFile, vm: args.vm });
     const a = args;
-    watchdog = setTimeout(() => onTimeout(a, config, log), config.hookTimeoutSeconds * 1000);
+    watchdog = setTimeout(() => onTimeout(a, config, log, progress), config.hookTimeoutSeconds * 1000);
     const xml = await readStdin(MAX_XML_BYTES);
     const domain = parseDomain(xml);
     if (domain.name !== args.vm) throw new UsageError(`hook called for "${args.vm}" but the XML on stdin is for "${domain.name}"`);
-    const ctx: Ctx = { args, config, domain, log };
+    const ctx: Ctx = { args, config, domain, log, progress };
     const key = `${args.op} ${args.subop}`;
-    if (key === 'prepare begin') await prepare(ctx);
+    if (key === 'prepare begin')
+      await prepare(ctx).catch(async (e: unknown) => {
+        // libvirt runs `release` right after a refused start: tell it that nothing ran here
+        if (domain.uuid) await markStartRefused(config.stateDir, domain.uuid).catch(() => {});
+        throw e;
+      });
     else if (key === 'release end') await release(ctx);
     else if (FILTER_OPS.has(args.op) && args.subop === 'begin') await filter(ctx);
     return 0;
   } catch (e) {
     const msg = isOvmfHookError(e) ? e.message : `internal error: ${(e as Error)?.message ?? String(e)}`;
-    const who = args && !msg.startsWith(`${args.vm}:`) ? `${args.vm}: ` : '';
+    const who = args && !msg.startsWith(`${args.vm}:`) ? `${shownName(args.vm)}: ` : '';
     const bare = args && msg.startsWith(`${args.vm}: `) ? msg.slice(args.vm.length + 2) : msg;
     log(neverFail ? 'warning' : 'err', `${args ? `${args.op} ${args.subop}: ` : ''}${bare}`);
     if (neverFail) return 0;
-    process.stderr.write(`ovmf-hook: ${who}${msg}\n`);
+    // libvirt shows stderr as the error of the failed start: exactly one line
+    process.stderr.write(`${oneLine(`ovmf-hook: ${who}${msg}`)}\n`);
     return isOvmfHookError(e) ? e.exitCode : 1;
   } finally {
     clearTimeout(watchdog);
@@ -69,13 +83,21 @@ export async function runHook(argv: readonly string[]): Promise<number> {
 }
 
 /** The watchdog: a hung archive mount or a stdin that never closes must not hang libvirt. */
-function onTimeout(args: HookArgs, config: Config, log: Logger): void {
-  const what = `${args.op} ${args.subop} did not finish within ${config.hookTimeoutSeconds} s (stdin not closed, or archive storage not answering)`;
-  const allow = NEVER_FAIL.has(args.op) || (args.op === 'prepare' && config.archiveUnavailable === 'allow');
+function onTimeout(args: HookArgs, config: Config, log: Logger, progress: Progress): void {
+  const archive = progress.stage === 'archive';
+  const what = `${args.op} ${args.subop} did not finish within ${config.hookTimeoutSeconds} s (${archive ? 'archive storage not answering' : 'stdin was not closed'})`;
+  // the policy guard has not run while the input is incomplete: "allow" covers only the archive
+  const allow = NEVER_FAIL.has(args.op) || (args.op === 'prepare' && archive && config.archiveUnavailable === 'allow');
   log(allow ? 'warning' : 'err', `${what}; ${allow ? 'continuing' : 'refusing'}`);
-  if (!allow) process.stderr.write(`ovmf-hook: ${args.vm}: ${what}; check the archive mount (${config.archiveDir})\n`);
+  // synchronous: process.exit() right after would drop a pending asynchronous pipe write
+  const fix = archive ? `; check the archive mount (${config.archiveDir})` : '';
+  if (!allow) writeSync(2, `${oneLine(`ovmf-hook: ${args.vm}: ${what}${fix}`)}\n`);
   process.exit(allow ? 0 : 1);
 }
+
+/** A VM name as shown in messages: quoted and escaped when it holds control characters. */
+// eslint-disable-next-line no-control-regex
+const shownName = (vm: string): string => (/[\u0000-\u001f\u007f]/.test(vm) ? JSON.stringify(vm) : vm);
 
 function convertHint(ctx: Ctx, secureBoot: boolean, tpm: boolean): string {
   return `ovmf-hook convert ${/^[\w.+-]+$/.test(ctx.args.vm) ? ctx.args.vm : `'${ctx.args.vm.replace(/'/g, "'\\''")}'`}${secureBoot ? ' --secure-boot' : ''}${tpm ? ' --tpm' : ''}`;
@@ -108,6 +130,7 @@ async function prepare(ctx: Ctx): Promise<void> {
   if (!uuid) throw new UsageError(`${args.vm}: the domain has no <uuid>`);
 
   const { host, hostId } = hostIdentity(config);
+  ctx.progress.stage = 'archive';
   let archive;
   try {
     archive = await openArchive({ root: config.archiveDir, host, hostId });
@@ -136,10 +159,14 @@ async function prepare(ctx: Ctx): Promise<void> {
     }
     log('info', `prepare: ${incoming ? 'incoming migration, ' : ''}${r.action}${r.generation ? ` generation ${r.generation}` : ''}${r.displaced ? ` (local copy kept as generation ${r.displaced})` : ''}: ${r.why}`);
   } catch (e) {
-    if (e instanceof OvmfHookError) throw e;
+    if (e instanceof OvmfHookError && !inArchive(e, config.archiveDir)) throw e;
     return archiveUnavailable(ctx, e);
   }
 }
+
+/** A refusal caused by the archive's own content (corrupt metadata, an unsafe file in it): the archive is unusable. */
+const inArchive = (e: OvmfHookError, archiveDir: string): boolean =>
+  e instanceof ArchiveCorruptError || (e instanceof UnsafePathError && (e.path + '/').startsWith(`${archiveDir.replace(/\/+$/, '')}/`));
 
 function archiveUnavailable(ctx: Ctx, e: unknown): void {
   const { config, args, log } = ctx;
@@ -158,6 +185,7 @@ async function release(ctx: Ctx): Promise<void> {
   const uuid = domain.uuid;
   if (!uuid) throw new UsageError('the domain has no <uuid>');
   const { host, hostId } = hostIdentity(config);
+  ctx.progress.stage = 'archive';
   const archive = await openArchive({ root: config.archiveDir, host, hostId });
   const r = await releaseNvram({
     archive,

@@ -111,8 +111,11 @@ export interface Archive {
   add(uuid: string, data: Uint8Array, opts: AddOptions): Promise<AddResult>;
   /** Keep the newest `keep` generations (and always the newest auto-restorable one); returns removed numbers. */
   prune(uuid: string, keep: number): Promise<number[]>;
-  /** Remove leftovers of interrupted writers and report corrupt generations. */
-  repair(uuid: string, opts?: { olderThanMs?: number; now?: Date }): Promise<RepairReport>;
+  /**
+   * Remove leftovers of interrupted writers older than `olderThanMs` (default `staleAfterMs`) and,
+   * unless `verify: false` (a cheap sweep), report corrupt generations (reads every data file).
+   */
+  repair(uuid: string, opts?: { olderThanMs?: number; now?: Date; verify?: boolean }): Promise<RepairReport>;
   /** UUIDs that have an archive directory. */
   listVms(): Promise<string[]>;
   claim(uuid: string, opts: ClaimOptions): Promise<ClaimResult>;
@@ -285,15 +288,17 @@ export async function openArchive(opts: ArchiveOptions): Promise<Archive> {
     if (auto) protect.add(auto.generation);
     const drop = metas.filter((m) => !protect.has(m.generation)).map((m) => m.generation);
     for (const n of drop) {
+      await step(faults, 'prune-meta');
       await fs.unlink(path.join(dir, `${genBase(n)}.json`)).catch(() => {}); // uncommit first
+      await step(faults, 'prune-data');
       await unlinkQuiet(path.join(dir, `${genBase(n)}.fd`));
     }
     if (drop.length) await fsyncDir(dir);
     return drop;
   }
 
-  async function repair(uuid: string, o: { olderThanMs?: number; now?: Date } = {}): Promise<RepairReport> {
-    const { olderThanMs = staleAfterMs, now = new Date() } = o;
+  async function repair(uuid: string, o: { olderThanMs?: number; now?: Date; verify?: boolean } = {}): Promise<RepairReport> {
+    const { olderThanMs = staleAfterMs, now = new Date(), verify = true } = o;
     const dir = await openVmDir(uuid, false);
     if (!dir) return { removed: [], corrupt: [] };
     const removed = await cleanupTemps(dir, undefined, { olderThanMs, now });
@@ -310,7 +315,7 @@ export async function openArchive(opts: ArchiveOptions): Promise<Archive> {
       removed.push(p);
     }
     const corrupt = [...bad];
-    for (const meta of metas) {
+    for (const meta of verify ? metas : []) {
       await verifiedData(dir, meta).catch((e) => {
         if (!(e instanceof ArchiveCorruptError)) throw e;
         corrupt.push(meta.generation);
@@ -345,7 +350,7 @@ export async function openArchive(opts: ArchiveOptions): Promise<Archive> {
     claim: async (uuid, o) => takeClaim({ dir: (await openVmDir(uuid, true)) as string, host, hostId, faults: prefixFaults(faults, 'claim') }, o),
     async releaseClaim(uuid, who) {
       const dir = await openVmDir(uuid, false);
-      return dir ? releaseClaim(dir, who) : false;
+      return dir ? releaseClaim(dir, who, prefixFaults(faults, 'claim')) : false;
     },
     async claimInfo(uuid) {
       const dir = await openVmDir(uuid, false);

@@ -20,7 +20,7 @@ import { randomBytes } from 'node:crypto';
 import { promises as fs } from 'node:fs';
 import path from 'node:path';
 import { ArchiveCorruptError, RefusedError } from '../errors';
-import { fsyncDir, linkExclusive, readRegularFile, unlinkQuiet, writeFileAtomic, writeTemp, type Faults } from './safe-fs';
+import { fsyncDir, linkExclusive, readRegularFile, step, unlinkQuiet, writeFileAtomic, writeTemp, type Faults } from './safe-fs';
 import type { ClaimInfo } from './types';
 
 export const CLAIM_FILE = 'claim.json';
@@ -63,6 +63,9 @@ async function readClaimFile(file: string): Promise<ClaimInfo | null> {
 }
 
 export const readClaim = (dir: string): Promise<ClaimInfo | null> => readClaimFile(path.join(dir, CLAIM_FILE));
+
+/** "name" or "name (host id X)" when the id tells two hosts of the same name apart. */
+const holder = (c: ClaimInfo): string => (c.hostId === c.host ? c.host : `${c.host} (host id ${c.hostId})`);
 
 const isExpired = (c: ClaimInfo, now: Date): boolean => c.expires !== null && Date.parse(c.expires) <= now.getTime();
 
@@ -142,7 +145,7 @@ export async function takeClaim(ctx: ClaimContext, o: ClaimOptions): Promise<Cla
     }
     if (!isExpired(cur, now)) {
       throw new RefusedError(
-        `${o.vmName}: NVRAM is claimed by host ${cur.host} since ${cur.since} (the VM may run there); if it does not, run: ovmf-hook nvram unlock ${o.vmName}`,
+        `${o.vmName}: NVRAM is claimed by host ${holder(cur)} since ${cur.since} (the VM may run there); if it does not, run: ovmf-hook nvram unlock ${o.vmName}`,
       );
     }
     const c = fresh();
@@ -154,12 +157,18 @@ export async function takeClaim(ctx: ClaimContext, o: ClaimOptions): Promise<Cla
   throw new RefusedError(`${o.vmName}: another host is taking the NVRAM claim at the same time; try again`);
 }
 
-/** Give the claim back if it is still held by `tokenOrHostId`. Returns true when removed. */
-export async function releaseClaim(dir: string, tokenOrHostId: string): Promise<boolean> {
+/**
+ * Give the claim back if it is still held by `tokenOrHostId`. Returns true when removed.
+ * Fault steps: 'release-rename' (claim.json → claim.released-*), 'release-unlink' (the aside
+ * copy; a crash in between leaves it for repair()).
+ */
+export async function releaseClaim(dir: string, tokenOrHostId: string, faults?: Faults): Promise<boolean> {
   const cur = await readClaim(dir);
   if (!cur || (cur.token !== tokenOrHostId && cur.hostId !== tokenOrHostId)) return false;
   const aside = path.join(dir, `claim.released-${cur.token}-${randomBytes(6).toString('hex')}.json`);
+  await step(faults, 'release-rename');
   if (!(await moveAside(dir, cur.token, aside))) return false;
+  await step(faults, 'release-unlink');
   await unlinkQuiet(aside);
   await fsyncDir(dir);
   return true;

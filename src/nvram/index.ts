@@ -25,6 +25,7 @@ export type { ClaimOptions, ClaimResult } from './claims';
 export { clearLocalState, DEFAULT_STATE_DIR, getLocalState, setLocalState } from './local-state';
 export { planPrepare, planRelease, type PrepareInput, type PreparePlan, type ReleaseInput, type ReleasePlan } from './plan';
 export {
+  markStartRefused,
   prepareNvram,
   releaseNvram,
   resetNvram,

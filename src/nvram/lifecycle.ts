@@ -13,12 +13,13 @@
  * ('migrated' → skip; '-' on libvirt < 10.5 → it archives the state at migration time) and gives it
  * back; the destination then archives normally at its own release.
  */
+import path from 'node:path';
 import { RefusedError, UsageError } from '../errors';
 import { normalizeUuid, type Archive } from './archive';
 import type { ClaimResult } from './claims';
 import { clearLocalState, getLocalState, setLocalState } from './local-state';
 import { planPrepare, planRelease } from './plan';
-import { MAX_NVRAM_BYTES, readNvramSafely, readRegularFile, sha256, writeFileAtomic, type Faults } from './safe-fs';
+import { cleanupTemps, MAX_NVRAM_BYTES, readNvramSafely, readRegularFile, sha256, writeFileAtomic, type Faults } from './safe-fs';
 import { isAutoRestorable, type GenerationMeta, type LocalState } from './types';
 
 export interface NvramOwner {
@@ -38,6 +39,13 @@ interface Common {
   now?: Date;
   /** Fault injection for the local NVRAM write. */
   faults?: Faults;
+  /** Fault injection for the per-host state writes. */
+  stateFaults?: Faults;
+  /**
+   * Temp files of this VM in the nvram and state directories (and archive leftovers, at release)
+   * older than this are removed: what a killed hook left behind. Default 1 h.
+   */
+  leftoverAgeMs?: number;
 }
 
 export interface PrepareOptions extends Common {
@@ -83,6 +91,24 @@ async function readTemplate(templatePath: string | undefined): Promise<Buffer | 
   return r?.data ?? null;
 }
 
+export const LEFTOVER_AGE_MS = 3600_000;
+
+/**
+ * Best effort: remove what an interrupted (killed) earlier run left for this VM — temps of the
+ * local NVRAM and state writes, and, with `archive`, the archive's uncommitted leftovers.
+ * Only files older than `leftoverAgeMs`, so a writer still in progress is never disturbed.
+ */
+async function sweepLeftovers(o: Common, uuid: string, archive: boolean): Promise<string[]> {
+  const opts = { olderThanMs: o.leftoverAgeMs ?? LEFTOVER_AGE_MS };
+  const quiet = (p: Promise<string[]>) => p.catch(() => [] as string[]);
+  const removed = [
+    ...(await quiet(cleanupTemps(path.dirname(o.nvramPath), path.basename(o.nvramPath), opts))),
+    ...(await quiet(cleanupTemps(o.stateDir, `${uuid}.json`, opts))),
+  ];
+  if (archive) removed.push(...(await quiet(o.archive.repair(uuid, { ...opts, verify: false }).then((r) => r.removed))));
+  return removed;
+}
+
 async function takeClaim(o: Common & { claimLeaseSeconds?: number }): Promise<ClaimResult> {
   return o.archive.claim(o.uuid, { vmName: o.vmName, leaseSeconds: o.claimLeaseSeconds ?? 0, now: o.now });
 }
@@ -92,6 +118,7 @@ export async function prepareNvram(o: PrepareOptions): Promise<PrepareResult> {
   const { archive, stateDir, vmName } = o;
   const claim = o.incomingMigration ? undefined : await takeClaim({ ...o, uuid });
   try {
+    await sweepLeftovers(o, uuid, false);
     const local = await readNvramSafely(o.nvramPath);
     const localInfo = localFacts(local);
     const metas = await archive.list(uuid);
@@ -109,7 +136,7 @@ export async function prepareNvram(o: PrepareOptions): Promise<PrepareResult> {
     });
     const token = claim?.claim.token;
     const save = (s: Omit<LocalState, 'time' | 'claimToken'>) =>
-      setLocalState(stateDir, uuid, { ...s, time: iso(o.now), ...(token ? { claimToken: token } : {}) });
+      setLocalState(stateDir, uuid, { ...s, time: iso(o.now), ...(token ? { claimToken: token } : {}) }, o.stateFaults);
     const displace = async (why: string): Promise<number | undefined> => {
       if (!local) return undefined;
       const r = await archive.add(uuid, local.data, { kind: 'displaced', reason: why, vmName, basedOn: state?.generation ?? null, now: o.now });
@@ -149,15 +176,28 @@ export async function prepareNvram(o: PrepareOptions): Promise<PrepareResult> {
     // it protects a local copy that may not be archived yet.
     if (claim && claim.how !== 'refreshed') {
       await archive.releaseClaim(uuid, claim.claim.token).catch(() => {});
-      await forgetClaimToken(stateDir, uuid).catch(() => {});
+      await forgetClaimToken(stateDir, uuid, o.stateFaults).catch(() => {});
     }
     throw e;
   }
 }
 
-async function forgetClaimToken(stateDir: string, uuid: string): Promise<void> {
+async function forgetClaimToken(stateDir: string, uuid: string, faults?: Faults): Promise<void> {
   const s = await getLocalState(stateDir, uuid);
-  if (s?.claimToken) await setLocalState(stateDir, uuid, { ...s, claimToken: undefined });
+  if (s?.claimToken) await setLocalState(stateDir, uuid, { ...s, claimToken: undefined }, faults);
+}
+
+/** A release this long after a refused start is taken as its follow-up (libvirt runs it at once). */
+export const START_REFUSED_WINDOW_MS = 120_000;
+
+/**
+ * `prepare` refused to start the VM: note it in the per-host state so the `release` libvirt runs
+ * next skips archiving (the VM did not run here; the local NVRAM may be an old copy that must not
+ * become the newest generation). Best effort for the caller: it is about to fail anyway.
+ */
+export async function markStartRefused(stateDir: string, uuid: string, now = new Date()): Promise<void> {
+  const state = await getLocalState(stateDir, uuid);
+  await setLocalState(stateDir, uuid, { ...(state ?? { generation: null, sha256: null, time: now.toISOString() }), startRefused: now.toISOString() });
 }
 
 export async function releaseNvram(o: ReleaseOptions): Promise<ReleaseResult> {
@@ -170,7 +210,9 @@ export async function releaseNvram(o: ReleaseOptions): Promise<ReleaseResult> {
     const newest = metas.filter((m) => isAutoRestorable(m.kind)).at(-1) ?? null;
     // Ours if the claim names this host; with no claim at all, ours unless we had one (then it was taken).
     const held = claim ? claim.hostId === archive.hostId : !state?.claimToken;
-    const plan = planRelease({ local: localInfo, newest, reason: o.reason, claimHeldByUs: held });
+    const refusedAt = state?.startRefused ? Date.parse(state.startRefused) : NaN;
+    const startRefused = (o.now ?? new Date()).getTime() - refusedAt < START_REFUSED_WINDOW_MS;
+    const plan = planRelease({ local: localInfo, newest, reason: o.reason, claimHeldByUs: held, startRefused });
     const warnings: string[] = [];
     const time = iso(o.now);
     let result: ReleaseResult;
@@ -184,18 +226,21 @@ export async function releaseNvram(o: ReleaseOptions): Promise<ReleaseResult> {
         now: o.now,
       });
       const generation = generationOf(r);
-      if (plan.kind === 'archive') await setLocalState(stateDir, uuid, { generation, sha256: localInfo.sha256, time });
+      if (plan.kind === 'archive') await setLocalState(stateDir, uuid, { generation, sha256: localInfo.sha256, time }, o.stateFaults);
       else await clearLocalState(stateDir, uuid); // fenced: this copy must never count as synced
       await archive.prune(uuid, o.keep).catch((e: Error) => warnings.push(`prune failed: ${e.message}`));
       result = { action: 'archived', generation, kind: plan.kind, why: plan.why, warnings };
     } else {
-      if ('forgetState' in plan && plan.forgetState) await clearLocalState(stateDir, uuid);
+      if (startRefused) await setLocalState(stateDir, uuid, { ...(state as LocalState), startRefused: undefined }, o.stateFaults);
+      else if ('forgetState' in plan && plan.forgetState) await clearLocalState(stateDir, uuid);
       else if (localInfo && newest && localInfo.sha256 === newest.sha256)
-        await setLocalState(stateDir, uuid, { generation: newest.generation, sha256: localInfo.sha256, time });
-      else if (state?.claimToken) await setLocalState(stateDir, uuid, { ...state, claimToken: undefined });
+        await setLocalState(stateDir, uuid, { generation: newest.generation, sha256: localInfo.sha256, time }, o.stateFaults);
+      else if (state?.claimToken) await setLocalState(stateDir, uuid, { ...state, claimToken: undefined }, o.stateFaults);
       result = { action: 'skip', why: plan.why, warnings };
     }
-    if (held && claim) await archive.releaseClaim(uuid, archive.hostId).catch((e: Error) => warnings.push(`claim release failed: ${e.message}`));
+    // after a refused start a claim of ours predates it and protects a local copy: keep it
+    if (held && claim && !startRefused) await archive.releaseClaim(uuid, archive.hostId).catch((e: Error) => warnings.push(`claim release failed: ${e.message}`));
+    await sweepLeftovers(o, uuid, true);
     return result;
   } catch (error) {
     return { action: 'failed', why: `archiving the NVRAM of ${o.vmName} failed: ${(error as Error)?.message ?? error}`, error };
@@ -212,6 +257,7 @@ export interface ResetOptions extends Common {
 async function withClaim<T>(o: Common & { claimLeaseSeconds?: number }, fn: () => Promise<T>): Promise<T> {
   const claim = await takeClaim(o);
   try {
+    await sweepLeftovers(o, o.uuid, false);
     return await fn();
   } finally {
     await o.archive.releaseClaim(o.uuid, claim.claim.token).catch(() => {});
@@ -235,7 +281,7 @@ export async function resetNvram(o: ResetOptions): Promise<{ action: 'reset'; ge
       : undefined;
     const generation = generationOf(await o.archive.add(uuid, template, { ...base, kind: 'reset', reason: 'nvram reset' }));
     await writeFileAtomic(o.nvramPath, template, { ...o.owner, mode: o.owner.mode ?? 0o600, faults: o.faults });
-    await setLocalState(o.stateDir, uuid, { generation, sha256: sha256(template), time: iso(o.now) });
+    await setLocalState(o.stateDir, uuid, { generation, sha256: sha256(template), time: iso(o.now) }, o.stateFaults);
     return { action: 'reset', generation, saved };
   });
 }
@@ -268,7 +314,7 @@ export async function restoreGeneration(
         : undefined;
     const generation = generationOf(await o.archive.add(uuid, data, { ...base, kind: 'manual', reason: `restore of generation ${o.generation}`, basedOn: o.generation }));
     await writeFileAtomic(o.nvramPath, data, { ...o.owner, mode: o.owner.mode ?? 0o600, faults: o.faults });
-    await setLocalState(o.stateDir, uuid, { generation, sha256: sha256(data), time: iso(o.now) });
+    await setLocalState(o.stateDir, uuid, { generation, sha256: sha256(data), time: iso(o.now) }, o.stateFaults);
     return { action: 'restore', generation, from: o.generation, displaced };
   });
 }

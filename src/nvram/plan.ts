@@ -74,9 +74,12 @@ export interface ReleaseInput {
   /** libvirt's shutoff reason (`release end <reason>`, libvirt ≥ 10.5; '-' or undefined before). */
   reason?: string;
   claimHeldByUs: boolean;
+  /** This host's prepare refused the start this release follows (see LocalState.startRefused). */
+  startRefused?: boolean;
 }
 
 export function planRelease(i: ReleaseInput): ReleasePlan {
+  if (i.startRefused) return { action: 'skip', why: "this host's prepare refused the start: the VM did not run here, nothing to archive" };
   if (i.reason === 'migrated')
     return { action: 'skip', why: 'VM migrated away: its NVRAM now lives on the destination', forgetState: true };
   if (!i.local) return { action: 'skip', why: 'no local NVRAM to archive (archives are kept)' };

@@ -9,6 +9,7 @@
  */
 import { createHash, randomBytes } from 'node:crypto';
 import { constants as C, promises as fs, type Stats } from 'node:fs';
+import { constants as osConstants } from 'node:os';
 import path from 'node:path';
 import { UnsafePathError } from '../errors';
 
@@ -36,6 +37,9 @@ export const sha256 = (buf: Uint8Array): string => createHash('sha256').update(b
 
 const errno = (e: unknown): string | undefined => (e as NodeJS.ErrnoException)?.code;
 
+/** ESTALE (NFS/FUSE: the file handle's inode is gone). libuv has no name for it: Node's code is "Unknown system error -116". */
+const isEstale = (e: unknown): boolean => errno(e) === 'ESTALE' || (e as NodeJS.ErrnoException)?.errno === -osConstants.errno.ESTALE;
+
 export interface ReadOptions {
   maxBytes?: number;
   /** Refuse a symlink as the last component (ELOOP). Default true. */
@@ -54,6 +58,21 @@ export async function readRegularFile(
   file: string,
   opts: ReadOptions = {},
 ): Promise<{ data: Buffer; stat: Stats } | null> {
+  // On NFS/GlusterFS, a name another host has just replaced (rename over it) or removed can fail
+  // the open — or the fstat/read of the file it found — with ESTALE: the lookup found an inode
+  // that is gone by the time it is used. Looking the name up again finds the new file (or none).
+  for (let attempt = 1; ; attempt++) {
+    try {
+      return await readRegularFileOnce(file, opts);
+    } catch (e) {
+      if (!isEstale(e) || attempt >= ESTALE_ATTEMPTS) throw e;
+    }
+  }
+}
+
+const ESTALE_ATTEMPTS = 5;
+
+async function readRegularFileOnce(file: string, opts: ReadOptions): Promise<{ data: Buffer; stat: Stats } | null> {
   const { maxBytes = MAX_NVRAM_BYTES, noFollow = true, singleLink = true, uids } = opts;
   const flags = C.O_RDONLY | C.O_NONBLOCK | (noFollow ? C.O_NOFOLLOW : 0);
   let fh: fs.FileHandle;
@@ -67,7 +86,8 @@ export async function readRegularFile(
   try {
     const stat = await fh.stat();
     if (!stat.isFile()) throw new UnsafePathError(file, `${file} is not a regular file; refusing to use it`);
-    if (singleLink && stat.nlink !== 1)
+    // nlink 0: replaced (renamed over) since we opened it — we hold a complete older version
+    if (singleLink && stat.nlink > 1)
       throw new UnsafePathError(file, `${file} has ${stat.nlink} hard links; refusing to use it (remove the extra links)`);
     if (uids && !uids.includes(stat.uid))
       throw new UnsafePathError(file, `${file} is owned by uid ${stat.uid}, expected one of ${uids.join(', ')}; refusing to use it`);
@@ -154,7 +174,7 @@ async function renameNfs(tmp: string, final: string, tmpStat: Stats): Promise<vo
       return await fs.rename(tmp, final);
     } catch (e) {
       const code = errno(e);
-      if (code !== 'ESTALE' && code !== 'EBUSY') throw e;
+      if (!isEstale(e) && code !== 'EBUSY') throw e;
       const done = await fs.lstat(final).then((s) => sameFile(s, tmpStat), () => false);
       if (done) return;
       if (attempt >= 3) throw e;
@@ -164,8 +184,9 @@ async function renameNfs(tmp: string, final: string, tmpStat: Stats): Promise<vo
 
 /**
  * Replace `final` atomically: writeTemp, rename over the final name (a symlink there is replaced,
- * never followed), lstat(final) must be our inode (else it is unlinked and UnsafePathError thrown),
- * then fsync the directory. Steps: ATOMIC_WRITE_STEPS. The temp never survives an error.
+ * never followed), lstat(final) must be our inode (else UnsafePathError; a symlink, hard link or
+ * non-file found there is unlinked, another writer's regular file is left alone), then fsync the
+ * directory. Steps: ATOMIC_WRITE_STEPS. The temp never survives an error.
  */
 export async function writeFileAtomic(final: string, data: Uint8Array, opts: WriteOptions = {}): Promise<Stats> {
   const { faults } = opts;
@@ -180,8 +201,11 @@ export async function writeFileAtomic(final: string, data: Uint8Array, opts: Wri
   await step(faults, 'verify');
   const now = await fs.lstat(final).catch(() => null);
   if (!now || !sameFile(now, stat)) {
-    if (now) await unlinkQuiet(final);
-    throw new UnsafePathError(final, `${final} was replaced by someone else while it was being written; removed it, try again`);
+    // A planted link goes; a complete single-link file is another writer's result (writers only
+    // rename finished files in): deleting it would destroy their data, so it stays.
+    const planted = now !== null && (!now.isFile() || now.nlink > 1);
+    if (planted) await unlinkQuiet(final);
+    throw new UnsafePathError(final, `${final} was replaced by someone else while it was being written; ${planted ? 'removed it, ' : ''}try again`);
   }
   await step(faults, 'dir-fsync');
   await fsyncDir(path.dirname(final));

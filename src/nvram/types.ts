@@ -55,6 +55,11 @@ export interface LocalState {
   incomingMigration?: boolean;
   /** Token of the archive claim this host took at prepare; its absence means "never claimed". */
   claimToken?: string;
+  /**
+   * ISO time this host's `prepare` refused to start the VM. libvirt runs `release` right after a
+   * refused start; that release must not archive (the VM never ran here, the local file may be stale).
+   */
+  startRefused?: string;
 }
 
 export interface LocalNvram {

@@ -36,7 +36,7 @@ describe('claims', () => {
     const err = await b.claim(UUID, { vmName: 'vm1', now: at(599) }).catch((e) => e);
     expect(err).toBeInstanceOf(RefusedError);
     expect(err.message).toBe(
-      `vm1: NVRAM is claimed by host alpha since ${T0.toISOString()} (the VM may run there); if it does not, run: ovmf-hook nvram unlock vm1`,
+      `vm1: NVRAM is claimed by host alpha (host id id-alpha) since ${T0.toISOString()} (the VM may run there); if it does not, run: ovmf-hook nvram unlock vm1`,
     );
   });
 

@@ -122,7 +122,7 @@ describe('prepare / release across hosts', () => {
     await guestWrites(b, 7);
     const err = await prep(b).catch((e) => e);
     expect(err).toBeInstanceOf(RefusedError);
-    expect(err.message).toMatch(/claimed by host alpha since 2025-03-01T08:00:00.000Z.*ovmf-hook nvram unlock vm1/);
+    expect(err.message).toMatch(/claimed by host alpha \(host id id-alpha\) since 2025-03-01T08:00:00.000Z.*ovmf-hook nvram unlock vm1/);
     expect(await localSha(b)).toBe(sha256(bytes(7, SIZE)));
   });
 

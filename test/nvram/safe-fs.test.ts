@@ -3,7 +3,7 @@ import { promises as fs } from 'node:fs';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { UnsafePathError } from '../../src/errors';
-import { ATOMIC_WRITE_STEPS, cleanupTemps, readNvramSafely, sha256, writeFileAtomic } from '../../src/nvram/safe-fs';
+import { ATOMIC_WRITE_STEPS, cleanupTemps, readNvramSafely, readRegularFile, sha256, writeFileAtomic } from '../../src/nvram/safe-fs';
 import { bytes, killAt, recorder, tempDir, throwAt } from './helpers';
 
 const isRoot = process.geteuid?.() === 0;
@@ -32,6 +32,22 @@ describe('readNvramSafely', () => {
     await plant(d, shadow, p);
     await expect(readNvramSafely(p)).rejects.toBeInstanceOf(UnsafePathError);
     expect(await fs.readFile(shadow, 'utf8')).toBe('root:secret:19000::::::\n');
+  });
+
+  it('reads a file renamed over by a writer after the open (link count 0) as the complete old version', async () => {
+    const d = await tempDir();
+    const p = path.join(d, 'state.json');
+    await fs.writeFile(p, bytes(1));
+    const fh = await fs.open(p, 'r');
+    try {
+      await writeFileAtomic(p, bytes(2)); // the name now points to the new file; ours has no name left
+      // /proc/self/fd/N reaches the replaced inode exactly as an fd opened just before the rename
+      const r = await readRegularFile(`/proc/self/fd/${fh.fd}`, { noFollow: false, singleLink: true });
+      expect(r?.stat.nlink).toBe(0);
+      expect(r?.data.equals(bytes(1))).toBe(true);
+    } finally {
+      await fh.close();
+    }
   });
 
   it('refuses a file larger than maxBytes and a foreign owner', async () => {
@@ -81,6 +97,36 @@ describe('writeFileAtomic', () => {
       },
     };
     await expect(writeFileAtomic(p, bytes(9), { faults: swap })).rejects.toBeInstanceOf(UnsafePathError);
+    expect(await fs.readdir(d)).toEqual(['shadow']);
+    expect(await fs.readFile(shadow, 'utf8')).toBe('root:secret\n');
+  });
+
+  it("a concurrent writer's complete file at the final name is left in place (the loser fails, nothing is deleted)", async () => {
+    const d = await tempDir();
+    const p = path.join(d, 'state.json');
+    const other = {
+      at: async (s: string) => {
+        if (s === 'verify') await writeFileAtomic(p, bytes(7)); // another writer renames its file in
+      },
+    };
+    await expect(writeFileAtomic(p, bytes(6), { faults: other })).rejects.toThrow(/replaced by someone else.*; try again/);
+    expect((await fs.readFile(p)).equals(bytes(7))).toBe(true);
+    expect(await fs.readdir(d)).toEqual(['state.json']);
+  });
+
+  it('a hard link planted at the final name after the rename is unlinked (its target untouched)', async () => {
+    const d = await tempDir();
+    const shadow = path.join(d, 'shadow');
+    await fs.writeFile(shadow, 'root:secret\n');
+    const p = path.join(d, 'vm_VARS.fd');
+    const plant = {
+      at: async (s: string) => {
+        if (s !== 'verify') return;
+        await fs.unlink(p);
+        await fs.link(shadow, p);
+      },
+    };
+    await expect(writeFileAtomic(p, bytes(9), { faults: plant })).rejects.toThrow(/removed it/);
     expect(await fs.readdir(d)).toEqual(['shadow']);
     expect(await fs.readFile(shadow, 'utf8')).toBe('root:secret\n');
   });

@@ -9,14 +9,15 @@ import {
   type FirmwareDescriptor,
   type SizeMap,
 } from '../../firmware';
+import { table } from '../table';
 
 interface ListArgs {
   json: boolean;
   root?: string[];
 }
 
-/** Flash size class of a descriptor's CODE+VARS on this host, or why it cannot be told. */
-function flashOf(d: FirmwareDescriptor, sizes: SizeMap): string {
+/** Flash size class of a descriptor's CODE+VARS on this host, or why it cannot be told ('missing', 'qcow2', 'mismatch'). */
+export function flashOf(d: FirmwareDescriptor, sizes: SizeMap): string {
   const code = sizes[d.executable.filename];
   const vars = d.nvramTemplate && sizes[d.nvramTemplate.filename];
   if (code === undefined || (d.nvramTemplate && vars === undefined)) return 'missing';
@@ -28,11 +29,6 @@ function flashOf(d: FirmwareDescriptor, sizes: SizeMap): string {
     if (isOvmfHookError(e)) return 'mismatch';
     throw e;
   }
-}
-
-function table(rows: string[][]): string {
-  const widths = rows[0].map((_, i) => Math.max(...rows.map((r) => r[i].length)));
-  return rows.map((r) => r.map((c, i) => c.padEnd(widths[i])).join('  ').trimEnd()).join('\n') + '\n';
 }
 
 function list(argv: ListArgs): void {

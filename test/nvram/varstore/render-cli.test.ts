@@ -62,9 +62,9 @@ describe('nvram vars / nvram diff commands', () => {
   };
   const run = (cmd: typeof nvramVarsCommand, args: Record<string, unknown>) => cmd.handler({ _: [], $0: 'ovmf-hook', ...args } as never);
 
-  it('are the vars <target> and diff <a> <b> subcommands', () => {
+  it('are the vars <target> and diff <a> [b] subcommands (diff VM --from N: one target)', () => {
     expect(nvramVarsCommand.command).toBe('vars <target>');
-    expect(nvramDiffCommand.command).toBe('diff <a> <b>');
+    expect(nvramDiffCommand.command).toBe('diff <a> [b]');
   });
 
   it('vars --json prints one JSON document with hex data and decoded boot entries', async () => {

@@ -1,0 +1,219 @@
+/**
+ * `ovmf-hook convert NAME... | --all [--match GLOB] [--dry-run] [--force] [rewrite flags]`:
+ * rewrite the persistent definition of shut-off domains to Q35 + OVMF and define it (rulebook R1):
+ * `virsh dumpxml --inactive --security-info` → rewrite → `virsh define`. Refuses running and
+ * transient domains, and (unless --force) domains with a managed-save image or snapshots with
+ * memory state, which would not restore after the conversion (R2). A domain that needs no change
+ * is "unchanged" whatever its state. stdout carries nothing but the diffs of --dry-run.
+ */
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import type { Argv, CommandModule } from 'yargs';
+import { parseDomain } from '../../domain';
+import { isOvmfHookError, OvmfHookError, RefusedError, UsageError } from '../../errors';
+import { globMatch } from '../../firmware';
+import { unifiedDiff } from '../diff';
+import { catalogPicker, rewriteWithPolicy, withRewriteFlags, type RewriteFlags } from '../rewrite-options';
+import { virshError, type VirshRunner } from '../virsh';
+import { cliContext, type CliDeps } from '../vm';
+
+export interface ConvertArgs extends RewriteFlags {
+  names?: string[];
+  all?: boolean;
+  /** with --all: only domains whose name matches this glob (`*`, `?`) */
+  match?: string;
+  dryRun?: boolean;
+  force?: boolean;
+}
+
+type Status = 'converted' | 'would convert' | 'unchanged' | 'skipped' | 'refused' | 'failed';
+
+interface Outcome {
+  status: Status;
+  /** `7 changes`, or why it was skipped / refused / failed */
+  detail?: string;
+}
+
+interface DomInfo {
+  state: string;
+  persistent: boolean;
+  managedSave: boolean;
+}
+
+interface Env {
+  virsh: VirshRunner;
+  rewrite: (xml: string) => ReturnType<typeof rewriteWithPolicy>;
+  args: ConvertArgs;
+  /** --all: a running domain is out of scope (skipped), not a refusal */
+  skipRunning: boolean;
+}
+
+const plural = (n: number, word: string) => `${n} ${word}${n === 1 ? '' : 's'}`;
+
+/** libvirt could not be asked: exit 1 (host state), with the usual hint. */
+const unreachable = (what: string, r: { code: number; stdout: string; stderr: string }) =>
+  new RefusedError(`cannot ${what}: ${virshError(r)}; is libvirtd running?`);
+
+async function domInfo(virsh: VirshRunner, name: string): Promise<DomInfo> {
+  const r = await virsh(['dominfo', '--domain', name]);
+  if (r.code !== 0) {
+    if (/failed to get domain|domain not found|no domain with matching/i.test(r.stderr))
+      throw new UsageError(`no domain named ${JSON.stringify(name)} on this host; check: virsh list --all`);
+    throw unreachable(`ask libvirt about ${name}`, r);
+  }
+  const field = (key: string) => new RegExp(`^${key}:\\s*(.*)$`, 'mi').exec(r.stdout)?.[1].trim();
+  return { state: field('State') ?? '', persistent: field('Persistent') !== 'no', managedSave: field('Managed save') === 'yes' };
+}
+
+/** Names of the domain's snapshots that carry memory state (full-system snapshots). */
+async function memorySnapshots(virsh: VirshRunner, name: string): Promise<string[]> {
+  const r = await virsh(['snapshot-list', '--active', '--name', '--domain', name]);
+  if (r.code !== 0) throw new RefusedError(`${name}: cannot list its snapshots (${virshError(r)}); pass --force to convert without checking them`);
+  return r.stdout.split('\n').map((s) => s.trim()).filter(Boolean);
+}
+
+interface Blocker {
+  why: string;
+  fix: string;
+}
+
+/** Why the domain's definition must not be replaced now (empty: it may). */
+async function blockers(env: Env, name: string, info: DomInfo): Promise<{ running?: Blocker; other: Blocker[] }> {
+  const running = info.state === 'shut off' ? undefined : { why: `the domain is ${info.state || 'not shut off'}`, fix: `shut it down first (virsh shutdown ${name}), then run the convert again` };
+  const other: Blocker[] = [];
+  if (!info.persistent) other.push({ why: 'the domain is transient (it has no persistent definition to convert)', fix: `define it first: virsh dumpxml ${name} > ${name}.xml && virsh define ${name}.xml` });
+  if (!env.args.force) {
+    if (info.managedSave) other.push({ why: 'the domain has a managed-save image, which cannot be restored after the conversion', fix: `start and shut down the VM, or discard the image (virsh managedsave-remove ${name}), or pass --force` });
+    const snaps = await memorySnapshots(env.virsh, name);
+    if (snaps.length)
+      other.push({
+        why: `the domain has ${plural(snaps.length, 'snapshot')} with memory state (${snaps.slice(0, 3).join(', ')}${snaps.length > 3 ? ', …' : ''}), which cannot be reverted after the conversion`,
+        fix: `delete ${snaps.length === 1 ? 'it' : 'them'} (virsh snapshot-delete ${name} SNAPSHOT) or pass --force`,
+      });
+  }
+  return { running, other };
+}
+
+const refusal = (name: string, bs: Blocker[]) => new RefusedError(`${name}: ${bs.map((b) => b.why).join(', and ')}; ${bs.map((b) => b.fix).join('; ')}`);
+
+/** `virsh define` from a root-only temporary file (the XML carries secrets; virsh cannot read a piped /dev/stdin). */
+async function define(virsh: VirshRunner, name: string, xml: string): Promise<void> {
+  const dir = mkdtempSync(join(tmpdir(), 'ovmf-hook-convert-')); // mode 0700
+  try {
+    const file = join(dir, 'domain.xml');
+    writeFileSync(file, xml, { mode: 0o600 });
+    const r = await virsh(['define', file]);
+    if (r.code === 0) return;
+    // virsh says "Failed to define domain from FILE" first; the reason is on the next error line
+    const reason =
+      r.code === 124
+        ? virshError(r)
+        : r.stderr.split('\n').map((l) => l.replace(/^error:\s*/, '').trim()).filter((l) => l && !/^Failed to define domain from /.test(l)).join('; ') || virshError(r);
+    const hint = /TPM version/.test(reason) ? 'install swtpm (Debian: apt install swtpm swtpm-tools) or drop --tpm' : `see the changes with: ovmf-hook convert ${name} --dry-run`;
+    throw new OvmfHookError(`${name}: libvirt refused the converted definition (${reason}); the domain is unchanged; ${hint}`, 1);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+/** Convert one domain. Throws OvmfHookError for refusals and failures. */
+async function convertOne(env: Env, name: string): Promise<Outcome> {
+  const { virsh, args } = env;
+  const info = await domInfo(virsh, name);
+  // the definition with its secrets (R1), except for a dry run whose diff goes to stdout
+  const dump = await virsh(['dumpxml', '--inactive', ...(args.dryRun ? [] : ['--security-info']), '--domain', name]);
+  if (dump.code !== 0) throw unreachable(`read the definition of ${name}`, dump);
+  const result = env.rewrite(dump.stdout);
+  for (const w of result.warnings) process.stderr.write(`ovmf-hook: warning: ${w}\n`);
+  if (result.skipped) return { status: 'skipped', detail: result.skipped.replace(`${name}: `, '') };
+  if (!result.changed) return { status: 'unchanged' };
+  const changes = plural(result.changes.length, 'change');
+
+  const { running, other } = await blockers(env, name, info);
+  const all = running ? [running, ...other] : other;
+  if (args.dryRun) {
+    process.stdout.write(unifiedDiff(dump.stdout, result.xml, { from: `${name}.xml`, to: `${name}.xml` }));
+    return { status: 'would convert', detail: all.length ? `${changes}; refused if run now: ${all.map((b) => b.why).join(', and ')}` : changes };
+  }
+  if (running && env.skipRunning) return { status: 'skipped', detail: `${info.state}; shut it down to convert it` };
+  if (all.length) throw refusal(name, all);
+  await define(virsh, name, result.xml);
+  return { status: 'converted', detail: changes };
+}
+
+const line = (name: string, o: Outcome) => `${name}: ${o.status}${o.detail ? (o.status === 'converted' || o.status === 'would convert' || o.status === 'unchanged' ? ` (${o.detail})` : `: ${o.detail}`) : ''}`;
+
+/** Domains for --all: every persistent domain (matching `match`), sorted by name. */
+async function allDomains(virsh: VirshRunner, match: string | undefined): Promise<string[]> {
+  const r = await virsh(['list', '--all', '--persistent', '--name']);
+  if (r.code !== 0) throw unreachable('list the domains', r);
+  return r.stdout
+    .split('\n')
+    .map((s) => s.trim())
+    .filter((s) => s !== '' && (match === undefined || globMatch(match, s)))
+    .sort();
+}
+
+export async function runConvert(args: ConvertArgs, deps: CliDeps = {}): Promise<void> {
+  const names = args.names ?? [];
+  if (args.all && names.length) throw new UsageError('give domain names or --all, not both');
+  if (!args.all && names.length === 0) throw new UsageError('name the domains to convert, or use --all (see ovmf-hook convert --help)');
+  if (args.match !== undefined && !args.all) throw new UsageError('--match selects domains for --all; use it with --all');
+  const ctx = cliContext(deps);
+  const pick = catalogPicker(ctx.config);
+  const env: Env = {
+    virsh: ctx.virsh,
+    args,
+    skipRunning: Boolean(args.all),
+    rewrite: (xml) => rewriteWithPolicy(parseDomain(xml), ctx.config, args, pick),
+  };
+
+  if (!args.all && names.length === 1) {
+    process.stderr.write(`${line(names[0], await convertOne(env, names[0]))}\n`);
+    return;
+  }
+
+  const targets = args.all ? await allDomains(ctx.virsh, args.match) : names;
+  if (targets.length === 0) {
+    process.stderr.write(`no persistent domains${args.match !== undefined ? ` match ${JSON.stringify(args.match)}` : ''}; nothing to do\n`);
+    return;
+  }
+  const counts: Record<Status, number> = { converted: 0, 'would convert': 0, unchanged: 0, skipped: 0, refused: 0, failed: 0 };
+  for (const [i, name] of targets.entries()) {
+    let o: Outcome;
+    try {
+      o = await convertOne(env, name);
+    } catch (e) {
+      if (!isOvmfHookError(e)) throw e;
+      const detail = e.message.startsWith(`${name}: `) ? e.message.slice(name.length + 2) : e.message;
+      o = { status: e instanceof RefusedError ? 'refused' : 'failed', detail };
+    }
+    counts[o.status]++;
+    process.stderr.write(`[${i + 1}/${targets.length}] ${line(name, o)}\n`);
+  }
+  const summary = (Object.entries(counts) as [Status, number][])
+    .filter(([s, n]) => n > 0 || s === (args.dryRun ? 'would convert' : 'converted'))
+    .map(([s, n]) => `${n} ${s}`)
+    .join(', ');
+  process.stderr.write(`${plural(targets.length, 'domain')}: ${summary}\n`);
+  const bad = counts.refused + counts.failed;
+  if (bad) throw new RefusedError(`${bad} of ${plural(targets.length, 'domain')} not converted (refused or failed); see the lines above`);
+}
+
+export const convertCommand: CommandModule<object, any> = {
+  command: 'convert [names..]',
+  describe: 'Convert shut-off domains to Q35 + OVMF UEFI in libvirt (dumpxml --inactive → rewrite → define)',
+  builder: (y: Argv) =>
+    withRewriteFlags(
+      y
+        .positional('names', { type: 'string', array: true, describe: 'domain names' })
+        .option('all', { type: 'boolean', default: false, describe: 'every persistent domain (running ones are skipped)' })
+        .option('match', { type: 'string', describe: "with --all: only domains whose name matches this glob ('*', '?'), e.g. 'web-*'" })
+        .option('dry-run', { type: 'boolean', default: false, describe: 'print the diffs on stdout; define nothing' })
+        .option('force', { type: 'boolean', default: false, describe: 'convert despite a managed-save image or snapshots with memory state (they will not restore)' })
+        .example('$0 convert win11 --secure-boot --tpm', 'convert one shut-off VM')
+        .example("$0 convert --all --match 'web-*' --dry-run", 'review what converting the web VMs would change'),
+    ),
+  handler: (argv) => runConvert(argv as ConvertArgs),
+};

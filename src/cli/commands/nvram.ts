@@ -1,0 +1,400 @@
+/**
+ * `ovmf-hook nvram <verb>`: the per-VM NVRAM archive from the admin's side.
+ *
+ *   list [VM]                 archived VMs, or one VM's generations, claim and local file
+ *   show VM [--generation N]  one generation's metadata (default: the newest), data verified
+ *   restore VM [--generation N]   write a generation back to the local NVRAM (VM shut off)
+ *   reset VM                  back to the OVMF template, the old NVRAM kept as a generation (VM shut off)
+ *   prune [VM] [--keep N]     drop old generations (default keep: config keepGenerations)
+ *   unlock VM [--force]       remove a claim left behind (a crashed host, a lost release)
+ *   vars, diff                see ./nvram-vars.ts
+ *
+ * VM = a name or UUID libvirt knows on this host, or the UUID of a VM only the archive knows.
+ * Only this CLI asks libvirt (virsh) whether a VM is shut off; the hook never does.
+ */
+import { existsSync } from 'node:fs';
+import type { Argv, CommandModule } from 'yargs';
+import { qemuOwnerNames, resolveIds, type Config } from '../../config';
+import { ArchiveCorruptError, isOvmfHookError, RefusedError, UsageError } from '../../errors';
+import {
+  getLocalState,
+  isAutoRestorable,
+  readNvramSafely,
+  resetNvram,
+  restoreGeneration,
+  sha256,
+  type Archive,
+  type ClaimInfo,
+  type GenerationMeta,
+  type LocalState,
+  type NvramOwner,
+} from '../../nvram';
+import { table } from '../table';
+import { domainState } from '../virsh';
+import { cliContext, managedNvram, requireShutOff, resolveVm, type CliContext, type CliDeps, type Vm } from '../vm';
+import { generationArg, makeNvramDiffCommand, makeNvramVarsCommand } from './nvram-vars';
+
+// ─── output helpers ─────────────────────────────────────────────────────────────────────────
+
+const print = (text: string): void => void process.stdout.write(text.endsWith('\n') ? text : `${text}\n`);
+const printJson = (doc: unknown): void => void process.stdout.write(`${JSON.stringify(doc, null, 2)}\n`);
+const short = (sha: string) => sha.slice(0, 12);
+/** ISO time without milliseconds, easier to read in a table. */
+const when = (iso: string | null | undefined) => (iso ? iso.replace('T', ' ').replace(/\.\d+Z$/, 'Z') : '-');
+const vmRef = (vm: Vm) => ({ name: vm.name, uuid: vm.uuid, defined: vm.defined });
+const newestRestorable = (metas: readonly GenerationMeta[]) => metas.filter((m) => isAutoRestorable(m.kind)).at(-1) ?? null;
+const claimText = (c: ClaimInfo | null) =>
+  c ? `held by host ${c.host} (${c.hostId}) since ${when(c.since)}, expires ${c.expires ? when(c.expires) : 'never'}` : 'none';
+const isExpired = (c: ClaimInfo, now: Date) => c.expires !== null && Date.parse(c.expires) <= now.getTime();
+const owner = (config: Config): NvramOwner => ({ ...resolveIds(qemuOwnerNames(config)), mode: 0o600 });
+
+// ─── list ───────────────────────────────────────────────────────────────────────────────────
+
+interface LocalNvramInfo {
+  path: string | null;
+  /** why there is no local file to compare */
+  note?: string;
+  exists?: boolean;
+  sha256?: string;
+  size?: number;
+  /** newest generation with the same content */
+  sameAsGeneration?: number | null;
+  /** equal to the newest auto-restorable generation (what a VM start restores) */
+  equalsNewest?: boolean;
+  /** per-host sync record */
+  state?: LocalState | null;
+}
+
+async function localNvramInfo(vm: Vm, metas: readonly GenerationMeta[], config: Config): Promise<LocalNvramInfo> {
+  if (!vm.nvram) return { path: null, note: vm.unmanaged };
+  const state = await getLocalState(config.stateDir, vm.uuid).catch(() => null);
+  let local;
+  try {
+    local = await readNvramSafely(vm.nvram);
+  } catch (e) {
+    if (!isOvmfHookError(e)) throw e;
+    return { path: vm.nvram, note: e.message, state };
+  }
+  if (!local) return { path: vm.nvram, exists: false, state };
+  const sha = sha256(local.data);
+  const newest = newestRestorable(metas);
+  return {
+    path: vm.nvram,
+    exists: true,
+    sha256: sha,
+    size: local.data.length,
+    sameAsGeneration: metas.filter((m) => m.sha256 === sha).at(-1)?.generation ?? null,
+    equalsNewest: newest !== null && newest.sha256 === sha,
+    state,
+  };
+}
+
+function localText(l: LocalNvramInfo, newest: GenerationMeta | null): string {
+  if (!l.path) return `none (${l.note})`;
+  if (l.note) return `${l.path}: ${l.note}`;
+  if (!l.exists) return `${l.path} does not exist (provisioned at the next start)`;
+  const same =
+    l.equalsNewest && newest
+      ? `equals generation ${newest.generation}, the newest`
+      : `${newest ? `differs from generation ${newest.generation}, the newest` : 'nothing archived yet'}${
+          l.sameAsGeneration ? ` (same as generation ${l.sameAsGeneration})` : newest ? ' (not archived yet)' : ''
+        }`;
+  return `${l.path}  sha256 ${short(l.sha256!)}  ${l.size} bytes: ${same}`;
+}
+
+async function listOne(ctx: CliContext, target: string, asJson: boolean): Promise<void> {
+  const vm = await resolveVm(target, ctx);
+  // a VM defined here before anything was archived: show its local NVRAM, do not create the archive
+  const archive = existsSync(ctx.config.archiveDir) ? await ctx.archive() : null;
+  const [metas, claim] = archive ? await Promise.all([archive.list(vm.uuid), archive.claimInfo(vm.uuid)]) : [[], null];
+  const local = await localNvramInfo(vm, metas, ctx.config);
+  const newest = newestRestorable(metas);
+  const root = archive?.root ?? ctx.config.archiveDir;
+  if (asJson) {
+    printJson({ vm: vmRef(vm), archive: root, generations: metas, newestRestorable: newest?.generation ?? null, claim, local });
+    return;
+  }
+  const rows = metas.map((m) => [
+    `${m.generation === newest?.generation ? '*' : ''}${m.generation}`,
+    m.kind,
+    short(m.sha256),
+    String(m.size),
+    when(m.time),
+    m.host,
+    m.reason,
+  ]);
+  print(
+    [
+      `VM ${vm.name}  ${vm.uuid}${vm.defined ? '' : '  (not defined on this host)'}  archive ${root}`,
+      metas.length
+        ? table([['GEN', 'KIND', 'SHA256', 'SIZE', 'TIME', 'HOST', 'REASON'], ...rows]).trimEnd() +
+          (newest ? '\n* = the newest auto-restorable generation (what the next start restores)' : '\nno auto-restorable generation')
+        : 'no archived generations',
+      table([
+        ['claim', claimText(claim)],
+        ['local', localText(local, newest)],
+        ...(local.state ? [['synced', `generation ${local.state.generation ?? '-'} at ${when(local.state.time)}`]] : []),
+      ]).trimEnd(),
+    ].join('\n'),
+  );
+}
+
+async function listAll(archive: Archive, asJson: boolean): Promise<void> {
+  const vms = await Promise.all(
+    (await archive.listVms()).map(async (uuid) => {
+      const [metas, claim] = await Promise.all([archive.list(uuid), archive.claimInfo(uuid)]);
+      const last = metas.at(-1) ?? null;
+      return { uuid, name: last?.vmName ?? claim?.vmName ?? null, generations: metas.length, newest: last, newestRestorable: newestRestorable(metas)?.generation ?? null, claim };
+    }),
+  );
+  if (asJson) return printJson({ archive: archive.root, vms });
+  if (!vms.length) return print(`no VMs in the archive ${archive.root}`);
+  print(
+    table([
+      ['UUID', 'NAME', 'GENS', 'NEWEST', 'TIME', 'CLAIM'],
+      ...vms.map((v) => [v.uuid, v.name ?? '-', String(v.generations), v.newest ? `${v.newest.generation} ${v.newest.kind}` : '-', when(v.newest?.time), v.claim?.host ?? '-']),
+    ]),
+  );
+}
+
+async function list(argv: { vm?: string; json: boolean }, deps: CliDeps): Promise<void> {
+  const ctx = cliContext(deps);
+  if (argv.vm !== undefined) return listOne(ctx, argv.vm, argv.json);
+  if (existsSync(ctx.config.archiveDir)) return listAll(await ctx.archive(), argv.json);
+  if (argv.json) return printJson({ archive: ctx.config.archiveDir, vms: [] });
+  print(`no VMs in the archive: ${ctx.config.archiveDir} does not exist yet`);
+}
+
+// ─── show ───────────────────────────────────────────────────────────────────────────────────
+
+async function show(argv: { vm: string; generation?: number; json: boolean }, deps: CliDeps): Promise<void> {
+  const ctx = cliContext(deps);
+  const vm = await resolveVm(argv.vm, ctx);
+  const archive = await ctx.archive();
+  const metas = await archive.list(vm.uuid);
+  if (!metas.length) throw new UsageError(`${vm.name} has no archived generations (the archive gets one when the VM stops)`);
+  const meta = argv.generation === undefined ? metas.at(-1)! : metas.find((m) => m.generation === argv.generation);
+  if (!meta) throw new UsageError(`${vm.name} has no generation ${argv.generation}; see: ovmf-hook nvram list ${vm.name}`);
+  let data: { ok: boolean; problem?: string };
+  try {
+    await archive.read(vm.uuid, meta.generation);
+    data = { ok: true };
+  } catch (e) {
+    if (!(e instanceof ArchiveCorruptError)) throw e;
+    data = { ok: false, problem: e.message };
+  }
+  const newest = newestRestorable(metas);
+  const autoRestorable = isAutoRestorable(meta.kind);
+  if (argv.json) {
+    printJson({ vm: vmRef(vm), ...meta, autoRestorable, newestRestorable: meta.generation === newest?.generation, data });
+    return;
+  }
+  print(
+    table([
+      ['vm', `${meta.vmName} (${vm.uuid})`],
+      ['generation', `${meta.generation} of ${metas.at(-1)!.generation}${meta.generation === newest?.generation ? ' (the newest auto-restorable)' : ''}`],
+      ['kind', `${meta.kind}${autoRestorable ? '' : ' (never restored automatically; use nvram restore --generation)'}`],
+      ['sha256', meta.sha256],
+      ['size', String(meta.size)],
+      ['time', when(meta.time)],
+      ['host', `${meta.host} (${meta.hostId})`],
+      ['reason', meta.reason],
+      ['based on', meta.basedOn ? `generation ${meta.basedOn}` : '-'],
+      ['data', data.ok ? 'ok (size and sha256 verified)' : `CORRUPT: ${data.problem}`],
+    ]),
+  );
+}
+
+// ─── restore / reset ────────────────────────────────────────────────────────────────────────
+
+async function restore(argv: { vm: string; generation?: number; json: boolean }, deps: CliDeps): Promise<void> {
+  const ctx = cliContext(deps);
+  const vm = await resolveVm(argv.vm, ctx);
+  const nvramPath = managedNvram(vm);
+  await requireShutOff(vm, ctx.virsh, 'restore');
+  const archive = await ctx.archive();
+  const generation = argv.generation ?? (await archive.newest(vm.uuid))?.generation;
+  if (generation === undefined) throw new UsageError(`${vm.name} has no auto-restorable generation; pick one with --generation N (see: ovmf-hook nvram list ${vm.name})`);
+  const r = await restoreGeneration({
+    archive,
+    stateDir: ctx.config.stateDir,
+    uuid: vm.uuid,
+    vmName: vm.name,
+    nvramPath,
+    generation,
+    owner: owner(ctx.config),
+    claimLeaseSeconds: ctx.config.claimLeaseSeconds,
+  });
+  if (argv.json) return printJson({ vm: vmRef(vm), nvram: nvramPath, ...r });
+  print(
+    `${vm.name}: restored generation ${r.from} to ${nvramPath}; ${r.generation === r.from ? 'it is the newest generation' : `archived again as generation ${r.generation}, the newest`}` +
+      (r.displaced ? `; the previous local NVRAM is kept as generation ${r.displaced}` : ''),
+  );
+}
+
+async function reset(argv: { vm: string; json: boolean }, deps: CliDeps): Promise<void> {
+  const ctx = cliContext(deps);
+  const vm = await resolveVm(argv.vm, ctx);
+  const nvramPath = managedNvram(vm);
+  if (!vm.template) throw new UsageError(`${vm.name}: no OVMF VARS template known for its firmware; set <nvram template='…'> in the domain`);
+  await requireShutOff(vm, ctx.virsh, 'reset');
+  const archive = await ctx.archive({ create: true });
+  const r = await resetNvram({
+    archive,
+    stateDir: ctx.config.stateDir,
+    uuid: vm.uuid,
+    vmName: vm.name,
+    nvramPath,
+    templatePath: vm.template,
+    owner: owner(ctx.config),
+    claimLeaseSeconds: ctx.config.claimLeaseSeconds,
+  });
+  if (argv.json) return printJson({ vm: vmRef(vm), nvram: nvramPath, template: vm.template, ...r });
+  print(
+    `${vm.name}: reset ${nvramPath} to the template ${vm.template} (archived as generation ${r.generation})` +
+      (r.saved ? `; the previous NVRAM is kept as generation ${r.saved}` : ''),
+  );
+}
+
+// ─── prune ──────────────────────────────────────────────────────────────────────────────────
+
+async function prune(argv: { vm?: string; keep?: number; json: boolean }, deps: CliDeps): Promise<void> {
+  const ctx = cliContext(deps);
+  const keep = argv.keep ?? ctx.config.keepGenerations;
+  const vm = argv.vm === undefined ? undefined : await resolveVm(argv.vm, ctx);
+  const archive = await ctx.archive();
+  const targets = vm
+    ? [vm]
+    : await Promise.all((await archive.listVms()).map(async (uuid) => ({ uuid, name: (await archive.list(uuid).catch(() => [])).at(-1)?.vmName ?? uuid })));
+  const results: { uuid: string; name: string; removed: number[]; error?: string }[] = [];
+  for (const t of targets) {
+    try {
+      results.push({ uuid: t.uuid, name: t.name, removed: await archive.prune(t.uuid, keep) });
+    } catch (e) {
+      if (!isOvmfHookError(e)) throw e;
+      results.push({ uuid: t.uuid, name: t.name, removed: [], error: e.message });
+    }
+  }
+  if (argv.json) printJson({ keep, vms: results });
+  else if (!results.length) print(`no VMs in the archive ${archive.root}`);
+  else
+    print(
+      table(
+        results.map((r) => [
+          r.name,
+          r.uuid,
+          r.error ? `FAILED: ${r.error}` : r.removed.length ? `removed generation${r.removed.length > 1 ? 's' : ''} ${r.removed.join(', ')}` : `nothing to remove (keep ${keep})`,
+        ]),
+      ),
+    );
+  const failed = results.filter((r) => r.error);
+  if (failed.length) throw new RefusedError(`prune failed for ${failed.map((r) => r.name).join(', ')}: ${failed[0].error}`);
+}
+
+// ─── unlock ─────────────────────────────────────────────────────────────────────────────────
+
+async function unlock(argv: { vm: string; force: boolean; json: boolean }, deps: CliDeps, now: () => Date): Promise<void> {
+  const ctx = cliContext(deps);
+  const vm = await resolveVm(argv.vm, ctx);
+  const archive = await ctx.archive();
+  const claim = await archive.claimInfo(vm.uuid);
+  if (!claim) {
+    if (argv.json) return printJson({ vm: vmRef(vm), unlocked: null });
+    return print(`${vm.name}: no claim to unlock`);
+  }
+  const ours = claim.hostId === archive.hostId;
+  if (!argv.force) {
+    if (ours && vm.defined) {
+      const state = await domainState(ctx.virsh, vm.uuid);
+      if (state !== 'shut off')
+        throw new RefusedError(`${vm.name} is ${state} on this host, which holds its NVRAM claim; unlocking would fence its next archive: shut it down first (or add --force)`);
+    }
+    if (!ours && !isExpired(claim, now()))
+      throw new RefusedError(
+        `${vm.name}: the NVRAM claim is held by host ${claim.host} since ${when(claim.since)} (expires ${claim.expires ? when(claim.expires) : 'never'}); the VM may be running there: check on ${claim.host}, then run: ovmf-hook nvram unlock ${vm.name} --force`,
+      );
+  }
+  const removed = await archive.breakClaim(vm.uuid);
+  if (argv.json) return printJson({ vm: vmRef(vm), unlocked: removed });
+  if (!removed) return print(`${vm.name}: the claim was released meanwhile; nothing to unlock`);
+  print(
+    `${vm.name}: unlocked: removed the claim of host ${removed.host} (since ${when(removed.since)})` +
+      (removed.hostId === archive.hostId ? '' : `; if ${removed.host} still runs the VM, its next archive is kept as a fenced generation (never restored automatically)`),
+  );
+}
+
+// ─── command tree ───────────────────────────────────────────────────────────────────────────
+
+const jsonOption = { type: 'boolean', default: false, describe: 'one JSON document on stdout' } as const;
+const vmPositional = { type: 'string', demandOption: true, describe: 'VM name or UUID (a UUID also works for VMs only the archive knows)' } as const;
+const generationOption = (describe: string) => ({ type: 'number', describe }) as const;
+
+export interface NvramCommandDeps extends CliDeps {
+  /** Clock for claim expiry; default `new Date()`. */
+  now?: () => Date;
+}
+
+/** The `nvram` command with its subcommands; `deps` replaces libvirt / the config in tests. */
+export function makeNvramCommand(deps: NvramCommandDeps = {}): CommandModule<object, any> {
+  const now = deps.now ?? (() => new Date());
+  const sub: CommandModule<object, any>[] = [
+    {
+      command: 'list [vm]',
+      describe: "List archived VMs, or one VM's generations, claim and local NVRAM",
+      builder: (y: Argv) => y.positional('vm', { type: 'string', describe: 'VM name or UUID (default: every VM in the archive)' }).option('json', jsonOption),
+      handler: (a) => list({ vm: a.vm === undefined ? undefined : String(a.vm), json: a.json === true }, deps),
+    },
+    {
+      command: 'show <vm>',
+      describe: "Show one archived generation's metadata and verify its data",
+      builder: (y: Argv) => y.positional('vm', vmPositional).option('generation', generationOption('generation number (default: the newest)')).option('json', jsonOption),
+      handler: (a) => show({ vm: String(a.vm), generation: generationArg(a.generation), json: a.json === true }, deps),
+    },
+    {
+      command: 'restore <vm>',
+      describe: 'Write an archived generation back to the local NVRAM of a shut-off VM',
+      builder: (y: Argv) =>
+        y.positional('vm', vmPositional).option('generation', generationOption('generation number (default: the newest auto-restorable)')).option('json', jsonOption),
+      handler: (a) => restore({ vm: String(a.vm), generation: generationArg(a.generation), json: a.json === true }, deps),
+    },
+    {
+      command: 'reset <vm>',
+      describe: "Reset a shut-off VM's NVRAM to the OVMF template (the old one is kept as a generation)",
+      builder: (y: Argv) => y.positional('vm', vmPositional).option('json', jsonOption),
+      handler: (a) => reset({ vm: String(a.vm), json: a.json === true }, deps),
+    },
+    {
+      command: 'prune [vm]',
+      describe: 'Remove old generations of one VM or of every VM in the archive',
+      builder: (y: Argv) =>
+        y
+          .positional('vm', { type: 'string', describe: 'VM name or UUID (default: every VM in the archive)' })
+          .option('keep', { type: 'number', describe: 'generations to keep (default: keepGenerations of the config)' })
+          .option('json', jsonOption),
+      handler: (a) => prune({ vm: a.vm === undefined ? undefined : String(a.vm), keep: generationArg(a.keep, '--keep'), json: a.json === true }, deps),
+    },
+    {
+      command: 'unlock <vm>',
+      describe: "Remove a VM's NVRAM claim left by a crashed host or a lost release",
+      builder: (y: Argv) =>
+        y
+          .positional('vm', vmPositional)
+          .option('force', { type: 'boolean', default: false, describe: 'also when another host holds a live claim, or the VM runs here' })
+          .option('json', jsonOption),
+      handler: (a) => unlock({ vm: String(a.vm), force: a.force === true, json: a.json === true }, deps, now),
+    },
+    makeNvramVarsCommand(deps),
+    makeNvramDiffCommand(deps),
+  ];
+  return {
+    command: 'nvram',
+    describe: 'Inspect and manage VMs\' UEFI NVRAM and its archive',
+    builder: (y: Argv) => {
+      for (const c of sub) y.command(c);
+      return y.demandCommand(1, 'name an nvram subcommand: list, show, restore, reset, prune, unlock, vars, diff');
+    },
+    handler: () => {},
+  };
+}
+
+export const nvramCommand = makeNvramCommand();

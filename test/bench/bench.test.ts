@@ -1,0 +1,65 @@
+/**
+ * `npm run bench` works: a --quick run (few runs, small generated inputs, no libvirt) measures
+ * every row without a failing command and reports numbers and goals. No timing is asserted:
+ * timings belong in the bench's own output, not in a test that could flake.
+ */
+import { spawnSync } from 'node:child_process';
+import { existsSync } from 'node:fs';
+import { join } from 'node:path';
+import { describe, expect, it } from 'vitest';
+
+const ROOT = join(__dirname, '..', '..');
+
+interface Row {
+  id: string;
+  label: string;
+  runs: number;
+  medianMs: number | null;
+  p90Ms: number | null;
+  ratioToFloor: number | null;
+  peakRssKiB: number | null;
+  failed?: string;
+}
+
+describe('npm run bench --quick', () => {
+  it('measures every row and prints one JSON report', () => {
+    // --no-build: rebuilding dist/ here would race other test files that run the built hook
+    if (![join(ROOT, 'dist/hooks/qemu'), join(ROOT, 'dist/cli.mjs')].every(existsSync)) {
+      const b = spawnSync(process.execPath, [join(ROOT, 'scripts/build.mjs')], { cwd: ROOT, encoding: 'utf8', timeout: 120_000 });
+      expect(b.status, b.stderr).toBe(0);
+    }
+    const r = spawnSync(process.execPath, [join(ROOT, 'scripts/bench.mjs'), '--quick', '--json', '--no-build', '--no-libvirt', '--runs', '2'], {
+      cwd: ROOT,
+      encoding: 'utf8',
+      timeout: 240_000,
+    });
+    expect(r.status, r.stderr).toBe(0);
+    const report = JSON.parse(r.stdout) as {
+      machine: { cpu: string; cores: number; node: string };
+      rows: Row[];
+      rewrite: { devices: number; medianMs: number; usPerDevice: number; changes: number }[];
+      goals: { id: string; value: number; pass: boolean }[];
+      failures: string[];
+    };
+    expect(report.failures).toEqual([]);
+    expect(report.machine.node).toMatch(/^v\d+\./);
+    expect(report.machine.cores).toBeGreaterThan(0);
+    expect(report.rows.map((x) => x.id)).toEqual(['floor', 'sh', 'started', 'prepare', 'prepareLarge', 'release', 'migrate']);
+    for (const row of report.rows) {
+      expect(row.failed, row.label).toBeUndefined();
+      expect(row.runs, row.label).toBe(2);
+      expect(row.medianMs, row.label).toBeGreaterThan(0);
+      expect(row.p90Ms!, row.label).toBeGreaterThanOrEqual(row.medianMs!);
+    }
+    expect(report.rows[0].ratioToFloor).toBe(1);
+    expect(report.rewrite.map((x) => x.devices)).toEqual([100, 1000]);
+    for (const rw of report.rewrite) expect(rw.changes).toBeGreaterThan(rw.devices / 2); // it really converted
+    expect(report.goals.map((g) => g.id)).toEqual(['started', 'prepare', 'release', 'migrate', 'archiveScale', 'rewriteSmall', 'rewriteLinear']);
+  }, 240_000);
+
+  it('rejects an unknown option with exit 2', () => {
+    const r = spawnSync(process.execPath, [join(ROOT, 'scripts/bench.mjs'), '--frobnicate'], { cwd: ROOT, encoding: 'utf8' });
+    expect(r.status).toBe(2);
+    expect(r.stderr).toMatch(/unknown argument --frobnicate/);
+  });
+});

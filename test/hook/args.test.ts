@@ -1,0 +1,41 @@
+import { describe, expect, it } from 'vitest';
+import { checkVmName, FILTER_OPS, HANDLED, NEVER_FAIL, parseHookArgs } from '../../src/hook/args';
+import { UsageError } from '../../src/errors';
+
+describe('parseHookArgs', () => {
+  it.each([
+    [['vm', 'prepare', 'begin', '-'], { vm: 'vm', op: 'prepare', subop: 'begin', extra: '-' }],
+    [['vm', 'release', 'end', 'destroyed'], { vm: 'vm', op: 'release', subop: 'end', extra: 'destroyed' }],
+    [['vm', 'release', 'end', 'from snapshot'], { vm: 'vm', op: 'release', subop: 'end', extra: 'from snapshot' }],
+    [['vm', 'start', 'begin'], { vm: 'vm', op: 'start', subop: 'begin', extra: '-' }],
+  ])('%j', (argv, want) => {
+    expect(parseHookArgs(argv)).toEqual(want);
+  });
+
+  it.each([[[]], [['vm']], [['vm', 'prepare']], [['vm', 'prepare', 'begin', '-', 'more']]])('%j is a usage error', (argv) => {
+    expect(() => parseHookArgs(argv)).toThrow(UsageError);
+    expect(() => parseHookArgs(argv)).toThrow(`got ${argv.length}`);
+  });
+});
+
+describe('checkVmName', () => {
+  it.each(['vm1', 'win11-pro', "it's a vm", 'ünïcode', 'a.b', '...', '-x'])('accepts %j', (name) => {
+    expect(checkVmName(name)).toBe(name);
+  });
+  it.each(['', '.', '..', 'a/b', '/', 'a\nb', 'a\u0000b', 'tab\there', 'del\u007f', 'x'.repeat(201)])('refuses %j', (name) => {
+    expect(() => checkVmName(name)).toThrow(UsageError);
+  });
+  it('the message is one line even for a name with a newline', () => {
+    expect(() => checkVmName('a\nb')).toThrow(/^invalid domain name "a\\nb": [^\n]*$/);
+  });
+});
+
+describe('operation sets (hook-engineering §1.2)', () => {
+  it('never fails the operations whose failure libvirt ignores or punishes (reconnect kills the VM)', () => {
+    expect([...NEVER_FAIL].sort()).toEqual(['attach', 'reconnect', 'release', 'started', 'stopped']);
+  });
+  it('filters exactly migrate and restore, and handles only the four acting calls', () => {
+    expect([...FILTER_OPS].sort()).toEqual(['migrate', 'restore']);
+    expect([...HANDLED].sort()).toEqual(['migrate begin', 'prepare begin', 'release end', 'restore begin']);
+  });
+});

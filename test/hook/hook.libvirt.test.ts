@@ -1,0 +1,344 @@
+/**
+ * The hook installed into the real libvirtd by install.sh, for the duration of this file:
+ * coexistence with a foreign hook, NVRAM provisioning / archive / restore through real VM starts,
+ * `<os firmware='efi'>`, the restore filter accepted by libvirt, the policy guard refusing a start,
+ * and `install.sh --uninstall` putting the foreign hook back.
+ *
+ * Isolation: everything install.sh touches (/etc/libvirt/hooks/qemu{,.d}, /etc/ovmf-hook,
+ * /usr/local/lib/ovmf-hook, /usr/local/bin/ovmf-hook, /var/lib/ovmf-hook) is saved first and put
+ * back afterwards. The test config has `policy: {uefi: no, archive: no}`, so VMs of other sessions
+ * starting meanwhile are left alone; this file's VMs opt in with `<ovmf:policy archive="yes"/>`.
+ * Archive, state and log live in a temp directory.
+ */
+import { spawnSync } from 'node:child_process';
+import { chmodSync, copyFileSync, cpSync, existsSync, lstatSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, beforeAll, expect, it } from 'vitest';
+import {
+  describeLibvirt,
+  destroyDomain,
+  domainState,
+  makeDomainXml,
+  OVMF,
+  scratchPath,
+  startDomain,
+  uniqueVmName,
+  virsh,
+  waitForFile,
+  withTempDomain,
+} from '../support/libvirt';
+import { CLI_BIN, ensureBuilt, ROOT, sha256 } from './harness';
+
+const HOOKS = '/etc/libvirt/hooks';
+const HOOK = `${HOOKS}/qemu`;
+const HOOK_D = `${HOOKS}/qemu.d`;
+const CONF_DIR = '/etc/ovmf-hook';
+const STATE_LIB = '/var/lib/ovmf-hook';
+const NVRAM_DIR = '/var/lib/libvirt/qemu/nvram';
+/** Everything install.sh writes besides /var/lib/ovmf-hook (which it only creates). */
+const SAVED_PATHS = [HOOK, HOOK_D, CONF_DIR, '/usr/local/lib/ovmf-hook', '/usr/local/bin/ovmf-hook'];
+/**
+ * Lock + crash-safe backup of the host's install, in one directory: created with mkdir (atomic),
+ * holds the owner's pid, the saved paths and a `complete` marker. A later run that finds it with
+ * a dead owner first puts the saved state back (the crashed run never did), then proceeds.
+ */
+const GUARD = '/var/tmp/ovmfhook-hook-libvirt-test';
+const MARKER = 'ovmf-hook: libvirt QEMU hook';
+
+// set up in beforeAll (a skipped file creates nothing)
+let tmp = '';
+let archiveDir = '';
+let logFile = '';
+let foreignLog = '';
+let FOREIGN = '';
+let config: Record<string, unknown> = {};
+let guarded = false;
+let installed = false;
+
+const exists = (p: string) => {
+  try {
+    lstatSync(p);
+    return true;
+  } catch {
+    return false;
+  }
+};
+
+function sh(cmd: string, args: string[], timeoutSec = 120): { code: number; out: string } {
+  const r = spawnSync('timeout', [String(timeoutSec), cmd, ...args], { encoding: 'utf8', cwd: ROOT });
+  return { code: r.status ?? 128, out: `${r.stdout ?? ''}${r.stderr ?? ''}` };
+}
+
+const copy = (from: string, to: string) => cpSync(from, to, { recursive: true, verbatimSymlinks: true, preserveTimestamps: true });
+
+function alive(pid: number): boolean {
+  try {
+    return pid > 0 && process.kill(pid, 0);
+  } catch {
+    return false;
+  }
+}
+
+/** Put back what the guard saved (no-op without a complete backup), then drop the guard. */
+function restoreFromGuard(): void {
+  const done = join(GUARD, 'complete');
+  if (existsSync(done)) {
+    for (const p of SAVED_PATHS) {
+      rmSync(p, { recursive: true, force: true });
+      if (exists(join(GUARD, 'backup', p))) copy(join(GUARD, 'backup', p), p);
+    }
+    if (readFileSync(done, 'utf8').trim() === 'state-lib-absent') rmSync(STATE_LIB, { recursive: true, force: true });
+  }
+  rmSync(GUARD, { recursive: true, force: true });
+}
+
+/** Take the guard (waiting up to 5 min for a live owner), recover a dead owner's state, save ours. */
+async function takeGuard(): Promise<void> {
+  const deadline = Date.now() + 300_000;
+  for (;;) {
+    try {
+      mkdirSync(GUARD, { mode: 0o700 });
+      break;
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code !== 'EEXIST') throw e;
+      const pidFile = join(GUARD, 'pid');
+      const pid = existsSync(pidFile) ? Number(readFileSync(pidFile, 'utf8')) : 0;
+      const young = Date.now() - lstatSync(GUARD).mtimeMs < 10_000; // owner between mkdir and writing its pid
+      if (!alive(pid) && !young) {
+        console.warn(`[hook.libvirt] ${GUARD}: owner ${pid || '?'} is gone; putting back the host state it saved`);
+        restoreFromGuard();
+        reloadLibvirt();
+      } else if (Date.now() > deadline) throw new Error(`${GUARD} is held by pid ${pid} for 5 minutes`);
+      else await new Promise((r) => setTimeout(r, 1000));
+    }
+  }
+  guarded = true;
+  writeFileSync(join(GUARD, 'pid'), String(process.pid));
+  for (const p of SAVED_PATHS) if (exists(p)) copy(p, join(GUARD, 'backup', p));
+  writeFileSync(join(GUARD, 'complete'), existsSync(STATE_LIB) ? 'state-lib-present' : 'state-lib-absent');
+}
+
+function reloadLibvirt(): void {
+  const r = sh('bash', [join(ROOT, 'scripts/libvirt-reload.sh')], 90);
+  if (r.code !== 0) throw new Error(`libvirt-reload.sh: ${r.out}`);
+}
+
+const hookLog = () => (existsSync(logFile) ? readFileSync(logFile, 'utf8') : '');
+const foreignCalls = () => (existsSync(foreignLog) ? readFileSync(foreignLog, 'utf8') : '');
+
+/** Opt a test VM into NVRAM archiving (the test config leaves other VMs alone). */
+const archived = (xml: string) =>
+  xml.replace(/(<\/name>\n)/, '$1  <metadata>\n    <ovmf:policy xmlns:ovmf="urn:ovmf-hook:policy:1" archive="yes"/>\n  </metadata>\n');
+
+const nvramOf = (vm: string) => `${NVRAM_DIR}/${vm}_VARS.fd`;
+const liveXml = (vm: string) => virsh(['dumpxml', vm]).stdout;
+
+interface NvramList {
+  generations: Array<{ generation: number; sha256: string; kind: string }>;
+  local: { exists?: boolean; sha256?: string; equalsNewest?: boolean };
+}
+/** `ovmf-hook nvram list <vm> --json` (reads the installed test config). */
+function nvramList(vm: string): NvramList {
+  const r = spawnSync('timeout', ['60', 'node', CLI_BIN, 'nvram', 'list', vm, '--json'], { encoding: 'utf8' });
+  if (r.status !== 0) throw new Error(`ovmf-hook nvram list ${vm} --json: exit ${r.status}: ${r.stderr}`);
+  return JSON.parse(r.stdout) as NvramList;
+}
+
+/** Another session reinstalling on this host mid-run would make every later failure a riddle. */
+function expectOurInstall(): void {
+  const hook = exists(HOOK) ? readFileSync(HOOK, 'utf8') : '';
+  const conf = exists(join(CONF_DIR, 'config.json')) ? readFileSync(join(CONF_DIR, 'config.json'), 'utf8') : '';
+  if (!hook.includes(MARKER) || conf !== JSON.stringify(config, null, 2))
+    throw new Error(`the hook install or ${CONF_DIR}/config.json changed under this test (another session installing on this host?)`);
+}
+
+/** Start and wait for the firmware's boot manager on the serial console. */
+async function boot(vm: string, serial: string): Promise<void> {
+  startDomain(vm);
+  await waitForFile(serial, /BdsDxe/, 60_000);
+}
+
+describeLibvirt('the hook in the real libvirtd (installed by install.sh)', () => {
+  beforeAll(async () => {
+    ensureBuilt();
+    await takeGuard();
+    tmp = mkdtempSync(join(tmpdir(), 'ovmfhook-hooklv-'));
+    archiveDir = join(tmp, 'archive');
+    logFile = join(tmp, 'hook.log');
+    foreignLog = join(tmp, 'foreign.log');
+    // never fails (exit 0 even when its log is gone): if it is ever left behind, VM starts still work
+    FOREIGN = `#!/bin/sh\n# a hook that was here before ovmf-hook\necho "$@" >> '${foreignLog}' 2>/dev/null\nexit 0\n`;
+    config = {
+      mode: 'enforce',
+      policy: { uefi: 'no', archive: 'no' },
+      archiveDir,
+      stateDir: join(tmp, 'state'),
+      logFile,
+      nvramDir: NVRAM_DIR,
+      hookTimeoutSeconds: 60,
+    };
+    // a clean starting point: a foreign hook, no qemu.d, no earlier install, our config
+    mkdirSync(HOOKS, { recursive: true });
+    rmSync(HOOK_D, { recursive: true, force: true });
+    rmSync(HOOK, { force: true });
+    writeFileSync(HOOK, FOREIGN, { mode: 0o755 });
+    rmSync(join(CONF_DIR, 'install-state'), { force: true });
+    mkdirSync(CONF_DIR, { recursive: true });
+    writeFileSync(join(CONF_DIR, 'config.json'), JSON.stringify(config, null, 2));
+    mkdirSync(archiveDir, { mode: 0o700 });
+  }, 400_000);
+
+  afterAll(() => {
+    try {
+      if (guarded && installed && exists(HOOK) && readFileSync(HOOK, 'utf8').includes(MARKER)) sh('bash', [join(ROOT, 'install.sh'), '--uninstall', '--no-reload']);
+    } finally {
+      try {
+        if (guarded) {
+          restoreFromGuard();
+          reloadLibvirt();
+        }
+      } finally {
+        if (tmp) rmSync(tmp, { recursive: true, force: true });
+      }
+    }
+  }, 200_000);
+
+  it('install.sh installs the hook, keeps the foreign hook running from qemu.d and keeps the config', () => {
+    const r = sh('bash', [join(ROOT, 'install.sh'), '--no-build'], 120);
+    installed = true;
+    if (process.env.OVMFHOOK_DEBUG) console.info(r.out);
+    expect(r.code, r.out).toBe(0);
+    expect(readFileSync(HOOK, 'utf8').split('\n')[1]).toContain(MARKER);
+    expect(readFileSync(HOOK, 'utf8').split('\n')[0]).toBe('#!/usr/bin/node');
+    expect(readFileSync(`${HOOK_D}/00-original-qemu`, 'utf8')).toBe(FOREIGN);
+    expect(lstatSync(`${HOOK_D}/00-original-qemu`).mode & 0o111).not.toBe(0);
+    expect(JSON.parse(readFileSync(join(CONF_DIR, 'config.json'), 'utf8'))).toEqual(config);
+    expect(r.out).toMatch(/kept existing \/etc\/ovmf-hook\/config\.json/);
+    expect(existsSync(`${STATE_LIB}/archive`) && existsSync(`${STATE_LIB}/state`)).toBe(true);
+    expect(r.out).toMatch(/sent SIGHUP to libvirtd|reloaded libvirtd/);
+    // the daemon rescans hooks on SIGHUP; wait until it answers again
+    reloadLibvirt();
+  });
+
+  it('install.sh again (an upgrade) is idempotent: the foreign hook is not moved twice', () => {
+    const r = sh('bash', [join(ROOT, 'install.sh'), '--no-build', '--no-reload'], 120);
+    expect(r.code, r.out).toBe(0);
+    expect(r.out).not.toMatch(/moved the existing hook/);
+    expect(readFileSync(HOOK, 'utf8')).toContain(MARKER);
+    expect(readdirSync(HOOK_D)).toEqual(['00-original-qemu']);
+    expect(readFileSync(`${HOOK_D}/00-original-qemu`, 'utf8')).toBe(FOREIGN);
+    expect(readdirSync(HOOKS).filter((f) => f.includes('ovmf-hook-new'))).toEqual([]);
+  });
+
+  it('a UEFI VM: NVRAM provisioned by the hook, archived at destroy, restored (not re-provisioned) after it is deleted', async () => {
+    const vm = uniqueVmName('hook-life');
+    expectOurInstall();
+    const serial = scratchPath(`${vm}.log`);
+    await withTempDomain(archived(makeDomainXml({ name: vm, machine: 'q35', firmware: 'ovmf', serialLog: serial })), async () => {
+      await boot(vm, serial);
+      expect(hookLog()).toContain(`${vm}: prepare: provision`);
+      // the foreign hook still runs, after ours, for every operation
+      expect(foreignCalls()).toContain(`${vm} prepare begin -\n${vm} start begin -\n${vm} started begin -\n`);
+      destroyDomain(vm);
+      expect(foreignCalls()).toContain(`${vm} stopped end -\n${vm} release end -\n`);
+      const local = sha256(readFileSync(nvramOf(vm)));
+      const listed = nvramList(vm);
+      expect(listed.generations.map((g) => [g.generation, g.kind])).toEqual([[1, 'archive']]);
+      expect(listed.generations[0].sha256).toBe(local);
+      expect(listed.local).toMatchObject({ exists: true, sha256: local, equalsNewest: true });
+      expect(local).not.toBe(sha256(readFileSync(OVMF.vars))); // the firmware wrote to it
+
+      // as if the VM came from another host: no local NVRAM; start paused so the firmware cannot change it
+      rmSync(nvramOf(vm));
+      virsh(['start', '--paused', vm]);
+      expect(hookLog()).toContain(`${vm}: prepare: restore generation 1`);
+      expect(sha256(readFileSync(nvramOf(vm)))).toBe(local);
+      destroyDomain(vm);
+      expect(nvramList(vm).generations).toHaveLength(1); // unchanged content is not archived again
+    });
+  });
+
+  it("<os firmware='efi'>: the hook provisions libvirt's NVRAM path from the template libvirt then picks, and the VM boots", async () => {
+    const vm = uniqueVmName('hook-efi');
+    expectOurInstall();
+    const serial = scratchPath(`${vm}.log`);
+    await withTempDomain(archived(makeDomainXml({ name: vm, machine: 'q35', firmware: 'efi-auto', serialLog: serial })), async () => {
+      virsh(['start', '--paused', vm]);
+      expect(hookLog()).toContain(`${vm}: prepare: provision`);
+      const m = /<nvram template='([^']+)'[^>]*>([^<]+)<\/nvram>/.exec(liveXml(vm));
+      expect(m, liveXml(vm)).not.toBeNull();
+      const [, template, path] = m!;
+      expect(path).toBe(nvramOf(vm));
+      expect(template).toBe(OVMF.msVars); // Debian 12: the first descriptor, Secure Boot with MS keys
+      expect(readFileSync(path).equals(readFileSync(template))).toBe(true);
+      virsh(['resume', vm]);
+      await waitForFile(serial, /BdsDxe/, 60_000);
+      destroyDomain(vm);
+    });
+  });
+
+  it('virsh save / restore passes through the restore filter; a missing firmware path is mapped and libvirt accepts it', async () => {
+    const vm = uniqueVmName('hook-save');
+    expectOurInstall();
+    const serial = scratchPath(`${vm}.log`);
+    const fwCopy = mkdtempSync(join(tmpdir(), 'ovmfhook-fwcopy-'));
+    chmodSync(fwCopy, 0o755);
+    const code = join(fwCopy, 'OVMF_CODE_4M.fd');
+    const vars = join(fwCopy, 'OVMF_VARS_4M.fd');
+    copyFileSync(OVMF.code, code);
+    copyFileSync(OVMF.vars, vars);
+    chmodSync(code, 0o644);
+    chmodSync(vars, 0o644);
+    const image = join(tmp, `${vm}.save`);
+    const xml = makeDomainXml({ name: vm, machine: 'q35', firmware: 'ovmf', serialLog: serial }).replace(OVMF.code, code).replace(OVMF.vars, vars);
+    try {
+      await withTempDomain(archived(xml), async () => {
+        await boot(vm, serial);
+        // 1. paths exist: the filter prints nothing and libvirt restores the image as saved
+        virsh(['save', vm, image], { timeoutSec: 120 });
+        expect(domainState(vm)).toBe('shut off');
+        virsh(['restore', image], { timeoutSec: 120 });
+        expect(domainState(vm)).toBe('running');
+        expect(foreignCalls()).toContain(`${vm} restore begin -\n`);
+        expect(liveXml(vm)).toContain(`>${code}</loader>`);
+        // 2. the firmware copy disappears (another host, an upgraded package): the hook maps it
+        virsh(['save', vm, image], { timeoutSec: 120 });
+        rmSync(fwCopy, { recursive: true, force: true });
+        virsh(['restore', image], { timeoutSec: 120 });
+        expect(domainState(vm)).toBe('running');
+        expect(hookLog()).toContain(`${vm}: restore: loader ${code} -> ${OVMF.code}`);
+        expect(hookLog()).toContain(`${vm}: restore: nvram template ${vars} -> ${OVMF.vars}`);
+        const live = liveXml(vm);
+        expect(live).toContain(`>${OVMF.code}</loader>`);
+        expect(live).toContain(`template='${OVMF.vars}'`);
+        destroyDomain(vm);
+      });
+    } finally {
+      rmSync(fwCopy, { recursive: true, force: true });
+      rmSync(image, { force: true });
+    }
+  });
+
+  it('enforce mode: a BIOS VM whose policy asks for Secure Boot does not start, and virsh shows the fix', async () => {
+    const vm = uniqueVmName('hook-enforce');
+    expectOurInstall();
+    await withTempDomain(makeDomainXml({ name: vm, machine: 'q35', firmware: 'bios', serialLog: scratchPath(`${vm}.log`) }), () => {
+      virsh(['metadata', vm, '--uri', 'urn:ovmf-hook:policy:1', '--key', 'ovmf', '--set', '<policy secure-boot="yes"/>', '--config']);
+      const r = virsh(['start', vm], { allowFail: true });
+      expect(r.code).not.toBe(0);
+      expect(r.stderr).toContain(`ovmf-hook convert ${vm} --secure-boot`);
+      expect(domainState(vm)).toBe('shut off');
+      expect(existsSync(nvramOf(vm))).toBe(false);
+    });
+  });
+
+  it('install.sh --uninstall removes the hook and puts the foreign hook back', () => {
+    const r = sh('bash', [join(ROOT, 'install.sh'), '--uninstall']);
+    expect(r.code, r.out).toBe(0);
+    expect(readFileSync(HOOK, 'utf8')).toBe(FOREIGN);
+    expect(existsSync(HOOK_D)).toBe(false);
+    expect(exists('/usr/local/bin/ovmf-hook')).toBe(false);
+    expect(JSON.parse(readFileSync(join(CONF_DIR, 'config.json'), 'utf8'))).toEqual(config); // config kept
+  });
+});
