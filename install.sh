@@ -73,6 +73,11 @@ if [ "$ACTION" = uninstall ]; then
   exit 0
 fi
 
+# --- refuse early, before anything is written, when a foreign hook cannot be moved aside
+if [ -e "$HOOK" ] && ! is_ours "$HOOK" && [ -e "$SAVED" ]; then
+  die "$HOOK is not ours and $SAVED already exists; move one of them away and retry"
+fi
+
 # --- node: the hook runs in libvirt's bare environment, so its interpreter path is fixed now
 NODE=$(command -v node || true)
 [ -n "$NODE" ] || die "node (>= 20) not found; install Node.js 20+ (e.g. from NodeSource) and retry"
@@ -105,7 +110,7 @@ install -d -m 0755 "$CONF_DIR"
 if [ ! -e "$CONF_DIR/config.json" ]; then
   cat > "$CONF_DIR/config.json" <<'JSON'
 {
-  "mode": "enforce",
+  "mode": "warn",
   "policy": { "uefi": "yes", "secure-boot": "no", "tpm": "no", "archive": "yes" },
   "archiveDir": "/var/lib/ovmf-hook/archive",
   "keepGenerations": 10,

@@ -100,7 +100,10 @@ function run(cmd, args, { env, input, timeoutMs = 120_000 } = {}) {
   const t0 = process.hrtime.bigint();
   const r = spawnSync(cmd, args, { env, input, maxBuffer: 256 * 1024 * 1024, timeout: timeoutMs });
   const ms = Number(process.hrtime.bigint() - t0) / 1e6;
-  return { ms, status: r.status, signal: r.signal, error: r.error, stdout: r.stdout ?? Buffer.alloc(0), stderr: r.stderr ?? Buffer.alloc(0) };
+  // EPIPE: the command exited without reading all of stdin (a pass-through hook need not read it;
+  // libvirt ignores that too)
+  const error = r.error && r.error.code !== 'EPIPE' ? r.error : undefined;
+  return { ms, status: r.status, signal: r.signal, error, stdout: r.stdout ?? Buffer.alloc(0), stderr: r.stderr ?? Buffer.alloc(0) };
 }
 
 const failure = (r) =>

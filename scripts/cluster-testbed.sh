@@ -7,13 +7,16 @@
 #   scripts/cluster-testbed.sh status         what is up (exit 0 only when all of it is)
 #
 # Host A = the normal libvirtd (qemu:///system). Host B = a second libvirtd in its own mount
-# namespace (qemu+tcp://127.0.0.1:16510/system) over copies of /etc/libvirt, /var/lib/libvirt, …;
-# B has its own hook install, /etc/ovmf-hook, /var/lib/ovmf-hook, and a *different* OVMF path:
-# /usr/share/OVMF is empty there, its firmware lives in $ROOT/b-ovmf (visible on B only) and is
-# described by B's /etc/qemu/firmware, so the `migrate begin` filter has to map paths.
+# namespace (qemu+tcp://127.0.0.1:16510/system): a private copy of /etc (its own libvirt config,
+# hooks, /etc/ovmf-hook, /etc/qemu/firmware), an overlay on /var/lib with its own /var/lib/libvirt
+# and /var/lib/ovmf-hook, its own /run/libvirt, /var/log/libvirt, /var/cache/libvirt, and a
+# *different* OVMF path: /usr/share/OVMF is empty there, its firmware lives in $ROOT/b-ovmf (visible
+# on B only, described by B's /etc/qemu/firmware), so the `migrate begin` filter has to map paths.
 # GlusterFS volume "ovmfhook" (one brick): mounted at $ROOT/archive-mnt on A by one FUSE client and
 # again inside B's namespace by a second client, so the hosts really are two gluster clients.
-# Both hosts' hook configs point archiveDir at $ROOT/archive-mnt/archive.
+# Both hosts' hook configs point archiveDir at $ROOT/archive-mnt/archive. Only VMs whose metadata
+# says <ovmf:policy archive="yes"/> are archived (the tests' VMs); the guard is off (mode "off").
+# Details and findings: docs/CLUSTER.md.
 set -euo pipefail
 
 ROOT=${OVMFHOOK_CLUSTER_DIR:-/srv/ovmfhook-cluster}
@@ -93,7 +96,7 @@ gluster_up() {
     # an immutable mount point: while the volume is not mounted nobody can create the archive
     # on the local disk underneath (the hook then sees "archive unavailable")
     mkdir -p "$MNT"
-    chattr +i "$MNT"
+    chattr +i "$MNT" || say "warning: cannot make $MNT immutable; an unmounted archive would be written to the local disk"
     mount -t glusterfs "$(hostname):/$VOL" "$MNT"
     say "mounted $(hostname):/$VOL at $MNT (host A's client)"
   fi
@@ -117,6 +120,12 @@ backup_a() {
 
 restore_a() {
   marked a-backup-done || return 0
+  # Someone else (another test run) reinstalled the hook on host A since `up`: restoring the
+  # backup now would undo their work (or bring back what they have cleaned up meanwhile).
+  if ! grep -qs "\"$A_HOST_ID\"" /etc/ovmf-hook/config.json; then
+    say "host A's hook config was replaced by someone else since 'up': left as it is (backup in $BOOK/a-backup is dropped)"
+    return 0
+  fi
   local p
   for p in "${A_PATHS[@]}"; do rm -rf "$p"; done
   if [ -s "$BOOK/a-backup/a.tar" ]; then tar -C / -xpf "$BOOK/a-backup/a.tar"; fi
@@ -156,6 +165,8 @@ a_up() {
   install -d -m 0755 "$A"
   install -d -m 0700 "$A/state"
   (cd "$REPO" && ./install.sh --no-build --no-reload >/dev/null)
+  # only our hook runs on A while the testbed is up (qemu.d is in the backup, `down` restores it)
+  rm -rf /etc/libvirt/hooks/qemu.d
   write_config /etc/ovmf-hook/config.json "$A_HOST_ID" "$A/state" "$A/hook.log"
   reload_a
   say "host A: hook installed (config /etc/ovmf-hook/config.json, host id $A_HOST_ID)"

@@ -16,11 +16,11 @@ export function median(xs) {
   return s.length % 2 ? s[m] : (s[m - 1] + s[m]) / 2;
 }
 
-/** Render rows (arrays of cells) as an aligned plain-text table; numbers right-aligned. */
+/** Render rows (arrays of cells) as an aligned plain-text table: first column left-aligned, the rest right-aligned. */
 export function table(header, rows) {
   const all = [header, ...rows].map((r) => r.map((c) => (c === undefined || c === null ? '' : String(c))));
   const width = header.map((_, i) => Math.max(...all.map((r) => r[i].length)));
-  const right = header.map((_, i) => rows.every((r) => r[i] === '' || r[i] === undefined || r[i] === null || /^[-\d.,×x≤<≥ %]+$/.test(String(r[i]))));
+  const right = header.map((_, i) => i > 0); // the first column names the row; the others hold numbers
   const line = (r) => r.map((c, i) => (right[i] ? c.padStart(width[i]) : c.padEnd(width[i]))).join('  ').trimEnd();
   return [line(all[0]), width.map((w) => '-'.repeat(w)).join('  '), ...all.slice(1).map(line)].join('\n');
 }

@@ -51,7 +51,7 @@ export interface Config {
 }
 
 export const DEFAULT_CONFIG: Readonly<Config> = Object.freeze({
-  mode: 'enforce',
+  mode: 'warn',
   policy: Object.freeze({ uefi: true, secureBoot: false, tpm: false, archive: true }),
   archiveDir: '/var/lib/ovmf-hook/archive',
   stateDir: '/var/lib/ovmf-hook/state',

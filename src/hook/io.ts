@@ -27,15 +27,19 @@ export function readStdin(maxBytes: number): Promise<string> {
   });
 }
 
-/** Write everything to fd 1, retrying short writes and EAGAIN. */
+/** Write everything to fd 1, retrying short writes and EAGAIN (a full non-blocking pipe). */
 export function writeStdout(text: string): void {
   const buf = Buffer.from(text, 'utf8');
   let off = 0;
+  let pause: Int32Array | undefined;
   while (off < buf.length) {
     try {
       off += writeSync(1, buf, off, buf.length - off);
     } catch (e) {
       if ((e as NodeJS.ErrnoException).code !== 'EAGAIN') throw e;
+      // the reader (libvirt's poll loop) is behind: wait 1 ms instead of spinning
+      pause ??= new Int32Array(new SharedArrayBuffer(4));
+      Atomics.wait(pause, 0, 0, 1);
     }
   }
 }

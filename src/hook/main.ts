@@ -202,20 +202,24 @@ async function release(ctx: Ctx): Promise<void> {
 
 async function filter(ctx: Ctx): Promise<void> {
   const { config, domain, log, args } = ctx;
-  if (args.op === 'migrate' && domain.uuid) {
-    // tell the prepare that follows that QEMU's migration stream brings the NVRAM content
+  let r: ReturnType<typeof mapFirmwarePaths> = { mapped: [] };
+  if (domain.isUefi) {
+    const catalog = loadCatalog({ roots: config.firmwareDirs });
+    const paths = [domain.loader?.path, domain.nvram?.template, ...catalog.descriptors.flatMap((d) => [d.executable.filename, d.nvramTemplate?.filename])];
+    r = mapFirmwarePaths(domain, {
+      descriptors: catalog.descriptors,
+      sizes: statSizes(paths),
+      dirExists: (d) => existsSync(d) && statSync(d).isDirectory(),
+      nvramDir: config.nvramDir,
+    });
+  }
+  if (args.op === 'migrate' && domain.uuid && resolvePolicy(config, domain).archive) {
+    // tell the prepare that follows that QEMU's migration stream brings the NVRAM content; only
+    // once the filter accepted the domain: a cancelled migration must not make the next ordinary
+    // start on this host skip its archive restore and claim
     const prev = await getLocalState(config.stateDir, domain.uuid).catch(() => null);
     await setLocalState(config.stateDir, domain.uuid, { generation: prev?.generation ?? null, sha256: prev?.sha256 ?? null, ...prev, time: new Date().toISOString(), incomingMigration: true });
   }
-  if (!domain.isUefi) return;
-  const catalog = loadCatalog({ roots: config.firmwareDirs });
-  const paths = [domain.loader?.path, domain.nvram?.template, ...catalog.descriptors.flatMap((d) => [d.executable.filename, d.nvramTemplate?.filename])];
-  const r = mapFirmwarePaths(domain, {
-    descriptors: catalog.descriptors,
-    sizes: statSizes(paths),
-    dirExists: (d) => existsSync(d) && statSync(d).isDirectory(),
-    nvramDir: config.nvramDir,
-  });
   if (!r.xml) return;
   for (const m of r.mapped) log('info', `${args.op}: ${m.what} ${m.from} -> ${m.to}`);
   writeStdout(r.xml);

@@ -10,6 +10,7 @@
 import { createHash, randomBytes } from 'node:crypto';
 import { constants as C, promises as fs, type Stats } from 'node:fs';
 import { constants as osConstants } from 'node:os';
+import { setTimeout as delay } from 'node:timers/promises';
 import path from 'node:path';
 import { UnsafePathError } from '../errors';
 
@@ -60,17 +61,20 @@ export async function readRegularFile(
 ): Promise<{ data: Buffer; stat: Stats } | null> {
   // On NFS/GlusterFS, a name another host has just replaced (rename over it) or removed can fail
   // the open — or the fstat/read of the file it found — with ESTALE: the lookup found an inode
-  // that is gone by the time it is used. Looking the name up again finds the new file (or none).
+  // that is gone by the time it is used. Looking the name up again finds the new file (or none);
+  // a short pause between tries lets a burst of replacements pass.
   for (let attempt = 1; ; attempt++) {
     try {
       return await readRegularFileOnce(file, opts);
     } catch (e) {
       if (!isEstale(e) || attempt >= ESTALE_ATTEMPTS) throw e;
+      await delay(2 ** attempt);
     }
   }
 }
 
-const ESTALE_ATTEMPTS = 5;
+/** Tries of a read that keeps answering ESTALE (pauses 2, 4, … 32 ms: 62 ms in all). */
+const ESTALE_ATTEMPTS = 6;
 
 async function readRegularFileOnce(file: string, opts: ReadOptions): Promise<{ data: Buffer; stat: Stats } | null> {
   const { maxBytes = MAX_NVRAM_BYTES, noFollow = true, singleLink = true, uids } = opts;

@@ -29,13 +29,41 @@ const newestMtime = (p: string): number => {
   return Math.max(st.mtimeMs, ...readdirSync(p).map((n) => newestMtime(join(p, n))));
 };
 
-/** Build dist/ with `npm run build` unless it is newer than every source it is made from. */
-export function ensureBuilt(): void {
+const BUILD_LOCK = join(tmpdir(), 'ovmfhook-dist-build.lock');
+const sleepSync = (ms: number) => Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, ms);
+
+const distIsFresh = (): boolean => {
   const sources = ['src', 'hooks', 'scripts/build.mjs', 'package-lock.json'].map((p) => join(ROOT, p)).filter(existsSync);
   const built = [HOOK_BIN, CLI_BIN].every(existsSync) ? Math.min(statSync(HOOK_BIN).mtimeMs, statSync(CLI_BIN).mtimeMs) : 0;
-  if (built > Math.max(...sources.map(newestMtime))) return;
-  const r = spawnSync('npm', ['run', '--silent', 'build'], { cwd: ROOT, encoding: 'utf8', timeout: 120_000 });
-  if (r.status !== 0) throw new Error(`npm run build failed: ${r.stderr || r.stdout || r.error}`);
+  return built > Math.max(...sources.map(newestMtime));
+};
+
+/**
+ * Build dist/ with `npm run build` unless it is newer than every source it is made from. Test
+ * files of one run call this in parallel: one builds (under a lock), the others wait for it, so no
+ * test runs a half-written hook.
+ */
+export function ensureBuilt(): void {
+  if (distIsFresh()) return;
+  const deadline = Date.now() + 180_000;
+  for (;;) {
+    try {
+      mkdirSync(BUILD_LOCK);
+      break;
+    } catch {
+      const age = Date.now() - (statSync(BUILD_LOCK, { throwIfNoEntry: false })?.mtimeMs ?? Date.now());
+      if (age > 180_000) rmSync(BUILD_LOCK, { recursive: true, force: true }); // a builder that died
+      else if (Date.now() > deadline) throw new Error(`${BUILD_LOCK}: another build did not finish within 3 minutes`);
+      else sleepSync(200);
+    }
+  }
+  try {
+    if (distIsFresh()) return; // built by whoever held the lock
+    const r = spawnSync('npm', ['run', '--silent', 'build'], { cwd: ROOT, encoding: 'utf8', timeout: 170_000 });
+    if (r.status !== 0) throw new Error(`npm run build failed: ${r.stderr || r.stdout || r.error}`);
+  } finally {
+    rmSync(BUILD_LOCK, { recursive: true, force: true });
+  }
 }
 
 export const sha256 = (b: Uint8Array): string => createHash('sha256').update(b).digest('hex');
@@ -60,6 +88,8 @@ export interface RunOptions {
   wrap?: string[];
   /** Safety net: SIGKILL the hook after this long (default 20 s); `killed` is then true. */
   killAfterMs?: number;
+  /** Do not read stdout for this long after the spawn (a daemon slow to drain the pipe). */
+  stdoutPauseMs?: number;
 }
 
 export interface HookResult {
@@ -96,6 +126,10 @@ export function runHookBinary(argv: readonly string[], opts: RunOptions = {}): P
       child.kill('SIGKILL');
     }, opts.killAfterMs ?? 20_000);
     child.stdout!.on('data', (c: Buffer) => out.push(c));
+    if (opts.stdoutPauseMs) {
+      child.stdout!.pause();
+      setTimeout(() => child.stdout!.resume(), opts.stdoutPauseMs);
+    }
     child.stderr!.on('data', (c: Buffer) => err.push(c));
     child.on('error', (e) => {
       clearTimeout(timer);

@@ -341,4 +341,18 @@ describeLibvirt('the hook in the real libvirtd (installed by install.sh)', () =>
     expect(exists('/usr/local/bin/ovmf-hook')).toBe(false);
     expect(JSON.parse(readFileSync(join(CONF_DIR, 'config.json'), 'utf8'))).toEqual(config); // config kept
   });
+
+  it('install.sh refuses before writing anything when the foreign hook cannot be moved aside', () => {
+    mkdirSync(HOOK_D);
+    writeFileSync(`${HOOK_D}/00-original-qemu`, '#!/bin/sh\n# some other hook, not executable\n', { mode: 0o644 });
+    try {
+      const r = sh('bash', [join(ROOT, 'install.sh'), '--no-build']);
+      expect(r.code).toBe(1);
+      expect(r.out).toMatch(/qemu is not ours and .*00-original-qemu already exists; move one of them away and retry/);
+      expect(readFileSync(HOOK, 'utf8')).toBe(FOREIGN);
+      expect(exists('/usr/local/bin/ovmf-hook') || exists('/usr/local/lib/ovmf-hook')).toBe(false);
+    } finally {
+      rmSync(HOOK_D, { recursive: true, force: true });
+    }
+  });
 });

@@ -60,7 +60,7 @@ const ok = (r: HookResult, what: string) => {
 const lines = (s: string) => s.split('\n').filter((l) => l !== '');
 
 /** Committed generations of the default UUID in an archive, ascending. */
-function generations(archiveDir: string, uuid = DEFAULT_UUID): Array<{ generation: number; sha256: string; kind: string; data: Buffer }> {
+function generations(archiveDir: string, uuid = DEFAULT_UUID): Array<{ generation: number; sha256: string; kind: string; vmName: string; data: Buffer }> {
   const dir = join(archiveDir, uuid);
   if (!existsSync(dir)) return [];
   return readdirSync(dir)
@@ -118,6 +118,16 @@ describe('NVRAM provisioning, archive and restore', () => {
     expect({ uid: st.uid, gid: st.gid, mode: st.mode & 0o7777 }).toEqual({ uid: owner.uid, gid: owner.gid, mode: 0o600 });
     expect(readFileSync(h.nvramPath(VM)).equals(readFileSync(fw.vars))).toBe(true);
     expect(h.log()).toMatch(/vm1: prepare: provision/);
+  });
+
+  it.each([['ünïcödé vm'], ["it's-a vm.v2"]])('a VM named %j (bare LC_ALL=C environment) gets <nvramDir>/<name>_VARS.fd', async (name) => {
+    const h = host();
+    const xml = domainXml({ name, firmware: 'ovmf', nvram: h.nvramPath(name) }, fw);
+    ok(await h.run([name, 'prepare', 'begin', '-'], xml), 'prepare');
+    expect(readdirSync(h.nvramDir)).toEqual([`${name}_VARS.fd`]);
+    writeFileSync(h.nvramPath(name), pattern(VARS_SIZE, name));
+    ok(await h.run([name, 'release', 'end', '-'], xml), 'release');
+    expect(generations(h.archiveDir).map((g) => g.vmName)).toEqual([name]);
   });
 
   it('release archives a modified NVRAM as generation 1 with its sha256', async () => {
@@ -385,6 +395,39 @@ describe('migrate/restore filter', () => {
     expect(r.stderr).toMatch(/^ovmf-hook: vm1: firmware \/opt\/other\/OVMF_CODE_8M\.fd does not exist on this host/);
   });
 
+  it.each([['migrated'], ['-']])(
+    'live migration A → B (source release reason %s): B starts although A still holds the claim, and B archives afterwards',
+    async (reason) => {
+      const a = host({}, { name: 'hostA' });
+      const b = host({}, { name: 'hostB', archiveDir: a.archiveDir });
+      await cycle(a, pattern(VARS_SIZE, 'gen 1'));
+      ok(await a.run([VM, 'prepare', 'begin', '-'], uefi(a)), 'prepare on A'); // A runs the VM, holds the claim
+      writeFileSync(a.nvramPath(VM), pattern(VARS_SIZE, 'A at migration time'));
+      ok(await b.run([VM, 'migrate', 'begin', '-'], uefi(b)), 'migrate on B');
+      ok(await b.run([VM, 'prepare', 'begin', '-'], uefi(b)), 'prepare on B');
+      writeFileSync(b.nvramPath(VM), pattern(VARS_SIZE, 'A at migration time')); // QEMU's migration stream
+      ok(await a.run([VM, 'release', 'end', reason], uefi(a)), 'release on A');
+      writeFileSync(b.nvramPath(VM), pattern(VARS_SIZE, 'ran on B'));
+      ok(await b.run([VM, 'release', 'end', '-'], uefi(b)), 'release on B');
+      const gens = generations(a.archiveDir);
+      expect(gens.at(-1)).toMatchObject({ kind: 'archive', sha256: sha256(pattern(VARS_SIZE, 'ran on B')) });
+      // and the next start anywhere resumes B's state
+      ok(await a.run([VM, 'prepare', 'begin', '-'], uefi(a)), 'prepare on A again');
+      expect(readFileSync(a.nvramPath(VM)).equals(pattern(VARS_SIZE, 'ran on B'))).toBe(true);
+    },
+  );
+
+  it('a migration cancelled by the filter does not mark the VM incoming: a normal start right after restores the archive', async () => {
+    const a = host({}, { name: 'hostA' });
+    const b = host({}, { name: 'hostB', archiveDir: a.archiveDir });
+    await cycle(a, pattern(VARS_SIZE, 'archived on A'));
+    const r = await b.run([VM, 'migrate', 'begin', '-'], uefi(b, { loader: '/opt/other/OVMF_CODE_8M.fd' }));
+    expect(r.code).toBe(1);
+    ok(await b.run([VM, 'prepare', 'begin', '-'], uefi(b)), 'prepare');
+    expect(b.log()).toMatch(/prepare: restore generation 1/);
+    expect(readFileSync(b.nvramPath(VM)).equals(pattern(VARS_SIZE, 'archived on A'))).toBe(true);
+  });
+
   it('a filtered migration is followed by a prepare that keeps the streamed NVRAM (no archive restore)', async () => {
     const a = host({}, { name: 'hostA' });
     const b = host({}, { name: 'hostB', archiveDir: a.archiveDir });
@@ -570,14 +613,14 @@ describe('stdio: nothing keeps libvirt waiting', () => {
     }
   });
 
-  it('a filter output larger than a pipe buffer arrives complete', async () => {
+  it.each([[0], [1500]])('a filter output larger than a pipe buffer arrives complete (reader paused %i ms)', async (pauseMs) => {
     const h = host();
-    const big = Array.from({ length: 4000 }, (_, i) => `<!-- padding comment number ${i} ${'.'.repeat(40)} -->`);
+    const big = Array.from({ length: 12000 }, (_, i) => `<!-- padding comment number ${i} ${'.'.repeat(40)} -->`);
     const xml = uefi(h, { loader: '/opt/other/OVMF_CODE_4M.fd', devices: big });
-    expect(xml.length).toBeGreaterThan(256 * 1024);
-    const r = await h.run([VM, 'migrate', 'begin', '-'], xml);
+    expect(xml.length).toBeGreaterThan(768 * 1024);
+    const r = await h.run([VM, 'migrate', 'begin', '-'], xml, { stdoutPauseMs: pauseMs });
     ok(r, 'migrate');
-    expect(r.stdout.length).toBe(xml.length + fw.code.length - '/opt/other/OVMF_CODE_4M.fd'.length);
-    expect(r.stdout.endsWith('</domain>\n')).toBe(true);
+    expect(r.stdout).toBe(xml.replace('/opt/other/OVMF_CODE_4M.fd', fw.code));
+    if (pauseMs) expect(r.exitMs).toBeGreaterThan(pauseMs - 100); // the hook really waited for the reader
   });
 });

@@ -139,7 +139,7 @@ describe('concurrent hook calls on two hosts sharing one archive', () => {
   });
 
   it('the same VM started on both hosts at the same moment: exactly one starts, the other is refused in one line naming the holder', async () => {
-    const ROUNDS = 6;
+    const ROUNDS = 4;
     for (let round = 0; round < ROUNDS; round++) {
       const i = 200 + round;
       const [ra, rb] = await Promise.all([call(a, i, 'prepare'), call(b, i, 'prepare')]);
