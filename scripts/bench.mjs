@@ -109,13 +109,6 @@ function run(cmd, args, { env, input, timeoutMs = 120_000 } = {}) {
 const failure = (r) =>
   r.error ? String(r.error.message) : r.status !== 0 ? `exit ${r.status ?? r.signal}: ${r.stderr.toString().trim().split('\n').slice(-3).join(' | ')}` : undefined;
 
-function mustRun(cmd, args, o) {
-  const r = run(cmd, args, o);
-  const f = failure(r);
-  if (f) throw new Error(`${cmd} ${args.join(' ')}: ${f}`);
-  return r;
-}
-
 const executable = (p) => {
   try {
     accessSync(p, constants.X_OK);
@@ -142,10 +135,15 @@ if (!existsSync(HOOK) || !existsSync(CLI)) {
 }
 const hookNode = /^#!(\S+)/.exec(readFileSync(HOOK, 'utf8').slice(0, 200))?.[1] ?? '/usr/bin/node';
 
-// bench-only bundles of the pure core (in-process timing) and, when the CLI has no rewrite command
-// yet, of a stand-in `ovmf-hook rewrite FILE`
+// a bench-only bundle of the pure core, for the in-process timing
 const tree = mkdtempSync(path.join(os.tmpdir(), 'ovmf-hook-bench-'));
 chmodSync(tree, 0o700);
+let convertVm; // the throw-away libvirt domain of the convert rows, while it exists
+process.on('exit', () => {
+  cleanupVm();
+  if (opts.keep) progress(`kept ${tree}`);
+  else rmSync(tree, { recursive: true, force: true });
+});
 const { build } = await import('esbuild');
 const bundleDir = path.join(tree, 'bundles');
 await build({
@@ -340,7 +338,6 @@ const rows = [
 // convert vs virt-xml (needs libvirt; defines a throw-away domain)
 
 const notes = [];
-let convertVm;
 
 function virsh(args, input) {
   return run('timeout', ['60', 'virsh', '-c', LIBVIRT_URI, ...args], { env: { PATH: CLEAN_PATH, LC_ALL: 'C' }, input });
@@ -374,18 +371,11 @@ function setupConvert() {
   mkdirSync(env.HOME, { recursive: true });
   const help = (args) => run(hookNode, [CLI, ...args, '--help'], { env }).stdout.toString();
   const top = help([]);
-  let ours;
-  if (/^\s*ovmf-hook convert\b/m.test(top)) {
-    ours = { label: 'ovmf-hook convert <vm> --dry-run', cmd: hookNode, args: [CLI, 'convert', name, '--dry-run'] };
-  } else if (/^\s*ovmf-hook rewrite\b/m.test(top)) {
-    ours = { label: 'ovmf-hook rewrite <dumped xml>', cmd: hookNode, args: [CLI, 'rewrite', dumped] };
-    notes.push('convert: the CLI has no `convert` command yet; measured `ovmf-hook rewrite` on `virsh dumpxml` output (no libvirt call)');
-  } else {
-    ours = { label: 'stand-in rewrite <dumped xml> (yargs + catalog + rewrite)', cmd: hookNode, args: [path.join(bundleDir, 'rewrite-cli.mjs'), 'rewrite', dumped], needsStandIn: true };
-    notes.push(
-      'convert: dist/cli.mjs has neither `convert` nor `rewrite` yet; measured scripts/bench/rewrite-cli.ts (a bundle with the same cost profile: yargs, firmware catalog, parse + rewrite + print) on `virsh dumpxml` output',
-    );
-  }
+  const has = (cmd) => new RegExp(`^\\s*ovmf-hook ${cmd}\\b`, 'm').test(top);
+  if (!has('convert')) return notes.push('convert vs virt-xml: skipped (dist/cli.mjs has no convert command)');
+  const ours = { label: 'ovmf-hook convert <vm> --dry-run', cmd: hookNode, args: [CLI, 'convert', name, '--dry-run'] };
+  // the same rewrite without the virsh calls of convert: what the CLI itself costs
+  const rewrite = has('rewrite') ? { label: 'ovmf-hook rewrite <dumped xml>', cmd: hookNode, args: [CLI, 'rewrite', dumped] } : undefined;
   const vxHelp = run(virtXml, ['--help'], { env }).stdout.toString();
   let vx;
   if (vxHelp.includes('--convert-to-q35')) {
@@ -395,30 +385,18 @@ function setupConvert() {
     vx = { label: 'virt-xml <vm> --edit --boot uefi,machine=q35 --print-xml', args: ['-c', LIBVIRT_URI, name, '--edit', '--boot', 'uefi,machine=q35', '--print-xml'] };
     notes.push(`convert: virt-xml ${v} has no --convert-to-q35 (virt-manager ≥ 5.0); measured --edit --boot uefi,machine=q35 --print-xml instead, which does less work (no device conversion)`);
   }
-  return { ours, vx: { ...vx, cmd: virtXml }, env };
+  return { ours, rewrite, vx: { ...vx, cmd: virtXml }, env };
 }
 
 async function addConvertRows() {
   const c = setupConvert();
   if (typeof c !== 'object') return;
-  if (c.ours.needsStandIn) {
-    await build({
-      entryPoints: [path.join(ROOT, 'scripts/bench/rewrite-cli.ts')],
-      outfile: path.join(bundleDir, 'rewrite-cli.mjs'),
-      bundle: true,
-      platform: 'node',
-      target: 'node20',
-      format: 'esm',
-      minify: true,
-      logLevel: 'warning',
-      banner: { js: "import { createRequire as __cr } from 'node:module'; const require = __cr(import.meta.url);" },
-    });
-  }
   // convert --dry-run prints a diff, the others the whole XML: either way it names the new machine
   const isQ35 = (r) => {
     if (!/q35/.test(r.stdout.toString())) throw new Error('output does not show a q35 domain');
   };
   rows.push({ id: 'convertOurs', label: c.ours.label, cmd: c.ours.cmd, args: c.ours.args, env: c.env, check: isQ35 });
+  if (c.rewrite) rows.push({ id: 'rewriteCli', label: c.rewrite.label, cmd: c.rewrite.cmd, args: c.rewrite.args, env: c.env, check: isQ35 });
   rows.push({ id: 'convertVirtXml', label: c.vx.label, cmd: c.vx.cmd, args: c.vx.args, env: c.env, check: isQ35 });
 }
 
@@ -555,10 +533,6 @@ try {
 } catch (e) {
   process.stderr.write(`bench: ${e.stack ?? e}\n`);
   exitCode = 1;
-} finally {
-  cleanupVm();
-  if (opts.keep) progress(`kept ${tree}`);
-  else rmSync(tree, { recursive: true, force: true });
 }
 
 if (result) {

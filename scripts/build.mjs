@@ -1,26 +1,28 @@
-// Build two self-contained bundles with esbuild:
+// Build two self-contained files with esbuild:
 //  - dist/hooks/qemu : the libvirt hook (node:fs + fast-xml-parser only; no yargs, no fs-extra)
 //  - dist/cli.mjs    : the admin CLI (yargs, fs-extra)
 // The hook is CommonJS (fastest start on Node 20) with a #!/usr/bin/node shebang: AppArmor lets
 // libvirtd's hooks exec interpreters from /usr/bin only, and libvirt gives hooks a bare PATH.
-// hooks/qemu.ts answers the operations the hook does not handle before the core is required
-// (esbuild keeps that require lazy), so those cost Node's bare start-up only.
 //
-// The CLI runs mostly yargs and the rewrite once per call, so it is worth a V8 code cache: it is
-// bundled as CommonJS (yargs 18 is ESM-only; esbuild converts it, import.meta.url becomes the
-// loader's file URL) and dist/cli.mjs is a small ESM loader (the name package.json's bin and
-// install.sh expect) followed by two trailing `//` comment lines, the base64 of that bundle and of
-// its code cache. The cache is made here by a training run (a rewrite) with the shebang's node in
-// a clean environment. The loader reads its own file, compiles the bundle with the cache
-// (vm.Script cachedData) and runs it: ~20 % less CPU per CLI call (measured with `npm run bench`
-// and wait4 CPU times). A cache that does not fit the node that runs it (another V8 version or
-// flags) is rejected by V8, which then compiles as usual: slower, same behaviour.
-// OVMF_HOOK_CODE_CACHE=0 builds without it. The same for the hook measured no gain (its run is
-// short: deserializing the cache cost what compiling saved) and cost the pass-through path the
-// extra file size, so the hook stays a plain bundle.
+// Layout of both files (numbers from `npm run bench` and perf/wait4 CPU times, docs/BENCH.md):
+//  - a small loader: for the hook, hooks/qemu.ts, which answers the operations the hook does not
+//    handle at once; only the handled ones `require('../src/hook/main')`, which this build serves
+//    from the payload below; for the CLI, an ESM loader (the .mjs name package.json's bin and
+//    install.sh expect);
+//  - then, as trailing `//` comment lines, the base64 of the real bundle (CommonJS, wrapped like a
+//    CommonJS module) and of a V8 code cache for it.
+// The loader reads its own file, compiles the bundle with the cache (vm.Script cachedData) and runs
+// it. Why: V8 has to pre-parse every line of JavaScript in a file even when it never runs, which
+// cost the pass-through path ~4 ms with the 120 KiB hook bundle inline, while a comment is skipped
+// almost for free; and the code cache saves compiling the functions a run needs: ~6 ms of a
+// handled hook call, ~20 % of a CLI call. The caches are made here by training runs with the node
+// the shebang names, in a clean environment (hook: prepare/release/migrate/restore against a temp
+// tree; CLI: a rewrite and a convert --dry-run against a stand-in virsh). A cache that does not fit the node that runs it (another V8 version or
+// other flags) is rejected by V8, which then compiles as usual: slower, same behaviour.
+// OVMF_HOOK_CODE_CACHE=0 builds without caches.
 import { build } from 'esbuild';
 import { spawnSync } from 'node:child_process';
-import { accessSync, chmodSync, constants, mkdirSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { accessSync, chmodSync, constants, mkdirSync, mkdtempSync, readFileSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 
@@ -28,85 +30,111 @@ const common = { bundle: true, platform: 'node', target: 'node20', minify: true,
 mkdirSync('dist/hooks', { recursive: true });
 const hookShebang = process.env.OVMF_HOOK_NODE || '/usr/bin/node';
 const withCache = process.env.OVMF_HOOK_CODE_CACHE !== '0';
+const CLI_ONLY = /node_modules\/(yargs|fs-extra|cliui|y18n)\//;
+const WRAP_HEAD = '(function (exports, require, module, __filename, __dirname) {';
 
-// 1. the hook
-await build({
-  ...common,
-  entryPoints: ['hooks/qemu.ts'],
-  outfile: 'dist/hooks/qemu',
-  format: 'cjs',
-  banner: { js: `#!${hookShebang}\n// ovmf-hook: libvirt QEMU hook (installed by ovmf-hook's install.sh; do not edit, re-run it)` },
-  metafile: true,
-}).then((r) => {
-  const inputs = Object.keys(r.metafile.inputs);
-  const forbidden = inputs.filter((p) => /node_modules\/(yargs|fs-extra|cliui|y18n)\//.test(p));
-  if (forbidden.length) throw new Error(`hook bundle must not include CLI-only modules: ${forbidden.slice(0, 3).join(', ')}`);
-});
+/** The trailing comment lines: the bundle and (when there is one) its code cache. */
+const payload = (source, cache) =>
+  [`//ovmf-hook-bundle:${Buffer.from(source).toString('base64')}`, ...(cache ? [`//ovmf-hook-cache:${cache.toString('base64')}`] : []), ''].join('\n');
 
-// 2. the CLI: a CommonJS bundle (wrapped like a CommonJS module) and its code cache, behind an ESM loader
+/** Loader statements: read this file (`file`), compile the bundle with its cache, run it with `req` and `mod`. */
+const loaderJs = (file, req, mod) =>
+  [
+    `const ovmfText = require('node:fs').readFileSync(${file}, 'latin1');`,
+    'const ovmfPart = (tag) => {',
+    '  const i = ovmfText.lastIndexOf(`\\n//${tag}:`);',
+    "  return i < 0 ? undefined : Buffer.from(ovmfText.slice(i + tag.length + 4, ovmfText.indexOf('\\n', i + 1)), 'base64');",
+    '};',
+    `const ovmfScript = new (require('node:vm').Script)(ovmfPart('ovmf-hook-bundle').toString('utf8'), { filename: ${file}, cachedData: ovmfPart('ovmf-hook-cache') });`,
+    `ovmfScript.runInThisContext()(${mod}.exports, ${req}, ${mod}, ${file}, require('node:path').dirname(${file}));`,
+  ].join('\n');
+
+// 1. the hook: the core (src/hook/main.ts, exporting runHook) as payload of hooks/qemu.ts
+const core = await build({ ...common, entryPoints: ['src/hook/main.ts'], format: 'cjs', write: false, metafile: true });
+const forbidden = Object.keys(core.metafile.inputs).filter((p) => CLI_ONLY.test(p));
+if (forbidden.length) throw new Error(`hook bundle must not include CLI-only modules: ${forbidden.slice(0, 3).join(', ')}`);
+const coreSource = `${WRAP_HEAD}${core.outputFiles[0].text}\n})`;
+const coreCache = withCache ? trainCodeCache('hook', coreSource) : null;
+const fromPayload = {
+  name: 'core-from-payload',
+  setup(b) {
+    b.onResolve({ filter: /\/src\/hook\/main$/ }, (a) => (a.importer.endsWith('hooks/qemu.ts') ? { path: 'core', namespace: 'core-from-payload' } : undefined));
+    b.onLoad({ filter: /.*/, namespace: 'core-from-payload' }, () => ({ loader: 'js', contents: loaderJs('__filename', 'require', 'module') }));
+  },
+};
+const hook = await build({ ...common, entryPoints: ['hooks/qemu.ts'], format: 'cjs', write: false, plugins: [fromPayload], metafile: true });
+const hookInputs = Object.keys(hook.metafile.inputs);
+if (hookInputs.some((p) => p.startsWith('src/') && !['src/hook/args.ts', 'src/errors.ts'].includes(p)))
+  throw new Error(`the hook loader must stay small; it pulls in ${hookInputs.filter((p) => p.startsWith('src/')).join(', ')}`);
+replaceFile(
+  'dist/hooks/qemu',
+  `#!${hookShebang}\n// ovmf-hook: libvirt QEMU hook (installed by ovmf-hook's install.sh; do not edit, re-run it)\n${hook.outputFiles[0].text}${payload(coreSource, coreCache)}`,
+);
+
+// 2. the CLI: src/cli/bin.ts as CommonJS (yargs 18 is ESM-only; esbuild converts it, and
+// import.meta.url becomes the loader's file URL) as payload of an ESM loader
 const cli = await build({ ...common, entryPoints: ['src/cli/bin.ts'], format: 'cjs', write: false, define: { 'import.meta.url': '__ovmfImportMetaUrl' } });
-const cliSource = `(function (exports, require, module, __filename, __dirname) {var __ovmfImportMetaUrl = require('node:url').pathToFileURL(__filename).href;\n${cli.outputFiles[0].text}\n})`;
-const cliCache = withCache ? trainCodeCache(cliSource) : null;
-writeFileSync(
+const cliSource = `${WRAP_HEAD}var __ovmfImportMetaUrl = require('node:url').pathToFileURL(__filename).href;\n${cli.outputFiles[0].text}\n})`;
+const cliCache = withCache ? trainCodeCache('cli', cliSource) : null;
+replaceFile(
   'dist/cli.mjs',
   [
     '#!/usr/bin/env node',
     '// ovmf-hook admin CLI (built by scripts/build.mjs: this loader, then the bundle and its V8 code cache as base64 comment lines)',
-    "import { readFileSync } from 'node:fs';",
     "import { createRequire } from 'node:module';",
-    "import { dirname } from 'node:path';",
     "import { fileURLToPath } from 'node:url';",
-    "import { Script } from 'node:vm';",
-    'const filename = fileURLToPath(import.meta.url);',
-    "const text = readFileSync(filename, 'latin1');",
-    'const part = (tag) => {',
-    '  const i = text.lastIndexOf(`\n//${tag}:`);',
-    "  return i < 0 ? undefined : Buffer.from(text.slice(i + tag.length + 4, text.indexOf('\\n', i + 1)), 'base64');",
-    '};',
+    'const require = createRequire(import.meta.url);',
     'const module = { exports: {} };',
-    "const script = new Script(part('ovmf-hook-bundle').toString('utf8'), { filename, cachedData: part('ovmf-hook-cache') });",
-    'script.runInThisContext()(module.exports, createRequire(import.meta.url), module, filename, dirname(filename));',
-    `//ovmf-hook-bundle:${Buffer.from(cliSource).toString('base64')}`,
-    ...(cliCache ? [`//ovmf-hook-cache:${cliCache.toString('base64')}`] : []),
-    '',
+    loaderJs('fileURLToPath(import.meta.url)', 'require', 'module'),
+    payload(cliSource, cliCache),
   ].join('\n'),
 );
-chmodSync('dist/hooks/qemu', 0o755);
-chmodSync('dist/cli.mjs', 0o755);
 for (const f of ['dist/hooks/qemu', 'dist/cli.mjs']) console.log(`${f}  ${(statSync(f).size / 1024).toFixed(0)} KiB`);
-console.log(`cli code cache: ${cliCache ? `${(cliCache.length / 1024).toFixed(0)} KiB (${hookShebang} ${nodeVersion(hookShebang)})` : 'none'}`);
+const kib = (b) => (b ? `${(b.length / 1024).toFixed(0)} KiB` : 'none');
+console.log(`code caches: hook ${kib(coreCache)}, cli ${kib(cliCache)}${coreCache || cliCache ? ` (${hookShebang} ${nodeVersion(hookShebang)})` : ''}`);
 
 // ---------------------------------------------------------------------------------------------
+
+/**
+ * Write an executable by temp + rename: a hook or CLI that is running meanwhile (tests run them
+ * while others build) keeps its old file, and writing over a running file fails (ETXTBSY).
+ */
+function replaceFile(file, text) {
+  const tmp = `${file}.tmp-${process.pid}`;
+  writeFileSync(tmp, text, { mode: 0o755 });
+  chmodSync(tmp, 0o755);
+  renameSync(tmp, file);
+}
 
 function nodeVersion(node) {
   return spawnSync(node, ['--version'], { env: { PATH: '/usr/bin:/bin' }, encoding: 'utf8' }).stdout?.trim() ?? '?';
 }
 
 /**
- * Run the CLI bundle once in a child process of the node the hook's shebang names (install.sh
- * gives the CLI the same one; clean environment, no NODE_OPTIONS: V8 only accepts a cache made
- * with the same flags) and return its code cache. Null (with a warning) when that node is missing
- * or the run fails.
+ * Run a bundle through a training run in a child process of the node the hook's shebang names
+ * (install.sh gives the CLI the same one; clean environment, no NODE_OPTIONS: V8 only accepts a
+ * cache made with the same flags) and return its code cache, which then holds every function the
+ * run compiled. Null (with a warning) when that node is missing or the run fails.
  */
-function trainCodeCache(source) {
+function trainCodeCache(kind, source) {
   try {
     accessSync(hookShebang, constants.X_OK);
   } catch {
-    console.warn(`warning: ${hookShebang} is not executable here; the CLI is built without a code cache`);
+    console.warn(`warning: ${hookShebang} is not executable here; the ${kind} is built without a code cache`);
     return null;
   }
   const dir = mkdtempSync(join(tmpdir(), 'ovmf-hook-build-'));
   try {
-    writeFileSync(join(dir, 'core.js'), source);
+    writeFileSync(join(dir, 'bundle.js'), source);
     writeFileSync(join(dir, 'train.cjs'), `(${trainer.toString()})();\n`);
-    const r = spawnSync(hookShebang, [join(dir, 'train.cjs'), join(dir, 'core.js'), join(dir, 'cache.bin'), dir], {
+    const r = spawnSync(hookShebang, [join(dir, 'train.cjs'), kind, join(dir, 'bundle.js'), join(dir, 'cache.bin'), dir], {
       env: { PATH: '/usr/sbin:/usr/bin:/sbin:/bin', LC_ALL: 'C' },
       stdio: ['ignore', 'ignore', 'pipe'],
       encoding: 'utf8',
       timeout: 120_000,
     });
     if (r.status !== 0) {
-      console.warn(`warning: the CLI code-cache training run failed (${r.error?.message ?? `exit ${r.status}`}); built without a code cache\n${r.stderr}`);
+      console.warn(`warning: the ${kind} code-cache training run failed (${r.error?.message ?? `exit ${r.status}`}); built without a code cache\n${r.stderr}`);
       return null;
     }
     return readFileSync(join(dir, 'cache.bin'));
@@ -116,22 +144,35 @@ function trainCodeCache(source) {
 }
 
 /**
- * The training run (serialized into the child process, so self-contained): the CLI (which runs on
- * load) rewrites a generated i440fx domain with a hermetic config and fake firmware descriptors;
- * stdout goes to /dev/null. Then `script.createCachedData()` holds every function it compiled.
+ * The training run (serialized into the child process, so self-contained). Hermetic: fake
+ * firmware and descriptors, archive/state/nvram in `work`, no journal or syslog lines and no child
+ * processes (stubbed), stdout to /dev/null. `hook`: the core's runHook through every handled
+ * operation, stdin fed per call. `cli`: the CLI (which runs on load) rewriting a domain file.
  */
 function trainer() {
-  const [, , corePath, outPath, work] = process.argv;
+  const [, , kind, bundlePath, outPath, work] = process.argv;
   const fs = require('node:fs');
   const path = require('node:path');
   const vm = require('node:vm');
-  const script = new vm.Script(fs.readFileSync(corePath, 'utf8'), { filename: corePath });
+  const { Readable } = require('node:stream');
+  const script = new vm.Script(fs.readFileSync(bundlePath, 'utf8'), { filename: bundlePath });
+  const run = () => {
+    const mod = { exports: {} };
+    script.runInThisContext()(mod.exports, require, mod, bundlePath, path.dirname(bundlePath));
+    return mod.exports;
+  };
+  const quiet = { on() { return this; }, setTimeout() { return this; }, end() {}, destroy() {}, unref() {} };
+  require('node:net').createConnection = () => quiet;
+  require('node:child_process').spawn = () => quiet;
+
   const d = (p) => path.join(work, p);
-  fs.mkdirSync(d('descriptors'), { recursive: true });
-  const code = d('OVMF_CODE_4M.fd');
-  const vars = d('OVMF_VARS_4M.fd');
-  fs.writeFileSync(code, '');
-  fs.writeFileSync(vars, '');
+  for (const p of ['fw', 'descriptors', 'archive', 'state', 'nvram']) fs.mkdirSync(d(p), { recursive: true, mode: 0o700 });
+  const code = d('fw/OVMF_CODE_4M.fd');
+  const vars = d('fw/OVMF_VARS_4M.fd');
+  const fd = fs.openSync(code, 'w', 0o644);
+  fs.ftruncateSync(fd, 3653632);
+  fs.closeSync(fd);
+  fs.writeFileSync(vars, Buffer.alloc(540672, 0x5a));
   fs.writeFileSync(
     d('descriptors/60-edk2-x86_64.json'),
     JSON.stringify({
@@ -143,21 +184,91 @@ function trainer() {
       tags: [],
     }),
   );
-  fs.writeFileSync(d('config.json'), JSON.stringify({ archiveDir: d('archive'), stateDir: d('state'), nvramDir: d('nvram'), firmwareDirs: [d('descriptors')] }));
+  fs.writeFileSync(
+    d('config.json'),
+    JSON.stringify({
+      archiveDir: d('archive'),
+      stateDir: d('state'),
+      nvramDir: d('nvram'),
+      firmwareDirs: [d('descriptors')],
+      hostId: 'build-host',
+      qemuUser: `+${process.getuid()}`,
+      qemuGroup: `+${process.getgid()}`,
+      logFile: d('hook.log'),
+    }),
+  );
   process.env.OVMF_HOOK_CONFIG = d('config.json');
-  const devices = Array.from({ length: 12 }, (_, i) =>
+
+  const vmName = 'train-vm';
+  const devices = Array.from({ length: 30 }, (_, i) =>
     [
-      `    <disk type='file' device='disk'><driver name='qemu' type='qcow2'/><source file='/var/lib/libvirt/images/t${i}.qcow2'/><target dev='hd${String.fromCharCode(97 + i)}' bus='ide'/><address type='drive' controller='0' bus='0' target='0' unit='${i % 2}'/></disk>`,
+      `    <disk type='file' device='disk'><driver name='qemu' type='qcow2'/><source file='/var/lib/libvirt/images/t${i}.qcow2'/><target dev='hd${String.fromCharCode(97 + (i % 26))}' bus='ide'/><address type='drive' controller='0' bus='0' target='0' unit='${i % 2}'/></disk>`,
       `    <interface type='network'><mac address='52:54:00:00:00:${(16 + i).toString(16)}'/><source network='default'/><model type='e1000'/><address type='pci' domain='0x0000' bus='0x00' slot='0x${(3 + i).toString(16).padStart(2, '0')}' function='0x0'/></interface>`,
+      `    <!-- comment ${i} --><serial type='pty'><target port='${i}'/></serial>`,
     ].join('\n'),
   ).join('\n');
-  const file = d('domain.xml');
-  fs.writeFileSync(
-    file,
-    `<domain type='kvm'>\n  <name>train-vm</name>\n  <uuid>5b0a3b9e-6c1d-4f7e-9a2b-1c3d4e5f6a7b</uuid>\n  <memory unit='KiB'>1048576</memory>\n  <os>\n    <type arch='x86_64' machine='pc-i440fx-7.2'>hvm</type>\n    <boot dev='hd'/>\n  </os>\n  <features><acpi/><apic/></features>\n  <devices>\n${devices}\n    <controller type='ide' index='0'/>\n    <sound model='ich6'/>\n    <video><model type='cirrus'/></video>\n  </devices>\n</domain>\n`,
-  );
-  process.argv = [process.argv[0], corePath, 'rewrite', file];
-  const mod = { exports: {} };
-  script.runInThisContext()(mod.exports, require, mod, corePath, path.dirname(corePath));
-  process.once('beforeExit', () => fs.writeFileSync(outPath, script.createCachedData()));
+  const domain = (os) =>
+    `<domain type='kvm'>\n  <name>${vmName}</name>\n  <uuid>5b0a3b9e-6c1d-4f7e-9a2b-1c3d4e5f6a7b</uuid>\n  <metadata><ovmf:policy xmlns:ovmf="urn:ovmf-hook:policy:1" archive="yes"/></metadata>\n  <memory unit='KiB'>1048576</memory>\n  <os>\n${os}\n  </os>\n  <features><acpi/><apic/></features>\n  <devices>\n${devices}\n    <controller type='ide' index='0'/>\n    <sound model='ich6'/>\n    <video><model type='cirrus'/></video>\n  </devices>\n</domain>\n`;
+  const uefiOs = (dir, nvramDir) =>
+    `    <type arch='x86_64' machine='pc-q35-7.2'>hvm</type>\n    <loader readonly='yes' type='pflash'>${dir}/OVMF_CODE_4M.fd</loader>\n    <nvram template='${dir}/OVMF_VARS_4M.fd'>${nvramDir}/${vmName}_VARS.fd</nvram>`;
+  const bios = domain("    <type arch='x86_64' machine='pc-i440fx-7.2'>hvm</type>\n    <boot dev='hd'/>");
+
+  if (kind === 'cli') {
+    fs.writeFileSync(d('domain.xml'), bios);
+    // libvirt for `convert`: answers the one batched virsh call (src/cli/virsh.ts batchScript) as
+    // libvirt 9.0 does, for a shut-off BIOS domain without snapshots
+    require('node:child_process').execFile = (file, args, opts, cb) => {
+      let stdout = '';
+      let stderr = '';
+      for (const cmd of String(args.at(-1)).split('; ')) {
+        const word = cmd.split(' ')[0].replace(/'/g, '');
+        if (cmd.startsWith('echo --err ')) (stdout += '\n'), (stderr += `error: ${cmd.slice(11)}\n`);
+        else if (cmd.startsWith('echo ')) stdout += `${cmd.slice(5)}\n`;
+        else if (word === 'dominfo') stdout += `Id:             -\nName:           ${vmName}\nState:          shut off\nPersistent:     yes\nManaged save:   no\n\n`;
+        else if (word === 'dumpxml') stdout += `${bios}\n`;
+        else if (word === 'snapshot-list') stdout += '\n';
+      }
+      setImmediate(() => cb(null, stdout, stderr));
+      return quiet;
+    };
+    // rewrite, then convert --dry-run (each run of the bundle is one CLI call), then the cache
+    const runs = [['rewrite', d('domain.xml')], ['convert', vmName, '--dry-run']];
+    const next = () => {
+      const argv = runs.shift();
+      if (!argv) return fs.writeFileSync(outPath, script.createCachedData());
+      process.argv = [process.argv[0], bundlePath, ...argv];
+      process.once('beforeExit', next);
+      run();
+    };
+    next();
+    return;
+  }
+  const { runHook } = run();
+  const uefi = domain(uefiOs(d('fw'), d('nvram')));
+  const moved = domain(uefiOs('/opt/elsewhere', '/opt/elsewhere/nvram'));
+  const call = (args, xml) => {
+    Object.defineProperty(process, 'stdin', { configurable: true, get: () => Readable.from([Buffer.from(xml)]) });
+    return runHook([vmName, ...args]);
+  };
+  (async () => {
+    const nvram = d(`nvram/${vmName}_VARS.fd`);
+    for (let round = 0; round < 3; round++) {
+      fs.rmSync(nvram, { force: true });
+      await call(['prepare', 'begin', '-'], uefi); // provision, later restore
+      fs.writeFileSync(nvram, Buffer.alloc(540672, round + 1));
+      await call(['release', 'end', '-'], uefi); // archive
+      await call(['prepare', 'begin', '-'], uefi); // keep
+      fs.rmSync(nvram, { force: true });
+      await call(['prepare', 'begin', '-'], uefi); // restore
+      await call(['migrate', 'begin', '-'], moved); // filter: map the paths
+      await call(['restore', 'begin', '-'], moved);
+      await call(['prepare', 'begin', '-'], bios); // refused by the policy
+      await call(['release', 'end', '-'], bios);
+      await call(['prepare', 'begin', '-'], '<domain'); // bad input
+    }
+    fs.writeFileSync(outPath, script.createCachedData());
+  })().catch((e) => {
+    process.stderr.write(`${e?.stack ?? e}\n`);
+    process.exitCode = 1;
+  });
 }

@@ -164,8 +164,10 @@ a_up() {
   backup_a
   install -d -m 0755 "$A"
   install -d -m 0700 "$A/state"
+  # only our hook runs on A while the testbed is up: other hooks (qemu.d, or a foreign hook that
+  # install.sh moves there) are in the backup, and `down` restores them
+  rm -rf /etc/libvirt/hooks/qemu.d
   (cd "$REPO" && ./install.sh --no-build --no-reload >/dev/null)
-  # only our hook runs on A while the testbed is up (qemu.d is in the backup, `down` restores it)
   rm -rf /etc/libvirt/hooks/qemu.d
   write_config /etc/ovmf-hook/config.json "$A_HOST_ID" "$A/state" "$A/hook.log"
   reload_a

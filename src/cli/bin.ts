@@ -1,6 +1,46 @@
 // Entry of dist/cli.mjs. No #! line here: scripts/build.mjs puts it in the banner (esbuild would keep both).
-import { main } from './main';
+// `rewrite` and `convert` with a plainly valid command line skip yargs (see fast.ts). Modules are
+// required where they are used, not imported: esbuild then sets each one up only when it runs.
+import { quickArgs } from './fast';
+import { reportError } from './report';
 
-main().then((code) => {
+const argv = process.argv.slice(2);
+
+/**
+ * `convert NAME` with nothing but --flags: ask libvirt about NAME right away (one virsh process,
+ * ~17 ms), while the convert code loads; convert then takes the answers (startVirshBatch). A wrong
+ * guess (NAME was the value of an option) only costs answers nobody takes.
+ */
+function headStart(): void {
+  const words = argv.slice(1).filter((a) => !a.startsWith('-'));
+  if (argv[0] !== 'convert' || words.length !== 1 || argv.some((a) => a === '--all' || a === '--help' || a === '-h')) return;
+  // eslint-disable-next-line @typescript-eslint/no-require-imports
+  const { convertQuestions, startVirshBatch } = require('./virsh') as typeof import('./virsh');
+  startVirshBatch(convertQuestions(words[0]!, { dryRun: argv.includes('--dry-run'), force: argv.includes('--force') }));
+}
+
+/** The command run without yargs, or undefined when yargs must parse the command line. */
+function quick(): Promise<number> | undefined {
+  headStart();
+  /* eslint-disable @typescript-eslint/no-require-imports */
+  const module =
+    argv[0] === 'rewrite'
+      ? (require('./commands/rewrite') as typeof import('./commands/rewrite')).rewriteCommand
+      : argv[0] === 'convert'
+        ? (require('./commands/convert') as typeof import('./commands/convert')).convertCommand
+        : undefined;
+  /* eslint-enable @typescript-eslint/no-require-imports */
+  const args = module && quickArgs(module, argv);
+  if (!module || !args) return undefined;
+  return Promise.resolve()
+    .then(() => module.handler(args))
+    .then(
+      () => Number(process.exitCode ?? 0),
+      (e: unknown) => reportError(e, argv.includes('--debug')),
+    );
+}
+
+// eslint-disable-next-line @typescript-eslint/no-require-imports
+(quick() ?? (require('./main') as typeof import('./main')).main(argv)).then((code) => {
   process.exitCode = code;
 });

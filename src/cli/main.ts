@@ -5,15 +5,17 @@
  */
 import yargs from 'yargs';
 import { hideBin } from 'yargs/helpers';
-import { isOvmfHookError, UsageError } from '../errors';
+import { UsageError } from '../errors';
 import { commands } from './commands';
+import { GLOBAL_OPTIONS } from './fast';
+import { reportError } from './report';
 
 export async function main(argv: string[] = hideBin(process.argv)): Promise<number> {
   const cli = yargs(argv)
     .scriptName('ovmf-hook')
     .strict()
     .demandCommand(1, 'name a command; see ovmf-hook --help')
-    .option('debug', { type: 'boolean', describe: 'print stack traces of errors', global: true })
+    .option('debug', GLOBAL_OPTIONS.debug)
     .recommendCommands()
     .fail((msg, err) => {
       if (err) throw err;
@@ -28,15 +30,7 @@ export async function main(argv: string[] = hideBin(process.argv)): Promise<numb
   try {
     await cli.parseAsync();
   } catch (e) {
-    const debug = argv.includes('--debug');
-    if (isOvmfHookError(e)) {
-      process.stderr.write(`ovmf-hook: ${e.message}\n`);
-      if (debug) process.stderr.write(`${e.stack}\n`);
-      return e.exitCode;
-    }
-    process.stderr.write(`ovmf-hook: internal error: ${(e as Error)?.message ?? String(e)}\n`);
-    if (debug) process.stderr.write(`${(e as Error)?.stack}\n`);
-    return 70;
+    return reportError(e, argv.includes('--debug'));
   }
   return Number(process.exitCode ?? 0);
 }

@@ -4,6 +4,7 @@
  */
 import { execFile } from 'node:child_process';
 import { RefusedError } from '../errors';
+import { randomHex } from '../nvram/safe-fs';
 
 export const LIBVIRT_URI = 'qemu:///system';
 export const VIRSH_TIMEOUT_SECONDS = 30;
@@ -30,6 +31,83 @@ export const runVirsh: VirshRunner = (args) =>
       },
     );
   });
+
+/** Runs several virsh commands and answers each as if it had run alone (code, stdout, stderr). */
+export type VirshBatchRunner = (commands: readonly (readonly string[])[]) => Promise<VirshResult[]>;
+
+/** A word for virsh's own command parser (`virsh 'cmd arg; cmd2'`): single quotes, as in sh. */
+export const virshWord = (s: string): string => `'${s.replace(/'/g, "'\\''")}'`;
+
+/**
+ * The command string of a batch: before each command and at the end, `echo M; echo --err M` with
+ * a random marker M, so that each command's output and errors can be told apart (one virsh
+ * process instead of one per command: each costs ~25 ms, most of it connecting to libvirtd).
+ */
+export function batchScript(commands: readonly (readonly string[])[], marker: string): string {
+  const mark = (i: number) => `echo ${marker}-${i}; echo --err ${marker}-${i}`;
+  return [...commands.map((c, i) => `${mark(i)}; ${c.map(virshWord).join(' ')}`), mark(commands.length)].join('; ');
+}
+
+/**
+ * Split the output of batchScript into one result per command. In a batch, virsh goes on after a
+ * failed command and exits with the status of the last one, so a command failed when an `error:`
+ * line stands between its markers on stderr (an `echo --err` line also prints an empty line on
+ * stdout). Commands the output does not reach (virsh could not connect, or was killed) get the
+ * exit code of virsh (1 when that was 0) and all of its stderr.
+ */
+export function splitBatch(count: number, marker: string, out: VirshResult): VirshResult[] {
+  const cut = (text: string, head: (i: number) => string): (string | undefined)[] => {
+    const parts: (string | undefined)[] = [];
+    let at = text.indexOf(head(0));
+    for (let i = 0; i < count; i++) {
+      const next = at < 0 ? -1 : text.indexOf(head(i + 1), at);
+      parts.push(next < 0 ? undefined : text.slice(at + head(i).length, next));
+      at = next;
+    }
+    return parts;
+  };
+  const stdout = cut(out.stdout, (i) => `${marker}-${i}\n\n`);
+  const stderr = cut(out.stderr, (i) => `error: ${marker}-${i}\n`);
+  return stdout.map((o, i) => {
+    const e = stderr[i];
+    if (o === undefined || e === undefined) return { code: out.code || 1, stdout: '', stderr: out.stderr };
+    return { code: /^error:/m.test(e) ? 1 : 0, stdout: o, stderr: e };
+  });
+}
+
+async function runBatch(commands: readonly (readonly string[])[]): Promise<VirshResult[]> {
+  if (commands.length === 0) return [];
+  const marker = `ovmf-hook-${randomHex(12)}`; // unpredictable: no text in a definition can pose as a marker
+  return splitBatch(commands.length, marker, await runVirsh([batchScript(commands, marker)]));
+}
+
+const started = new Map<string, Promise<VirshResult[]>>();
+
+/**
+ * Start a batch now; the next runVirshBatch of the same commands takes its answers. So the CLI
+ * can ask libvirt while the code that needs the answers is still loading (src/cli/bin.ts).
+ */
+export function startVirshBatch(commands: readonly (readonly string[])[]): void {
+  started.set(JSON.stringify(commands), runBatch(commands));
+}
+
+/** VirshBatchRunner of the system libvirt: one `timeout 30 virsh -c qemu:///system '…; …'`. */
+export const runVirshBatch: VirshBatchRunner = (commands) => {
+  const key = JSON.stringify(commands);
+  const early = started.get(key);
+  started.delete(key);
+  return early ?? runBatch(commands);
+};
+
+/** What `convert` asks libvirt about a domain (here, not in convert.ts, so that bin.ts can ask before convert is loaded). */
+export function convertQuestions(name: string, o: { dryRun?: boolean; force?: boolean }): string[][] {
+  return [
+    ['dominfo', '--domain', name],
+    // the definition with its secrets (R1), except for a dry run whose diff goes to stdout
+    ['dumpxml', '--inactive', ...(o.dryRun ? [] : ['--security-info']), '--domain', name],
+    ...(o.force ? [] : [['snapshot-list', '--active', '--name', '--domain', name]]),
+  ];
+}
 
 /** First meaningful line of virsh's complaint, without its `error: ` prefix. */
 export const virshError = (r: VirshResult): string =>

@@ -11,12 +11,14 @@ import { isOvmfHookError, RefusedError, UsageError } from '../errors';
 import { loadCatalog } from '../firmware';
 import { uefiFiles } from '../hook/firmware-paths';
 import { normalizeUuid, openArchive, type Archive } from '../nvram';
-import { domainState, runVirsh, virshError, type VirshRunner } from './virsh';
+import { domainState, runVirsh, virshError, type VirshBatchRunner, type VirshRunner } from './virsh';
 
 /** Injection points of the CLI commands (unit tests replace libvirt and the config file). */
 export interface CliDeps {
   /** Default: `timeout 30 virsh -c qemu:///system …`. */
   virsh?: VirshRunner;
+  /** Several commands in one virsh process (convert); default: runVirshBatch, unless `virsh` is given. */
+  virshBatch?: VirshBatchRunner;
   /** Default: loadConfig() (`$OVMF_HOOK_CONFIG` or /etc/ovmf-hook/config.json). */
   config?: () => Config;
 }

@@ -46,6 +46,11 @@ export interface Config {
   qemuGroup?: string;
   /** stable host identity for archive claims (default: /etc/machine-id, else the hostname) */
   hostId?: string;
+  /**
+   * the archive counts as available only when `<archiveDir>/.ovmf-hook-archive` exists: on shared
+   * storage this tells an unmounted share (an empty local mount point) from the real archive
+   */
+  requireArchiveMarker: boolean;
   /** also append log lines to this file (besides syslog/journal) */
   logFile?: string;
 }
@@ -62,6 +67,7 @@ export const DEFAULT_CONFIG: Readonly<Config> = Object.freeze({
   hookTimeoutSeconds: 30,
   firmwareDirs: ['/usr/share/qemu/firmware', '/etc/qemu/firmware'],
   rootPorts: 14,
+  requireArchiveMarker: false,
 }) as Config;
 
 export const CONFIG_PATH = '/etc/ovmf-hook/config.json';
@@ -87,6 +93,7 @@ const FIELDS: Record<string, [Check, string]> = {
   rootPorts: [isInt(0, 64), 'an integer from 0 to 64'],
   qemuUser: [isStr, 'a user name'],
   qemuGroup: [isStr, 'a group name'],
+  requireArchiveMarker: [(v) => typeof v === 'boolean', 'true or false'],
   logFile: [isAbs, 'an absolute path without ".."'],
   hostId: [(v) => typeof v === 'string' && /^[A-Za-z0-9._-]{1,128}$/.test(v), 'letters, digits, ".", "_" or "-"'],
 };

@@ -61,6 +61,8 @@ export function makeLogger(opts: LoggerOptions): Logger {
  * `fallback` runs when the socket cannot be reached (no journald).
  */
 function toJournal(socket: string, level: Level, line: string, fallback: () => void): void {
+  // no journald (a container, a host without systemd): no socket to try (~2 ms of a hook call)
+  if (!existsSync(socket)) return fallback();
   try {
     let connected = false;
     const s = createConnection(socket, () => {

@@ -23,6 +23,9 @@ import { uefiFiles } from './firmware-paths';
 import { readStdin, writeStdout } from './io';
 import { makeLogger, oneLine, type Logger } from './log';
 
+/** present in the root of a real archive (see requireArchiveMarker) */
+export const ARCHIVE_MARKER = '.ovmf-hook-archive';
+
 const MAX_XML_BYTES = 16 * 1024 * 1024;
 
 interface Ctx {
@@ -59,12 +62,15 @@ export async function runHook(argv: readonly string[]): Promise<number> {
     if (domain.name !== args.vm) throw new UsageError(`hook called for "${args.vm}" but the XML on stdin is for "${domain.name}"`);
     const ctx: Ctx = { args, config, domain, log, progress };
     const key = `${args.op} ${args.subop}`;
-    if (key === 'prepare begin')
+    if (key === 'prepare begin') {
       await prepare(ctx).catch(async (e: unknown) => {
         // libvirt runs `release` right after a refused start: tell it that nothing ran here
         if (domain.uuid) await markStartRefused(config.stateDir, domain.uuid).catch(() => {});
         throw e;
       });
+      // this start goes ahead: a refusal mark left by an earlier attempt must not stop its archive
+      if (domain.uuid) await clearStartRefused(config.stateDir, domain.uuid);
+    }
     else if (key === 'release end') await release(ctx);
     else if (FILTER_OPS.has(args.op) && args.subop === 'begin') await filter(ctx);
     return 0;
@@ -91,7 +97,11 @@ function onTimeout(args: HookArgs, config: Config, log: Logger, progress: Progre
   log(allow ? 'warning' : 'err', `${what}; ${allow ? 'continuing' : 'refusing'}`);
   // synchronous: process.exit() right after would drop a pending asynchronous pipe write
   const fix = archive ? `; check the archive mount (${config.archiveDir})` : '';
-  if (!allow) writeSync(2, `${oneLine(`ovmf-hook: ${args.vm}: ${what}${fix}`)}\n`);
+  if (!allow || archive) writeSync(2, `${oneLine(`ovmf-hook: ${args.vm}: ${what}${fix}`)}\n`);
+  // A libuv worker stuck in the kernel on a hung mount makes process.exit() wait for it forever
+  // (measured: exit joins the thread pool). SIGKILL is the only way out; libvirt sees a failed
+  // call, which for release/stopped is only logged, and for prepare aborts the start.
+  if (archive) process.kill(process.pid, 'SIGKILL');
   process.exit(allow ? 0 : 1);
 }
 
@@ -133,7 +143,7 @@ async function prepare(ctx: Ctx): Promise<void> {
   ctx.progress.stage = 'archive';
   let archive;
   try {
-    archive = await openArchive({ root: config.archiveDir, host, hostId });
+    archive = await openHostArchive(config, host, hostId);
   } catch (e) {
     return archiveUnavailable(ctx, e);
   }
@@ -175,6 +185,19 @@ function archiveUnavailable(ctx: Ctx, e: unknown): void {
   log('warning', `${why}; starting from the local NVRAM ("archiveUnavailable": "allow")`);
 }
 
+async function clearStartRefused(stateDir: string, uuid: string): Promise<void> {
+  const s = await getLocalState(stateDir, uuid).catch(() => null);
+  if (s?.startRefused) await setLocalState(stateDir, uuid, { ...s, startRefused: undefined }).catch(() => {});
+}
+
+/** The archive, refused as unavailable when the config requires the marker of a mounted share and it is missing. */
+async function openHostArchive(config: Config, host: string, hostId: string) {
+  if (config.requireArchiveMarker && !existsSync(`${config.archiveDir}/${ARCHIVE_MARKER}`)) {
+    throw new Error(`${config.archiveDir}/${ARCHIVE_MARKER} is missing (is the shared archive mounted?)`);
+  }
+  return openArchive({ root: config.archiveDir, host, hostId });
+}
+
 async function release(ctx: Ctx): Promise<void> {
   const { config, domain, log, args } = ctx;
   const policy = resolvePolicy(config, domain);
@@ -186,7 +209,13 @@ async function release(ctx: Ctx): Promise<void> {
   if (!uuid) throw new UsageError('the domain has no <uuid>');
   const { host, hostId } = hostIdentity(config);
   ctx.progress.stage = 'archive';
-  const archive = await openArchive({ root: config.archiveDir, host, hostId });
+  let archive;
+  try {
+    archive = await openHostArchive(config, host, hostId);
+  } catch (e) {
+    log('err', `ARCHIVE FAILED, the local NVRAM is kept and the next start retries: ${(e as Error)?.message ?? e}`);
+    return;
+  }
   const r = await releaseNvram({
     archive,
     stateDir: config.stateDir,

@@ -86,6 +86,8 @@ export interface AddOptions {
   vmName: string;
   basedOn?: number | null;
   now?: Date;
+  /** sha256 of `data` when the caller has just computed it (a 4 MiB varstore is not hashed twice) */
+  sha256?: string;
 }
 
 export type AddResult = GenerationMeta | { skipped: 'identical'; generation: number };
@@ -231,7 +233,7 @@ export async function openArchive(opts: ArchiveOptions): Promise<Archive> {
     if (!KINDS.includes(o.kind)) throw new UsageError(`unknown generation kind ${o.kind}`);
     const dir = (await openVmDir(uuid, true)) as string;
     const { metas } = await listIn(dir);
-    const sha = sha256(data);
+    const sha = o.sha256 ?? sha256(data);
     const same = isAutoRestorable(o.kind) ? newestOf(metas) : (metas.find((m) => m.sha256 === sha) ?? null);
     if (same && same.sha256 === sha) return { skipped: 'identical', generation: same.generation };
 

@@ -16,11 +16,10 @@
  * Leases are a crash-recovery aid: a running VM's claim is not renewed by the hook itself, so a
  * lease shorter than a VM's run time needs a periodic refresh (claim() again from the same host).
  */
-import { randomBytes } from 'node:crypto';
 import { promises as fs } from 'node:fs';
 import path from 'node:path';
 import { ArchiveCorruptError, RefusedError } from '../errors';
-import { fsyncDir, linkExclusive, readRegularFile, step, unlinkQuiet, writeFileAtomic, writeTemp, type Faults } from './safe-fs';
+import { fsyncDir, linkExclusive, randomHex, readRegularFile, step, unlinkQuiet, writeFileAtomic, writeTemp, type Faults } from './safe-fs';
 import type { ClaimInfo } from './types';
 
 export const CLAIM_FILE = 'claim.json';
@@ -125,7 +124,7 @@ export async function takeClaim(ctx: ClaimContext, o: ClaimOptions): Promise<Cla
   const fresh = (): ClaimInfo => ({
     host: ctx.host,
     hostId: ctx.hostId,
-    token: randomBytes(16).toString('hex'),
+    token: randomHex(16),
     vmName: o.vmName,
     since: now.toISOString(),
     expires: lease > 0 ? new Date(now.getTime() + lease * 1000).toISOString() : null,
@@ -165,7 +164,7 @@ export async function takeClaim(ctx: ClaimContext, o: ClaimOptions): Promise<Cla
 export async function releaseClaim(dir: string, tokenOrHostId: string, faults?: Faults): Promise<boolean> {
   const cur = await readClaim(dir);
   if (!cur || (cur.token !== tokenOrHostId && cur.hostId !== tokenOrHostId)) return false;
-  const aside = path.join(dir, `claim.released-${cur.token}-${randomBytes(6).toString('hex')}.json`);
+  const aside = path.join(dir, `claim.released-${cur.token}-${randomHex(6)}.json`);
   await step(faults, 'release-rename');
   if (!(await moveAside(dir, cur.token, aside))) return false;
   await step(faults, 'release-unlink');
@@ -178,6 +177,6 @@ export async function releaseClaim(dir: string, tokenOrHostId: string, faults?: 
 export async function breakClaim(dir: string): Promise<ClaimInfo | null> {
   const cur = await readClaim(dir);
   if (!cur) return null;
-  const aside = path.join(dir, `claim.stale-${cur.token}-unlocked-${randomBytes(6).toString('hex')}.json`);
+  const aside = path.join(dir, `claim.stale-${cur.token}-unlocked-${randomHex(6)}.json`);
   return (await moveAside(dir, cur.token, aside)) ? cur : null;
 }

@@ -17,9 +17,9 @@ import path from 'node:path';
 import { RefusedError, UsageError } from '../errors';
 import { normalizeUuid, type Archive } from './archive';
 import type { ClaimResult } from './claims';
-import { clearLocalState, getLocalState, setLocalState } from './local-state';
+import { clearLocalState, getLocalState, setLocalState, stageLocalState } from './local-state';
 import { planPrepare, planRelease } from './plan';
-import { cleanupTemps, MAX_NVRAM_BYTES, readNvramSafely, readRegularFile, sha256, writeFileAtomic, type Faults } from './safe-fs';
+import { cleanupTemps, MAX_NVRAM_BYTES, readNvramSafely, readRegularFile, sha256, stageFileAtomic, writeFileAtomic, type Faults } from './safe-fs';
 import { isAutoRestorable, type GenerationMeta, type LocalState } from './types';
 
 export interface NvramOwner {
@@ -101,12 +101,23 @@ export const LEFTOVER_AGE_MS = 3600_000;
 async function sweepLeftovers(o: Common, uuid: string, archive: boolean): Promise<string[]> {
   const opts = { olderThanMs: o.leftoverAgeMs ?? LEFTOVER_AGE_MS };
   const quiet = (p: Promise<string[]>) => p.catch(() => [] as string[]);
-  const removed = [
-    ...(await quiet(cleanupTemps(path.dirname(o.nvramPath), path.basename(o.nvramPath), opts))),
-    ...(await quiet(cleanupTemps(o.stateDir, `${uuid}.json`, opts))),
-  ];
-  if (archive) removed.push(...(await quiet(o.archive.repair(uuid, { ...opts, verify: false }).then((r) => r.removed))));
-  return removed;
+  // three directories, independent of each other: swept at the same time
+  const removed = await Promise.all([
+    quiet(cleanupTemps(path.dirname(o.nvramPath), path.basename(o.nvramPath), opts)),
+    quiet(cleanupTemps(o.stateDir, `${uuid}.json`, opts)),
+    archive ? quiet(o.archive.repair(uuid, { ...opts, verify: false }).then((r) => r.removed)) : [],
+  ]);
+  return removed.flat();
+}
+
+/**
+ * Promise.all for independent reads, with the outcome of sequential awaits: all of them settle
+ * (nothing is left running behind an error), and the first failure in argument order is thrown.
+ */
+async function inOrder<T extends readonly unknown[]>(ps: { [K in keyof T]: Promise<T[K]> }): Promise<T> {
+  const settled = await Promise.allSettled(ps);
+  for (const r of settled) if (r.status === 'rejected') throw r.reason;
+  return settled.map((r) => (r as PromiseFulfilledResult<unknown>).value) as unknown as T;
 }
 
 async function takeClaim(o: Common & { claimLeaseSeconds?: number }): Promise<ClaimResult> {
@@ -118,13 +129,16 @@ export async function prepareNvram(o: PrepareOptions): Promise<PrepareResult> {
   const { archive, stateDir, vmName } = o;
   const claim = o.incomingMigration ? undefined : await takeClaim({ ...o, uuid });
   try {
-    await sweepLeftovers(o, uuid, false);
-    const local = await readNvramSafely(o.nvramPath);
+    // with the claim held: the sweep and the reads are independent of each other
+    const [, local, metas, state, template] = await inOrder([
+      sweepLeftovers(o, uuid, false),
+      readNvramSafely(o.nvramPath),
+      archive.list(uuid),
+      getLocalState(stateDir, uuid),
+      readTemplate(o.templatePath),
+    ] as const);
     const localInfo = localFacts(local);
-    const metas = await archive.list(uuid);
     const newest = metas.filter((m) => isAutoRestorable(m.kind)).at(-1) ?? null;
-    const state = await getLocalState(stateDir, uuid);
-    const template = await readTemplate(o.templatePath);
     const plan = planPrepare({
       local: localInfo,
       newest,
@@ -135,14 +149,33 @@ export async function prepareNvram(o: PrepareOptions): Promise<PrepareResult> {
       incomingMigration: o.incomingMigration,
     });
     const token = claim?.claim.token;
-    const save = (s: Omit<LocalState, 'time' | 'claimToken'>) =>
-      setLocalState(stateDir, uuid, { ...s, time: iso(o.now), ...(token ? { claimToken: token } : {}) }, o.stateFaults);
+    const stateOf = (s: Omit<LocalState, 'time' | 'claimToken'>): LocalState => ({ ...s, time: iso(o.now), ...(token ? { claimToken: token } : {}) });
+    const save = (s: Omit<LocalState, 'time' | 'claimToken'>) => setLocalState(stateDir, uuid, stateOf(s), o.stateFaults);
     const displace = async (why: string): Promise<number | undefined> => {
       if (!local) return undefined;
-      const r = await archive.add(uuid, local.data, { kind: 'displaced', reason: why, vmName, basedOn: state?.generation ?? null, now: o.now });
+      const r = await archive.add(uuid, local.data, { kind: 'displaced', reason: why, vmName, basedOn: state?.generation ?? null, now: o.now, sha256: localInfo?.sha256 });
       return generationOf(r);
     };
-    const write = (data: Buffer) => writeFileAtomic(o.nvramPath, data, { ...o.owner, mode: o.owner.mode ?? 0o600, faults: o.faults });
+    // The local NVRAM and the state that names it: both written and fsynced at the same time, then
+    // put in place in that order (the NVRAM durable before the state). Nothing is replaced unless
+    // both were written.
+    const writeAndSave = async (data: Buffer, s: Omit<LocalState, 'time' | 'claimToken'>): Promise<void> => {
+      const [nvram, next] = await Promise.allSettled([
+        stageFileAtomic(o.nvramPath, data, { ...o.owner, mode: o.owner.mode ?? 0o600, faults: o.faults }),
+        stageLocalState(stateDir, uuid, stateOf(s), o.stateFaults),
+      ]);
+      if (nvram.status === 'rejected' || next.status === 'rejected') {
+        await Promise.all([nvram, next].map((r) => (r.status === 'fulfilled' ? r.value.discard() : undefined)));
+        throw nvram.status === 'rejected' ? nvram.reason : (next as PromiseRejectedResult).reason;
+      }
+      try {
+        await nvram.value.commit();
+      } catch (e) {
+        await next.value.discard();
+        throw e;
+      }
+      await next.value.commit();
+    };
     const how = claim?.how;
 
     switch (plan.action) {
@@ -158,15 +191,14 @@ export async function prepareNvram(o: PrepareOptions): Promise<PrepareResult> {
       case 'restore': {
         const data = await archive.read(uuid, plan.generation); // verified before anything changes
         const displaced = plan.displaceLocal ? await displace(`displaced by restore of generation ${plan.generation}`) : undefined;
-        await write(data);
-        await save({ generation: plan.generation, sha256: sha256(data) });
+        // read() checked the data against this generation's metadata: its sha256 is the data's
+        await writeAndSave(data, { generation: plan.generation, sha256: metas.find((m) => m.generation === plan.generation)?.sha256 ?? sha256(data) });
         return { action: 'restore', generation: plan.generation, displaced, why: plan.why, claim: how };
       }
       case 'provision': {
         const data = template as Buffer;
         const displaced = plan.displaceLocal ? await displace('displaced by provisioning from the template') : undefined;
-        await write(data);
-        await save({ generation: null, sha256: sha256(data) });
+        await writeAndSave(data, { generation: null, sha256: sha256(data) });
         return { action: 'provision', displaced, why: plan.why, claim: how };
       }
     }
@@ -204,9 +236,12 @@ export async function releaseNvram(o: ReleaseOptions): Promise<ReleaseResult> {
   try {
     const uuid = normalizeUuid(o.uuid);
     const { archive, stateDir, vmName } = o;
+    // the archive and state reads run while the local NVRAM is read and hashed
+    const facts = inOrder([archive.list(uuid), getLocalState(stateDir, uuid), archive.claimInfo(uuid)] as const);
+    facts.catch(() => {}); // awaited below, after the local read (which may fail first)
     const local = await readNvramSafely(o.nvramPath);
     const localInfo = localFacts(local);
-    const [metas, state, claim] = await Promise.all([archive.list(uuid), getLocalState(stateDir, uuid), archive.claimInfo(uuid)]);
+    const [metas, state, claim] = await facts;
     const newest = metas.filter((m) => isAutoRestorable(m.kind)).at(-1) ?? null;
     // Ours if the claim names this host; with no claim at all, ours unless we had one (then it was taken).
     const held = claim ? claim.hostId === archive.hostId : !state?.claimToken;
@@ -216,6 +251,7 @@ export async function releaseNvram(o: ReleaseOptions): Promise<ReleaseResult> {
     const warnings: string[] = [];
     const time = iso(o.now);
     let result: ReleaseResult;
+    let pruned: Promise<unknown> = Promise.resolve();
 
     if (plan.action === 'archive' && local && localInfo) {
       const r = await archive.add(uuid, local.data, {
@@ -224,11 +260,13 @@ export async function releaseNvram(o: ReleaseOptions): Promise<ReleaseResult> {
         vmName,
         basedOn: state?.generation ?? null,
         now: o.now,
+        sha256: localInfo.sha256,
       });
       const generation = generationOf(r);
       if (plan.kind === 'archive') await setLocalState(stateDir, uuid, { generation, sha256: localInfo.sha256, time }, o.stateFaults);
       else await clearLocalState(stateDir, uuid); // fenced: this copy must never count as synced
-      await archive.prune(uuid, o.keep).catch((e: Error) => warnings.push(`prune failed: ${e.message}`));
+      // pruning old generations and giving the claim back touch different files: done at the same time
+      pruned = archive.prune(uuid, o.keep).catch((e: Error) => warnings.push(`prune failed: ${e.message}`));
       result = { action: 'archived', generation, kind: plan.kind, why: plan.why, warnings };
     } else {
       if (startRefused) await setLocalState(stateDir, uuid, { ...(state as LocalState), startRefused: undefined }, o.stateFaults);
@@ -240,6 +278,8 @@ export async function releaseNvram(o: ReleaseOptions): Promise<ReleaseResult> {
     }
     // after a refused start a claim of ours predates it and protects a local copy: keep it
     if (held && claim && !startRefused) await archive.releaseClaim(uuid, archive.hostId).catch((e: Error) => warnings.push(`claim release failed: ${e.message}`));
+    await pruned;
+    // after the claim release: the sweep removes old claim.released-* leftovers, never the one in flight
     await sweepLeftovers(o, uuid, true);
     return result;
   } catch (error) {
@@ -307,10 +347,11 @@ export async function restoreGeneration(
     const local = await readNvramSafely(o.nvramPath);
     const state = await getLocalState(o.stateDir, uuid);
     const base = { vmName: o.vmName, now: o.now };
-    const known = local !== null && metas.some((m) => m.sha256 === sha256(local.data));
+    const localSha = local && sha256(local.data);
+    const known = localSha !== null && metas.some((m) => m.sha256 === localSha);
     const displaced =
       local && !known
-        ? generationOf(await o.archive.add(uuid, local.data, { ...base, kind: 'displaced', reason: `displaced by nvram restore --generation ${o.generation}`, basedOn: state?.generation ?? null }))
+        ? generationOf(await o.archive.add(uuid, local.data, { ...base, kind: 'displaced', reason: `displaced by nvram restore --generation ${o.generation}`, basedOn: state?.generation ?? null, sha256: localSha ?? undefined }))
         : undefined;
     const generation = generationOf(await o.archive.add(uuid, data, { ...base, kind: 'manual', reason: `restore of generation ${o.generation}`, basedOn: o.generation }));
     await writeFileAtomic(o.nvramPath, data, { ...o.owner, mode: o.owner.mode ?? 0o600, faults: o.faults });

@@ -7,7 +7,7 @@
 import { promises as fs } from 'node:fs';
 import path from 'node:path';
 import { normalizeUuid } from './archive';
-import { ensurePrivateDir, fsyncDir, readRegularFile, writeFileAtomic, type Faults } from './safe-fs';
+import { ensurePrivateDir, fsyncDir, readRegularFile, stageFileAtomic, type Faults, type StagedFile } from './safe-fs';
 import type { LocalState } from './types';
 
 export const DEFAULT_STATE_DIR = '/var/lib/ovmf-hook/state';
@@ -28,9 +28,14 @@ export async function getLocalState(stateDir: string, uuid: string): Promise<Loc
 }
 
 export async function setLocalState(stateDir: string, uuid: string, state: LocalState, faults?: Faults): Promise<void> {
+  await (await stageLocalState(stateDir, uuid, state, faults)).commit();
+}
+
+/** setLocalState up to the replacement: the state is written to a temp; `commit()` makes it the state. */
+export async function stageLocalState(stateDir: string, uuid: string, state: LocalState, faults?: Faults): Promise<StagedFile> {
   const file = stateFile(stateDir, uuid);
   await ensurePrivateDir(stateDir, { create: true });
-  await writeFileAtomic(file, Buffer.from(`${JSON.stringify(state, null, 2)}\n`), { mode: 0o600, faults });
+  return stageFileAtomic(file, Buffer.from(`${JSON.stringify(state, null, 2)}\n`), { mode: 0o600, faults });
 }
 
 export async function clearLocalState(stateDir: string, uuid: string): Promise<void> {

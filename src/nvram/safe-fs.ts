@@ -7,8 +7,7 @@
  * Every step can be observed by an optional `faults` hook so tests can throw ("error") or never
  * resolve ("kill") at a named point. Unused, it costs one `undefined` check per step.
  */
-import { createHash, randomBytes } from 'node:crypto';
-import { constants as C, promises as fs, type Stats } from 'node:fs';
+import { closeSync, constants as C, openSync, promises as fs, readSync, type Stats } from 'node:fs';
 import { constants as osConstants } from 'node:os';
 import { setTimeout as delay } from 'node:timers/promises';
 import path from 'node:path';
@@ -34,7 +33,24 @@ export const step = async (faults: Faults | undefined, name: string): Promise<vo
 export const prefixFaults = (faults: Faults | undefined, prefix: string): Faults | undefined =>
   faults && { at: (s) => faults.at(`${prefix}-${s}`) };
 
-export const sha256 = (buf: Uint8Array): string => createHash('sha256').update(buf).digest('hex');
+// node:crypto is loaded on first use: a hook call that hashes nothing (migrate, restore) is spared ~2.5 ms
+// eslint-disable-next-line @typescript-eslint/no-require-imports
+export const sha256 = (buf: Uint8Array): string => (require('node:crypto') as typeof import('node:crypto')).createHash('sha256').update(buf).digest('hex');
+
+/**
+ * `bytes` random bytes from the kernel's CSPRNG (/dev/urandom), in hex: what node:crypto's
+ * randomBytes gives, without loading node:crypto for a temp name or a token.
+ */
+export function randomHex(bytes: number): string {
+  const buf = Buffer.alloc(bytes);
+  const fd = openSync('/dev/urandom', C.O_RDONLY);
+  try {
+    for (let n = 0; n < bytes; ) n += readSync(fd, buf, n, bytes - n, null);
+  } finally {
+    closeSync(fd);
+  }
+  return buf.toString('hex');
+}
 
 const errno = (e: unknown): string | undefined => (e as NodeJS.ErrnoException)?.code;
 
@@ -132,7 +148,7 @@ export interface WriteOptions {
   faults?: Faults;
 }
 
-export const tempName = (basename: string): string => `.${basename}${TEMP_MARK}${randomBytes(12).toString('hex')}`;
+export const tempName = (basename: string): string => `.${basename}${TEMP_MARK}${randomHex(12)}`;
 
 /**
  * Create a fully written, fsynced, chowned and closed temp file next to `final` (same directory,
@@ -193,27 +209,47 @@ async function renameNfs(tmp: string, final: string, tmpStat: Stats): Promise<vo
  * directory. Steps: ATOMIC_WRITE_STEPS. The temp never survives an error.
  */
 export async function writeFileAtomic(final: string, data: Uint8Array, opts: WriteOptions = {}): Promise<Stats> {
+  return (await stageFileAtomic(final, data, opts)).commit();
+}
+
+/** A written and fsynced temp file waiting to replace its final name (see stageFileAtomic). */
+export interface StagedFile {
+  /** The rest of writeFileAtomic: rename, verify, directory fsync (the temp never survives an error). */
+  commit(): Promise<Stats>;
+  /** Give up: unlink the temp. */
+  discard(): Promise<void>;
+}
+
+/**
+ * writeFileAtomic in two halves: the slow one (writeTemp: write and fsync) now, the replacement
+ * (commit) when the caller says. Independent files can so be written at the same time and still
+ * replace their final names in a fixed order, each durable before the next one.
+ */
+export async function stageFileAtomic(final: string, data: Uint8Array, opts: WriteOptions = {}): Promise<StagedFile> {
   const { faults } = opts;
   const { tmp, stat } = await writeTemp(final, data, opts);
-  try {
-    await step(faults, 'rename');
-    await renameNfs(tmp, final, stat);
-  } catch (e) {
-    await unlinkQuiet(tmp);
-    throw e;
-  }
-  await step(faults, 'verify');
-  const now = await fs.lstat(final).catch(() => null);
-  if (!now || !sameFile(now, stat)) {
-    // A planted link goes; a complete single-link file is another writer's result (writers only
-    // rename finished files in): deleting it would destroy their data, so it stays.
-    const planted = now !== null && (!now.isFile() || now.nlink > 1);
-    if (planted) await unlinkQuiet(final);
-    throw new UnsafePathError(final, `${final} was replaced by someone else while it was being written; ${planted ? 'removed it, ' : ''}try again`);
-  }
-  await step(faults, 'dir-fsync');
-  await fsyncDir(path.dirname(final));
-  return stat;
+  const commit = async (): Promise<Stats> => {
+    try {
+      await step(faults, 'rename');
+      await renameNfs(tmp, final, stat);
+    } catch (e) {
+      await unlinkQuiet(tmp);
+      throw e;
+    }
+    await step(faults, 'verify');
+    const now = await fs.lstat(final).catch(() => null);
+    if (!now || !sameFile(now, stat)) {
+      // A planted link goes; a complete single-link file is another writer's result (writers only
+      // rename finished files in): deleting it would destroy their data, so it stays.
+      const planted = now !== null && (!now.isFile() || now.nlink > 1);
+      if (planted) await unlinkQuiet(final);
+      throw new UnsafePathError(final, `${final} was replaced by someone else while it was being written; ${planted ? 'removed it, ' : ''}try again`);
+    }
+    await step(faults, 'dir-fsync');
+    await fsyncDir(path.dirname(final));
+    return stat;
+  };
+  return { commit, discard: () => unlinkQuiet(tmp) };
 }
 
 /**

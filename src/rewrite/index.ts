@@ -82,7 +82,20 @@ export function rewriteDomain(domain: Domain, input: RewriteInput): RewriteResul
   const xml = domain.toXml();
   const skipped = skipReason(domain);
   if (skipped) return { xml, changes: [], changed: false, warnings: [], skipped };
-  const d = parseDomain(xml, { maxBytes: Infinity }); // already accepted once
+  return applyRules(parseDomain(xml, { maxBytes: Infinity }), o, xml); // already accepted once
+}
+
+/** Parse and rewrite (throws XmlInputError for input that is not a sane domain XML). */
+export function rewriteXml(xml: string, input: RewriteInput): RewriteResult {
+  const d = parseDomain(xml);
+  const o = resolveRewriteOptions(input);
+  const original = d.toXml(); // the input bytes: nothing is edited yet
+  const skipped = skipReason(d);
+  if (skipped) return { xml: original, changes: [], changed: false, warnings: [], skipped };
+  return applyRules(d, o, original); // nobody else holds this parse: the rules may edit it in place
+}
+
+function applyRules(d: Domain, o: RewriteOptions, original: string): RewriteResult {
   const changes: Change[] = [];
   const warnings: string[] = [];
   for (const rule of RULES) {
@@ -90,8 +103,5 @@ export function rewriteDomain(domain: Domain, input: RewriteInput): RewriteResul
     if (w) warnings.push(w);
     if (rule.applies(d, o)) changes.push(...rule.apply(d, o));
   }
-  return { xml: changes.length > 0 ? d.toXml() : xml, changes, changed: changes.length > 0, warnings };
+  return { xml: changes.length > 0 ? d.toXml() : original, changes, changed: changes.length > 0, warnings };
 }
-
-/** Parse and rewrite (throws XmlInputError for input that is not a sane domain XML). */
-export const rewriteXml = (xml: string, input: RewriteInput): RewriteResult => rewriteDomain(parseDomain(xml), input);

@@ -75,6 +75,6 @@ describe('dist/cli.mjs (npm run build)', () => {
 
     const usage = cli(['nvram'], env);
     expect(usage.code).toBe(2);
-    expect(usage.stderr).toMatch(/^ovmf-hook: name an nvram subcommand: list, show, restore, reset, prune, unlock, vars, diff \(see ovmf-hook --help\)\n$/);
+    expect(usage.stderr).toMatch(/^ovmf-hook: name an nvram subcommand: list, show, restore, reset, prune, unlock, repair, vars, diff \(see ovmf-hook --help\)\n$/);
   });
 });

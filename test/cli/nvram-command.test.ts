@@ -280,6 +280,32 @@ describe('nvram prune', () => {
   });
 });
 
+describe('nvram repair', () => {
+  it('removes old leftovers, keeps young ones, and says all generations verify', async () => {
+    const w = await world();
+    const dir = path.dirname(w.dataFile(1));
+    const old = path.join(dir, 'gen-000009.fd'); // data without its metadata: an interrupted add
+    const young = path.join(dir, 'gen-000010.fd');
+    await fs.writeFile(old, 'x');
+    await fs.writeFile(young, 'y');
+    const past = new Date(Date.now() - 2 * 3600_000);
+    await fs.utimes(old, past, past);
+    const doc = json((await w.run('repair', VM, '--json')).stdout);
+    expect(doc).toEqual({ vms: [{ uuid: UUID, removed: [old], corrupt: [] }] });
+    await expect(fs.stat(old)).rejects.toThrow();
+    await fs.stat(young);
+  });
+
+  it('reports a corrupt generation with exit 1 and one line, and lists it', async () => {
+    const w = await world();
+    await fs.writeFile(w.dataFile(2), 'tampered');
+    const r = await w.run('repair');
+    expect(r.code).toBe(1);
+    expect(r.stdout).toMatch(new RegExp(`^${UUID}\\s+no leftovers; CORRUPT generations 2$`, 'm'));
+    expect(r.stderr).toMatch(/^ovmf-hook: 1 VM archive has problems \(corrupt generation 2 of [0-9a-f-]+\); move the named files out of .* and run nvram repair again\n$/);
+  });
+});
+
 describe('nvram unlock', () => {
   const claimBy = async (w: World, hostId: string, leaseSeconds = 0, now = NOW) => {
     const a = hostId === 'host-here' ? w.archive : await openArchive({ root: w.archive.root, host: hostId.replace('host-', ''), hostId });

@@ -530,6 +530,28 @@ describe('hostile input and failures: one stderr line, right exit code, no file 
     expect(refuse.stderr).toMatch(/archive .* is unavailable.*set "archiveUnavailable": "allow"/);
     expect(readdirSync(shared)).toEqual([]);
   });
+
+  it('requireArchiveMarker: an unmounted share (no .ovmf-hook-archive) counts as unavailable; nothing is written into the mount point', async () => {
+    const h = host();
+    const mnt = join(h.dir, 'share-mountpoint');
+    mkdirSync(mnt, { mode: 0o700 });
+    h.setConfig({ qemuUser: owner.user, qemuGroup: `+${owner.gid}`, archiveDir: mnt, requireArchiveMarker: true, archiveUnavailable: 'refuse' });
+    const refuse = await h.run(prepare, uefi(h));
+    expect(refuse.code).toBe(1);
+    expect(lines(refuse.stderr)).toHaveLength(1);
+    expect(refuse.stderr).toMatch(/\.ovmf-hook-archive is missing \(is the shared archive mounted\?\)/);
+    h.setConfig({ qemuUser: owner.user, qemuGroup: `+${owner.gid}`, archiveDir: mnt, requireArchiveMarker: true });
+    ok(await h.run(prepare, uefi(h)), 'prepare (allow)');
+    // the archive was unavailable, so libvirt (not the hook) created the NVRAM; the guest wrote to it
+    writeFileSync(h.nvramPath(VM), pattern(VARS_SIZE, 'guest wrote this'), { mode: 0o600 });
+    const rel = await h.run([VM, 'release', 'end', '-'], uefi(h));
+    expect({ code: rel.code, stderr: rel.stderr }).toEqual({ code: 0, stderr: '' });
+    expect(h.log()).toMatch(/err: .*ARCHIVE FAILED, the local NVRAM is kept.*\.ovmf-hook-archive is missing/);
+    expect(readdirSync(mnt)).toEqual([]);
+    writeFileSync(join(mnt, '.ovmf-hook-archive'), '');
+    ok(await h.run([VM, 'release', 'end', '-'], uefi(h)), 'release with the share mounted');
+    expect(readdirSync(mnt).filter((n) => n !== '.ovmf-hook-archive')).toHaveLength(1);
+  });
 });
 
 describe('watchdog (hookTimeoutSeconds: 2) with a stdin that is never closed', () => {

@@ -104,10 +104,11 @@ describe('concurrent hook calls on two hosts sharing one archive', () => {
   it('racing calls on one VM from one host: each succeeds or is refused in one line; generations verify and increase round by round', async () => {
     const i = 100;
     const RACERS = 6;
+    const ROUNDS = 2;
     const newestPerRound: number[] = [];
     let seen = 0; // highest generation number of the previous rounds
     let refused = 0;
-    for (let round = 1; round <= 3; round++) {
+    for (let round = 1; round <= ROUNDS; round++) {
       const preps = await Promise.all(Array.from({ length: RACERS }, () => call(a, i, 'prepare')));
       for (const p of preps) {
         if (p.code === 0) continue;
@@ -135,11 +136,11 @@ describe('concurrent hook calls on two hosts sharing one archive', () => {
     }
     expect(strictlyIncreasing(newestPerRound)).toBe(true);
     const dup = checkArchive(archiveDir, uuidOf(i)).generations.length - newestPerRound.length;
-    console.info(`[concurrency] ${RACERS} racing prepares + ${RACERS} racing releases × 3 rounds on one VM: ${refused} prepare(s) refused in one line, ${dup} duplicate generation(s); 0 corrupt`);
+    console.info(`[concurrency] ${RACERS} racing prepares + ${RACERS} racing releases × ${ROUNDS} rounds on one VM: ${refused} prepare(s) refused in one line, ${dup} duplicate generation(s); 0 corrupt`);
   });
 
   it('the same VM started on both hosts at the same moment: exactly one starts, the other is refused in one line naming the holder', async () => {
-    const ROUNDS = 4;
+    const ROUNDS = 3;
     for (let round = 0; round < ROUNDS; round++) {
       const i = 200 + round;
       const [ra, rb] = await Promise.all([call(a, i, 'prepare'), call(b, i, 'prepare')]);

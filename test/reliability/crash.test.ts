@@ -206,12 +206,14 @@ function tap(target: number | null, mode: Mode): Tap {
 }
 
 const made: string[] = [];
+const perCase: string[] = [];
 const frozen: Array<{ wake: () => void; op: Promise<unknown> }> = [];
 afterEach(async () => {
   for (const f of frozen.splice(0)) {
     f.wake();
     await f.op.catch(() => {});
   }
+  for (const d of perCase.splice(0)) await fs.rm(d, { recursive: true, force: true });
 });
 afterAll(async () => {
   for (const d of made.splice(0)) await fs.rm(d, { recursive: true, force: true });
@@ -258,6 +260,7 @@ describe(`crash safety: ${KILL_POINTS} kill points in ${SCENARIOS.length} NVRAM 
     const cases = steps.flatMap((step, i) => (['error', 'kill'] as const).map((mode) => ({ i, step, mode })));
     it.each(cases)('$mode at #$i $step', async ({ i, mode }) => {
       const base = await newBase();
+      perCase.push(base);
       await fs.cp(trees.get(s)!, base, { recursive: true, preserveTimestamps: true });
       const w0 = await world(base);
       const before = { gens: checkArchive(w0.root, UUID).generations, local: await readOrNull(w0.a.nvramPath) };
@@ -310,7 +313,7 @@ describe(`crash safety: ${KILL_POINTS} kill points in ${SCENARIOS.length} NVRAM 
 
 const BIG = 4 * 1024 * 1024;
 const KILLS = 30;
-const PREPARE_KILLS = 10;
+const PREPARE_KILLS = 8;
 const PREPARE_WINDOW_MS = 100;
 
 describe(`kill -9 of the real hook on a ${BIG / 1048576} MiB varstore`, () => {

@@ -75,9 +75,12 @@ export interface Entry {
   size: number;
   mtimeMs: number;
   ctimeMs: number;
-  /** sha256 of a file, target of a symlink */
+  /** sha256 of a file (up to HASH_LIMIT bytes; larger ones are compared by size, mtime and ctime), target of a symlink */
   content?: string;
 }
+
+/** Files up to this size are hashed; any write or chmod of a larger one still changes its mtime/ctime. */
+const HASH_LIMIT = 1024 * 1024;
 
 /** lstat (never following links) + sha256 of every entry under `root`, by relative path. */
 export function snapshot(root: string): Map<string, Entry> {
@@ -87,7 +90,7 @@ export function snapshot(root: string): Map<string, Entry> {
       const p = join(dir, name);
       const st = lstatSync(p);
       const type = st.isFile() ? 'file' : st.isDirectory() ? 'dir' : st.isSymbolicLink() ? 'symlink' : 'other';
-      const content = type === 'file' ? sha256(readFileSync(p)) : type === 'symlink' ? readlinkSync(p) : undefined;
+      const content = type === 'file' ? (st.size <= HASH_LIMIT ? sha256(readFileSync(p)) : undefined) : type === 'symlink' ? readlinkSync(p) : undefined;
       out.set(relative(root, p), { type, mode: st.mode, uid: st.uid, gid: st.gid, size: st.size, mtimeMs: st.mtimeMs, ctimeMs: st.ctimeMs, content });
       if (type === 'dir') walk(p);
     }

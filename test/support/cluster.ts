@@ -16,12 +16,12 @@ import { afterAll, beforeAll, beforeEach, describe, it } from 'vitest';
 import type { ClaimInfo, GenerationMeta } from '../../src/nvram';
 import { escapeXml, type VirshResult } from './libvirt';
 
-export const REPO_ROOT = join(__dirname, '..', '..');
-export const TESTBED_SCRIPT = join(REPO_ROOT, 'scripts', 'cluster-testbed.sh');
+const REPO_ROOT = join(__dirname, '..', '..');
+const TESTBED_SCRIPT = join(REPO_ROOT, 'scripts', 'cluster-testbed.sh');
 export const CLUSTER_ROOT = '/srv/ovmfhook-cluster';
 export const ARCHIVE_MOUNT = `${CLUSTER_ROOT}/archive-mnt`;
 export const ARCHIVE_DIR = `${ARCHIVE_MOUNT}/archive`;
-export const HOOK_BIN = join(REPO_ROOT, 'dist', 'hooks', 'qemu');
+const HOOK_BIN = join(REPO_ROOT, 'dist', 'hooks', 'qemu');
 const B_DIR = `${CLUSTER_ROOT}/b`;
 /** Prefix of every VM the cluster tests create. */
 export const CLUSTER_VM_PREFIX = 'ovmfhook-t-cl-';
@@ -65,9 +65,6 @@ export const hostB: ClusterHost = {
   configPath: `${B_DIR}/etc/ovmf-hook/config.json`,
   ovmfDir: `${CLUSTER_ROOT}/b-ovmf`,
 };
-
-export const HOSTS: Record<HostName, ClusterHost> = { A: hostA, B: hostB };
-export const other = (h: ClusterHost): ClusterHost => (h.name === 'A' ? hostB : hostA);
 
 export const sha256 = (b: Uint8Array): string => createHash('sha256').update(b).digest('hex');
 export const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
@@ -245,7 +242,7 @@ export function archiveGenerations(uuid: string): GenerationMeta[] {
     .sort((a, b) => a.generation - b.generation);
 }
 
-export const AUTO_KINDS = new Set(['archive', 'reset', 'manual']);
+const AUTO_KINDS = new Set(['archive', 'reset', 'manual']);
 
 /** Newest auto-restorable generation. */
 export const newestRestorable = (uuid: string): GenerationMeta | undefined => archiveGenerations(uuid).filter((m) => AUTO_KINDS.has(m.kind)).at(-1);

@@ -10,13 +10,14 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { Argv, CommandModule } from 'yargs';
+import { loadConfig } from '../../config';
 import { parseDomain } from '../../domain';
 import { isOvmfHookError, OvmfHookError, RefusedError, UsageError } from '../../errors';
-import { globMatch } from '../../firmware';
+import { globMatch, loadCatalog, type FirmwareCatalog } from '../../firmware';
 import { unifiedDiff } from '../diff';
 import { catalogPicker, rewriteWithPolicy, withRewriteFlags, type RewriteFlags } from '../rewrite-options';
-import { virshError, type VirshRunner } from '../virsh';
-import { cliContext, type CliDeps } from '../vm';
+import { convertQuestions, runVirsh, runVirshBatch, virshError, type VirshBatchRunner, type VirshResult, type VirshRunner } from '../virsh';
+import type { CliDeps } from '../vm';
 
 export interface ConvertArgs extends RewriteFlags {
   names?: string[];
@@ -43,6 +44,8 @@ interface DomInfo {
 
 interface Env {
   virsh: VirshRunner;
+  /** ask libvirt these questions now, in one go; `virsh` then answers them (real libvirt only) */
+  prefetch?: (commands: string[][]) => void;
   rewrite: (xml: string) => ReturnType<typeof rewriteWithPolicy>;
   args: ConvertArgs;
   /** --all: a running domain is out of scope (skipped), not a refusal */
@@ -55,8 +58,12 @@ const plural = (n: number, word: string) => `${n} ${word}${n === 1 ? '' : 's'}`;
 const unreachable = (what: string, r: { code: number; stdout: string; stderr: string }) =>
   new RefusedError(`cannot ${what}: ${virshError(r)}; is libvirtd running?`);
 
+const dominfoArgs = (name: string) => convertQuestions(name, {})[0]!;
+const dumpxmlArgs = (name: string, dryRun?: boolean) => convertQuestions(name, { dryRun })[1]!;
+const snapshotsArgs = (name: string) => convertQuestions(name, {})[2]!;
+
 async function domInfo(virsh: VirshRunner, name: string): Promise<DomInfo> {
-  const r = await virsh(['dominfo', '--domain', name]);
+  const r = await virsh(dominfoArgs(name));
   if (r.code !== 0) {
     if (/failed to get domain|domain not found|no domain with matching/i.test(r.stderr))
       throw new UsageError(`no domain named ${JSON.stringify(name)} on this host; check: virsh list --all`);
@@ -68,7 +75,7 @@ async function domInfo(virsh: VirshRunner, name: string): Promise<DomInfo> {
 
 /** Names of the domain's snapshots that carry memory state (full-system snapshots). */
 async function memorySnapshots(virsh: VirshRunner, name: string): Promise<string[]> {
-  const r = await virsh(['snapshot-list', '--active', '--name', '--domain', name]);
+  const r = await virsh(snapshotsArgs(name));
   if (r.code !== 0) throw new RefusedError(`${name}: cannot list its snapshots (${virshError(r)}); pass --force to convert without checking them`);
   return r.stdout.split('\n').map((s) => s.trim()).filter(Boolean);
 }
@@ -120,9 +127,9 @@ async function define(virsh: VirshRunner, name: string, xml: string): Promise<vo
 /** Convert one domain. Throws OvmfHookError for refusals and failures. */
 async function convertOne(env: Env, name: string): Promise<Outcome> {
   const { virsh, args } = env;
+  env.prefetch?.(convertQuestions(name, args));
   const info = await domInfo(virsh, name);
-  // the definition with its secrets (R1), except for a dry run whose diff goes to stdout
-  const dump = await virsh(['dumpxml', '--inactive', ...(args.dryRun ? [] : ['--security-info']), '--domain', name]);
+  const dump = await virsh(dumpxmlArgs(name, args.dryRun));
   if (dump.code !== 0) throw unreachable(`read the definition of ${name}`, dump);
   const result = env.rewrite(dump.stdout);
   for (const w of result.warnings) process.stderr.write(`ovmf-hook: warning: ${w}\n`);
@@ -140,6 +147,48 @@ async function convertOne(env: Env, name: string): Promise<Outcome> {
   if (all.length) throw refusal(name, all);
   await define(virsh, name, result.xml);
   return { status: 'converted', detail: changes };
+}
+
+/**
+ * A virsh runner that answers prefetched commands from one batch (one virsh process for what
+ * convert asks about a domain; each answer is used once), and runs anything else as usual.
+ */
+function prefetching(virsh: VirshRunner, batch: VirshBatchRunner): { virsh: VirshRunner; prefetch: (commands: string[][]) => void } {
+  const answers = new Map<string, Promise<VirshResult>>();
+  const key = (args: readonly string[]) => JSON.stringify(args);
+  return {
+    virsh: (args) => {
+      const k = key(args);
+      const answer = answers.get(k);
+      answers.delete(k);
+      return answer ?? virsh(args);
+    },
+    prefetch: (commands) => {
+      const fresh = commands.filter((c) => !answers.has(key(c)));
+      if (fresh.length === 0) return;
+      const results = batch(fresh);
+      fresh.forEach((c, i) => {
+        const answer = results.then((r) => r[i]!);
+        answer.catch(() => {}); // an answer nobody asks for must not be an unhandled rejection
+        answers.set(key(c), answer);
+      });
+    },
+  };
+}
+
+/** Load now (while virsh runs); the result, or the error, when it is asked for. */
+function preloaded(load: () => FirmwareCatalog): () => FirmwareCatalog {
+  let catalog: FirmwareCatalog | undefined;
+  let error: unknown;
+  try {
+    catalog = load();
+  } catch (e) {
+    error = e;
+  }
+  return () => {
+    if (catalog) return catalog;
+    throw error;
+  };
 }
 
 const line = (name: string, o: Outcome) => `${name}: ${o.status}${o.detail ? (o.status === 'converted' || o.status === 'would convert' || o.status === 'unchanged' ? ` (${o.detail})` : `: ${o.detail}`) : ''}`;
@@ -160,10 +209,18 @@ export async function runConvert(args: ConvertArgs, deps: CliDeps = {}): Promise
   if (args.all && names.length) throw new UsageError('give domain names or --all, not both');
   if (!args.all && names.length === 0) throw new UsageError('name the domains to convert, or use --all (see ovmf-hook convert --help)');
   if (args.match !== undefined && !args.all) throw new UsageError('--match selects domains for --all; use it with --all');
-  const ctx = cliContext(deps);
-  const pick = catalogPicker(ctx.config);
+  // with the real libvirt, the questions about a single domain go out at once (one virsh process,
+  // ~25 ms, mostly libvirt's); the configuration and the firmware catalog are read meanwhile
+  const batch = deps.virshBatch ?? (deps.virsh ? undefined : runVirshBatch);
+  const batched = batch && prefetching(deps.virsh ?? runVirsh, batch);
+  const early = !args.all && names.length === 1 && batched;
+  if (early) early.prefetch(convertQuestions(names[0], args));
+  // what cliContext (vm.ts) would give, without loading the NVRAM archive code convert never uses
+  const ctx = { config: (deps.config ?? loadConfig)(), virsh: deps.virsh ?? runVirsh };
+  const pick = catalogPicker(ctx.config, early ? preloaded(() => loadCatalog({ roots: ctx.config.firmwareDirs })) : undefined);
   const env: Env = {
-    virsh: ctx.virsh,
+    virsh: batched?.virsh ?? ctx.virsh,
+    prefetch: batched?.prefetch,
     args,
     skipRunning: Boolean(args.all),
     rewrite: (xml) => rewriteWithPolicy(parseDomain(xml), ctx.config, args, pick),

@@ -291,6 +291,42 @@ async function prune(argv: { vm?: string; keep?: number; json: boolean }, deps: 
   if (failed.length) throw new RefusedError(`prune failed for ${failed.map((r) => r.name).join(', ')}: ${failed[0].error}`);
 }
 
+// ─── repair ─────────────────────────────────────────────────────────────────────────────────
+
+async function repair(argv: { vm?: string; json: boolean }, deps: CliDeps): Promise<void> {
+  const ctx = cliContext(deps);
+  const vm = argv.vm === undefined ? undefined : await resolveVm(argv.vm, ctx);
+  const archive = await ctx.archive();
+  const uuids = vm ? [vm.uuid] : await archive.listVms();
+  const results: { uuid: string; removed: string[]; corrupt: number[]; error?: string }[] = [];
+  for (const uuid of uuids) {
+    try {
+      results.push({ uuid, ...(await archive.repair(uuid)) });
+    } catch (e) {
+      if (!isOvmfHookError(e)) throw e;
+      results.push({ uuid, removed: [], corrupt: [], error: e.message });
+    }
+  }
+  if (argv.json) printJson({ vms: results });
+  else if (!results.length) print(`no VMs in the archive ${archive.root}`);
+  else
+    print(
+      table(
+        results.map((r) => [
+          r.uuid,
+          r.error
+            ? `FAILED: ${r.error}`
+            : [r.removed.length ? `removed ${r.removed.length} leftover file${r.removed.length > 1 ? 's' : ''}` : 'no leftovers', r.corrupt.length ? `CORRUPT generations ${r.corrupt.join(', ')}` : 'all generations verify'].join('; '),
+        ]),
+      ),
+    );
+  const bad = results.filter((r) => r.error || r.corrupt.length);
+  if (bad.length)
+    throw new RefusedError(
+      `${bad.length} VM archive${bad.length > 1 ? 's have' : ' has'} problems (${bad[0]!.error ?? `corrupt generation ${bad[0]!.corrupt.join(', ')} of ${bad[0]!.uuid}`}); move the named files out of ${archive.root} and run nvram repair again`,
+    );
+}
+
 // ─── unlock ─────────────────────────────────────────────────────────────────────────────────
 
 async function unlock(argv: { vm: string; force: boolean; json: boolean }, deps: CliDeps, now: () => Date): Promise<void> {
@@ -383,6 +419,12 @@ export function makeNvramCommand(deps: NvramCommandDeps = {}): CommandModule<obj
           .option('json', jsonOption),
       handler: (a) => unlock({ vm: String(a.vm), force: a.force === true, json: a.json === true }, deps, now),
     },
+    {
+      command: 'repair [vm]',
+      describe: 'Remove leftovers of interrupted writes (older than 1 h) and verify every generation',
+      builder: (y: Argv) => y.positional('vm', { type: 'string', describe: 'VM name or UUID (default: every VM in the archive)' }).option('json', jsonOption),
+      handler: (a) => repair({ vm: a.vm === undefined ? undefined : String(a.vm), json: a.json === true }, deps),
+    },
     makeNvramVarsCommand(deps),
     makeNvramDiffCommand(deps),
   ];
@@ -391,7 +433,7 @@ export function makeNvramCommand(deps: NvramCommandDeps = {}): CommandModule<obj
     describe: 'Inspect and manage VMs\' UEFI NVRAM and its archive',
     builder: (y: Argv) => {
       for (const c of sub) y.command(c);
-      return y.demandCommand(1, 'name an nvram subcommand: list, show, restore, reset, prune, unlock, vars, diff');
+      return y.demandCommand(1, 'name an nvram subcommand: list, show, restore, reset, prune, unlock, repair, vars, diff');
     },
     handler: () => {},
   };
