@@ -16,10 +16,11 @@
 // (`policy: {uefi: no, archive: no}`), the soak VM opts in through its metadata.
 import { spawnSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { chmodSync, cpSync, existsSync, lstatSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, truncateSync, writeFileSync } from 'node:fs';
+import { chmodSync, existsSync, lstatSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, truncateSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { restoreFromGuard, takeGuard } from './host-guard.mjs';
 
 const ROOT = join(dirname(fileURLToPath(import.meta.url)), '..');
 const URI = 'qemu:///system';
@@ -27,8 +28,6 @@ const HOOKS = '/etc/libvirt/hooks';
 const CONF_DIR = '/etc/ovmf-hook';
 const STATE_LIB = '/var/lib/ovmf-hook';
 const NVRAM_DIR = '/var/lib/libvirt/qemu/nvram';
-const SAVED_PATHS = [`${HOOKS}/qemu`, `${HOOKS}/qemu.d`, CONF_DIR, '/usr/local/lib/ovmf-hook', '/usr/local/bin/ovmf-hook'];
-const GUARD = '/var/tmp/ovmfhook-hook-libvirt-test';
 const OVMF_CODE = '/usr/share/OVMF/OVMF_CODE_4M.fd';
 const OVMF_VARS = '/usr/share/OVMF/OVMF_VARS_4M.fd';
 const BOOT_TIMEOUT_MS = 60_000;
@@ -72,55 +71,6 @@ const reloadLibvirt = () => run('bash', [join(ROOT, 'scripts/libvirt-reload.sh')
 
 // ------------------------------------------------------------------------------------------
 // guard: lock + crash-safe backup of the host's install (same protocol as hook.libvirt.test.ts)
-
-const copy = (from, to) => cpSync(from, to, { recursive: true, verbatimSymlinks: true, preserveTimestamps: true });
-const alive = (pid) => {
-  try {
-    return pid > 0 && process.kill(pid, 0);
-  } catch {
-    return false;
-  }
-};
-
-function restoreFromGuard() {
-  const done = join(GUARD, 'complete');
-  if (existsSync(done)) {
-    for (const p of SAVED_PATHS) {
-      rmSync(p, { recursive: true, force: true });
-      if (exists(join(GUARD, 'backup', p))) copy(join(GUARD, 'backup', p), p);
-    }
-    if (readFileSync(done, 'utf8').trim() === 'state-lib-absent') rmSync(STATE_LIB, { recursive: true, force: true });
-  }
-  rmSync(GUARD, { recursive: true, force: true });
-}
-
-async function takeGuard() {
-  const deadline = Date.now() + 600_000;
-  for (let waited = false; ; ) {
-    try {
-      mkdirSync(GUARD, { mode: 0o700 });
-      break;
-    } catch (e) {
-      if (e.code !== 'EEXIST') throw e;
-      const pidFile = join(GUARD, 'pid');
-      const pid = existsSync(pidFile) ? Number(readFileSync(pidFile, 'utf8')) : 0;
-      const young = Date.now() - lstatSync(GUARD).mtimeMs < 10_000;
-      if (!alive(pid) && !young) {
-        console.warn(`soak: ${GUARD}: owner ${pid || '?'} is gone; putting back the host state it saved`);
-        restoreFromGuard();
-        reloadLibvirt();
-      } else if (Date.now() > deadline) throw new Error(`${GUARD} is held by pid ${pid} for 10 minutes`);
-      else {
-        if (!waited) console.log(`soak: waiting for ${GUARD} (held by pid ${pid}: another libvirt hook test)`);
-        waited = true;
-        await sleep(1000);
-      }
-    }
-  }
-  writeFileSync(join(GUARD, 'pid'), String(process.pid));
-  for (const p of SAVED_PATHS) if (exists(p)) copy(p, join(GUARD, 'backup', p));
-  writeFileSync(join(GUARD, 'complete'), existsSync(STATE_LIB) ? 'state-lib-present' : 'state-lib-absent');
-}
 
 // ------------------------------------------------------------------------------------------
 // the archive, read from disk (trusting nothing of the hook)
@@ -222,7 +172,7 @@ async function main() {
   let defined = false;
   let fatal;
   try {
-    await takeGuard();
+    await takeGuard({ label: 'soak', waitMs: 600_000, onRecovered: reloadLibvirt });
     guarded = true;
     mkdirSync(CONF_DIR, { recursive: true });
     rmSync(join(CONF_DIR, 'install-state'), { force: true });

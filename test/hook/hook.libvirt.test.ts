@@ -11,7 +11,7 @@
  * Archive, state and log live in a temp directory.
  */
 import { spawnSync } from 'node:child_process';
-import { chmodSync, copyFileSync, cpSync, existsSync, lstatSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { chmodSync, copyFileSync, existsSync, lstatSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, expect, it } from 'vitest';
@@ -29,21 +29,13 @@ import {
   withTempDomain,
 } from '../support/libvirt';
 import { CLI_BIN, ensureBuilt, ROOT, sha256 } from './harness';
+import { restoreFromGuard, STATE_LIB, takeGuard } from '../../scripts/host-guard.mjs';
 
 const HOOKS = '/etc/libvirt/hooks';
 const HOOK = `${HOOKS}/qemu`;
 const HOOK_D = `${HOOKS}/qemu.d`;
 const CONF_DIR = '/etc/ovmf-hook';
-const STATE_LIB = '/var/lib/ovmf-hook';
 const NVRAM_DIR = '/var/lib/libvirt/qemu/nvram';
-/** Everything install.sh writes besides /var/lib/ovmf-hook (which it only creates). */
-const SAVED_PATHS = [HOOK, HOOK_D, CONF_DIR, '/usr/local/lib/ovmf-hook', '/usr/local/bin/ovmf-hook'];
-/**
- * Lock + crash-safe backup of the host's install, in one directory: created with mkdir (atomic),
- * holds the owner's pid, the saved paths and a `complete` marker. A later run that finds it with
- * a dead owner first puts the saved state back (the crashed run never did), then proceeds.
- */
-const GUARD = '/var/tmp/ovmfhook-hook-libvirt-test';
 const MARKER = 'ovmf-hook: libvirt QEMU hook';
 
 // set up in beforeAll (a skipped file creates nothing)
@@ -68,55 +60,6 @@ const exists = (p: string) => {
 function sh(cmd: string, args: string[], timeoutSec = 120): { code: number; out: string } {
   const r = spawnSync('timeout', [String(timeoutSec), cmd, ...args], { encoding: 'utf8', cwd: ROOT });
   return { code: r.status ?? 128, out: `${r.stdout ?? ''}${r.stderr ?? ''}` };
-}
-
-const copy = (from: string, to: string) => cpSync(from, to, { recursive: true, verbatimSymlinks: true, preserveTimestamps: true });
-
-function alive(pid: number): boolean {
-  try {
-    return pid > 0 && process.kill(pid, 0);
-  } catch {
-    return false;
-  }
-}
-
-/** Put back what the guard saved (no-op without a complete backup), then drop the guard. */
-function restoreFromGuard(): void {
-  const done = join(GUARD, 'complete');
-  if (existsSync(done)) {
-    for (const p of SAVED_PATHS) {
-      rmSync(p, { recursive: true, force: true });
-      if (exists(join(GUARD, 'backup', p))) copy(join(GUARD, 'backup', p), p);
-    }
-    if (readFileSync(done, 'utf8').trim() === 'state-lib-absent') rmSync(STATE_LIB, { recursive: true, force: true });
-  }
-  rmSync(GUARD, { recursive: true, force: true });
-}
-
-/** Take the guard (waiting up to 5 min for a live owner), recover a dead owner's state, save ours. */
-async function takeGuard(): Promise<void> {
-  const deadline = Date.now() + 300_000;
-  for (;;) {
-    try {
-      mkdirSync(GUARD, { mode: 0o700 });
-      break;
-    } catch (e) {
-      if ((e as NodeJS.ErrnoException).code !== 'EEXIST') throw e;
-      const pidFile = join(GUARD, 'pid');
-      const pid = existsSync(pidFile) ? Number(readFileSync(pidFile, 'utf8')) : 0;
-      const young = Date.now() - lstatSync(GUARD).mtimeMs < 10_000; // owner between mkdir and writing its pid
-      if (!alive(pid) && !young) {
-        console.warn(`[hook.libvirt] ${GUARD}: owner ${pid || '?'} is gone; putting back the host state it saved`);
-        restoreFromGuard();
-        reloadLibvirt();
-      } else if (Date.now() > deadline) throw new Error(`${GUARD} is held by pid ${pid} for 5 minutes`);
-      else await new Promise((r) => setTimeout(r, 1000));
-    }
-  }
-  guarded = true;
-  writeFileSync(join(GUARD, 'pid'), String(process.pid));
-  for (const p of SAVED_PATHS) if (exists(p)) copy(p, join(GUARD, 'backup', p));
-  writeFileSync(join(GUARD, 'complete'), existsSync(STATE_LIB) ? 'state-lib-present' : 'state-lib-absent');
 }
 
 function reloadLibvirt(): void {
@@ -162,7 +105,8 @@ async function boot(vm: string, serial: string): Promise<void> {
 describeLibvirt('the hook in the real libvirtd (installed by install.sh)', () => {
   beforeAll(async () => {
     ensureBuilt();
-    await takeGuard();
+    await takeGuard({ label: '[hook.libvirt]', onRecovered: reloadLibvirt });
+    guarded = true;
     tmp = mkdtempSync(join(tmpdir(), 'ovmfhook-hooklv-'));
     archiveDir = join(tmp, 'archive');
     logFile = join(tmp, 'hook.log');
