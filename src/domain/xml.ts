@@ -86,30 +86,35 @@ export class XmlElement {
   /**
    * @param attrSource the attributes, or (from the scanner) the attribute text of the start tag,
    *   split into Attr records on first use: most elements of a big domain are never asked
-   */
-  /**
-   * @param scan, scanIndex the scanner's record of this element: its children are built from it on
-   *   first use (a filter that reads `<os>` never builds the thousand devices it passes through)
+   * @param scan, scanIndex the scanner's record of this element (then `source` is unused): its
+   *   children are built from it on first use (a filter that reads `<os>` never builds the
+   *   thousand devices it passes through), and its offsets are read from it (no object per element)
    */
   constructor(
     readonly name: string,
     private attrSource: Attr[] | string,
-    readonly src: Source | undefined,
+    private readonly source: Source | undefined,
     private readonly doc: XmlDocument | undefined,
-    private scan?: Scan,
+    private readonly scan?: Scan,
     private readonly scanIndex = -1,
   ) {}
 
+  /** Where the element stands in the parsed text; undefined for a created element. */
+  get src(): Source | undefined {
+    const s = this.scan;
+    if (!s) return this.source;
+    const i = this.scanIndex;
+    const openEnd = s.openEnd[i]!;
+    const end = s.end[i]!;
+    return { start: s.start[i]!, openEnd, closeStart: s.closeStart[i]!, end, selfClosing: end === openEnd };
+  }
+
   /** The child nodes in document order: elements and the raw content between them. */
   get children(): XmlNode[] {
-    if (this.kids) return this.kids;
-    const scan = this.scan;
-    this.scan = undefined;
-    return (this.kids = scan ? scannedChildren(scan, this.scanIndex, this) : []);
+    return (this.kids ??= this.scan ? scannedChildren(this.scan, this.scanIndex, this) : []);
   }
 
   set children(nodes: XmlNode[]) {
-    this.scan = undefined;
     this.kids = nodes;
   }
 
@@ -540,6 +545,26 @@ const RESERVED = new Set(['__proto__', 'constructor', 'prototype', 'hasOwnProper
 const MAX_SCAN_DEPTH = 64;
 
 /**
+ * Where a RESERVED name may stand as an element or attribute name (also matches in text or
+ * values: then fast-xml-parser decides, which is only slower). One pass over the document.
+ */
+const MAY_BE_RESERVED = new RegExp(`[\\s<\\/](?:${[...RESERVED].join('|')})(?=[\\s=\\/>])`);
+
+/** One attribute of a start tag, for the two checks below. */
+const ATTRIBUTE = `[ \\t\\r\\n]+[^\\s=]+[ \\t\\r\\n]*=[ \\t\\r\\n]*(?:'[^']*'|"[^"]*")`;
+/**
+ * A start tag with more attributes than this is left to fast-xml-parser (it finds a repeated one
+ * in linear time; REPEATED_ATTRIBUTE takes time quadratic in the attributes of a tag).
+ */
+const MAX_SCAN_ATTRIBUTES = 64;
+const MANY_ATTRIBUTES = new RegExp(`<[A-Za-z_][\\w.:-]*(?:${ATTRIBUTE}){${MAX_SCAN_ATTRIBUTES}}`);
+/**
+ * A start tag in which an attribute name comes twice. (Also matches such text in a comment or
+ * CDATA: then fast-xml-parser decides, which is only slower.)
+ */
+const REPEATED_ATTRIBUTE = new RegExp(`<[A-Za-z_][\\w.:-]*(?:${ATTRIBUTE})*?[ \\t\\r\\n]+([^\\s=]+)[ \\t\\r\\n]*=[ \\t\\r\\n]*(?:'[^']*'|"[^"]*")(?:${ATTRIBUTE})*?[ \\t\\r\\n]+\\1[ \\t\\r\\n]*=`);
+
+/**
  * What the scanner found, per element in document order (preorder): the name, offsets into the
  * text, the end of the attribute text (which starts right after the name) and the index after
  * the element's subtree. Plain arrays of small integers: no object per element.
@@ -623,17 +648,12 @@ function scan(text: string, rootName: string, doc: XmlDocument): XmlElement | un
 /** Parents with more children than this keep an index of them for path(). */
 const SMALL_PARENT = 32;
 
-
 /** Element `i` of a scan (its children are built on first use). */
 function scannedElement(s: Scan, i: number, parent: XmlElement | null): XmlElement {
   const name = s.name[i]!;
-  const start = s.start[i]!;
-  const openEnd = s.openEnd[i]!;
-  const end = s.end[i]!;
-  const attrStart = start + 1 + name.length;
+  const attrStart = s.start[i]! + 1 + name.length;
   const attrEnd = s.attrEnd[i]!;
-  const src = { start, openEnd, closeStart: s.closeStart[i]!, end, selfClosing: end === openEnd };
-  const el = new XmlElement(name, attrEnd > attrStart ? s.text.slice(attrStart, attrEnd) : [], src, s.doc, s, i);
+  const el = new XmlElement(name, attrEnd > attrStart ? s.text.slice(attrStart, attrEnd) : [], undefined, s.doc, s, i);
   el.parent = parent;
   return el;
 }
@@ -653,26 +673,6 @@ function scannedChildren(s: Scan, i: number, el: XmlElement): XmlNode[] {
   return kids;
 }
 
-/**
- * Where a RESERVED name may stand as an element or attribute name (also matches in text or
- * values: then fast-xml-parser decides, which is only slower). One pass over the document.
- */
-const MAY_BE_RESERVED = new RegExp(`[\\s<\\/](?:${[...RESERVED].join('|')})(?=[\\s=\\/>])`);
-
-/** One attribute of a start tag, for the two checks below. */
-const ATTRIBUTE = `[ \\t\\r\\n]+[^\\s=]+[ \\t\\r\\n]*=[ \\t\\r\\n]*(?:'[^']*'|"[^"]*")`;
-/**
- * A start tag with more attributes than this is left to fast-xml-parser (it finds a repeated one
- * in linear time; REPEATED_ATTRIBUTE takes time quadratic in the attributes of a tag).
- */
-const MAX_SCAN_ATTRIBUTES = 64;
-const MANY_ATTRIBUTES = new RegExp(`<[A-Za-z_][\\w.:-]*(?:${ATTRIBUTE}){${MAX_SCAN_ATTRIBUTES}}`);
-/**
- * A start tag in which an attribute name comes twice. (Also matches such text in a comment or
- * CDATA: then fast-xml-parser decides, which is only slower.)
- */
-const REPEATED_ATTRIBUTE = new RegExp(`<[A-Za-z_][\\w.:-]*(?:${ATTRIBUTE})*?[ \\t\\r\\n]+([^\\s=]+)[ \\t\\r\\n]*=[ \\t\\r\\n]*(?:'[^']*'|"[^"]*")(?:${ATTRIBUTE})*?[ \\t\\r\\n]+\\1[ \\t\\r\\n]*=`);
-
 /** The raw value of attribute `name` in scanned attribute text, without making records of all of them. */
 function rawAttr(attrText: string, name: string): string | undefined {
   SCAN_ATTR_RE.lastIndex = 0;
@@ -680,7 +680,7 @@ function rawAttr(attrText: string, name: string): string | undefined {
   return undefined;
 }
 
-/** Attribute records of the scanner's attribute text (already checked by attrNamesOk). */
+/** Attribute records of the scanner's attribute text (as the scanner matched it: well-formed, no name twice). */
 function splitAttrs(attrText: string): Attr[] {
   const attrs: Attr[] = [];
   SCAN_ATTR_RE.lastIndex = 0;
