@@ -2,16 +2,9 @@ import { describe, expect, it } from 'vitest';
 import { parseDomain } from '../../src/domain';
 import { FirmwareNotFoundError } from '../../src/errors';
 import { mapFirmwarePaths } from '../../src/hook/filter';
-import { CODE_SIZE, descriptorsIn, domainXml, VARS_SIZE, type Firmware, type XmlSpec } from './harness';
+import { CODE_SIZE, descriptorsIn, domainXml, VARS_SIZE, PURE_FIRMWARE, type XmlSpec } from './harness';
 
-const fw: Firmware = {
-  dir: '/fw',
-  descriptorDir: '/test/descriptors',
-  code: '/fw/OVMF_CODE_4M.fd',
-  secureCode: '/fw/OVMF_CODE_4M.ms.fd',
-  vars: '/fw/OVMF_VARS_4M.fd',
-  msVars: '/fw/OVMF_VARS_4M.ms.fd',
-};
+const fw = PURE_FIRMWARE;
 const descriptors = descriptorsIn('/fw');
 const sizes = { [fw.code]: CODE_SIZE, [fw.secureCode]: CODE_SIZE, [fw.vars]: VARS_SIZE, [fw.msVars]: VARS_SIZE };
 const NVRAM_DIR = '/var/lib/libvirt/qemu/nvram';

@@ -2,16 +2,9 @@ import { describe, expect, it } from 'vitest';
 import { parseDomain } from '../../src/domain';
 import { UsageError } from '../../src/errors';
 import { uefiFiles } from '../../src/hook/firmware-paths';
-import { descriptorsIn, domainXml, type Firmware, type XmlSpec } from './harness';
+import { descriptorsIn, domainXml, PURE_FIRMWARE, type XmlSpec } from './harness';
 
-const fw: Firmware = {
-  dir: '/fw',
-  descriptorDir: '/test/descriptors',
-  code: '/fw/OVMF_CODE_4M.fd',
-  secureCode: '/fw/OVMF_CODE_4M.ms.fd',
-  vars: '/fw/OVMF_VARS_4M.fd',
-  msVars: '/fw/OVMF_VARS_4M.ms.fd',
-};
+const fw = PURE_FIRMWARE;
 const descriptors = descriptorsIn('/fw');
 const DIR = '/var/lib/libvirt/qemu/nvram';
 const NV = `${DIR}/vm_VARS.fd`;

@@ -194,6 +194,16 @@ function descriptor(code: string, vars: string, features: string[], machines: st
 }
 
 /** Parsed Debian-style descriptors for firmware in `dir` (no file is read or written; for pure tests). */
+/** Firmware paths for pure tests (nothing on disk; descriptorsIn('/fw') describes them). */
+export const PURE_FIRMWARE: Firmware = {
+  dir: '/fw',
+  descriptorDir: '/test/descriptors',
+  code: '/fw/OVMF_CODE_4M.fd',
+  secureCode: '/fw/OVMF_CODE_4M.ms.fd',
+  vars: '/fw/OVMF_VARS_4M.fd',
+  msVars: '/fw/OVMF_VARS_4M.ms.fd',
+};
+
 export function descriptorsIn(dir: string): FirmwareDescriptor[] {
   const p = (f: string) => posix.join(dir, f);
   const sb = ['acpi-s3', 'requires-smm', 'secure-boot'];
