@@ -1,19 +1,10 @@
 import { describe, expect, it } from 'vitest';
 import { unifiedDiff } from '../../src/cli/diff';
 import { applyUnified } from './support';
+import { rng } from '../support/rng';
 
 const lines = (n: number, f: (i: number) => string) => Array.from({ length: n }, (_, i) => `${f(i)}\n`).join('');
 
-/** Deterministic pseudo-random generator (mulberry32) for the property cases. */
-function rng(seed: number): () => number {
-  let a = seed;
-  return () => {
-    a = (a + 0x6d2b79f5) | 0;
-    let t = Math.imul(a ^ (a >>> 15), 1 | a);
-    t = (t + Math.imul(t ^ (t >>> 7), 61 | t)) ^ t;
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 /** Length of the longest common subsequence (plain DP): the minimal diff removes n - lcs lines. */
 function lcs(a: string[], b: string[]): number {

@@ -9,6 +9,7 @@ import path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { serialize, type XmlElement } from '../../src/domain';
 import { parseXml, parseXmlReference } from '../../src/domain/xml';
+import { rng } from '../support/rng';
 
 const repoRoot = path.resolve(__dirname, '..', '..');
 const CORPUS = path.resolve(repoRoot, '..', 'shared', 'corpus');
@@ -109,16 +110,6 @@ const EDGE: [string, string][] = [
   ['unterminated tag with many spaces', `<domain${' '.repeat(5000)}`],
 ];
 
-/** Deterministic PRNG (mulberry32). */
-function rng(seed: number): () => number {
-  let a = seed;
-  return () => {
-    a = (a + 0x6d2b79f5) | 0;
-    let t = Math.imul(a ^ (a >>> 15), 1 | a);
-    t = (t + Math.imul(t ^ (t >>> 7), 61 | t)) ^ t;
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 const PIECES = ['<', '>', '/', '=', "'", '"', '&', ';', '!', '?', '-', '[', ']', ' ', '\n', '\t', 'a', ':', '_', '<!--', '-->', '<![CDATA[', ']]>', '</', '/>', "='x'", ' a=', '<x>', '</x>', '<x/>', '&amp;', '__proto__', 'toString', 'ü', '<?xml version="1.0"?>'];
 

@@ -110,17 +110,8 @@ export function diffSnapshots(before: Map<string, Entry>, after: Map<string, Ent
   };
 }
 
-/** mulberry32: a small seeded PRNG, so a failing kill sequence can be replayed. */
-export function prng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+/** mulberry32, seeded, so a failing kill sequence can be replayed. */
+export { rng as prng } from '../support/rng';
 
 // ---------------------------------------------------------------------------------------------
 // tmpfs mounts (root only)

@@ -7,6 +7,7 @@ import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { describe, expect, it } from 'vitest';
 import { VarstoreError } from '../../../src/errors';
+import { rng } from '../../support/rng';
 import {
   decodeLoadOption,
   decodeSignatureLists,
@@ -17,13 +18,6 @@ import {
   secureBootSummary,
 } from '../../../src/nvram/varstore';
 
-/** mulberry32: tiny seeded PRNG, so every run tests the same variants. */
-const rng = (seed: number) => () => {
-  seed = (seed + 0x6d2b79f5) | 0;
-  let t = Math.imul(seed ^ (seed >>> 15), 1 | seed);
-  t = (t + Math.imul(t ^ (t >>> 7), 61 | t)) ^ t;
-  return ((t ^ (t >>> 14)) >>> 0) / 2 ** 32;
-};
 
 const sources = [
   join(__dirname, 'fixtures/booted-4m.fd'),
