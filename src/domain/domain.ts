@@ -153,13 +153,6 @@ export class Domain {
     return this.devicesElement ?? this.root.append(element('devices'));
   }
 
-  /** Add a device after the last device of the same kind (or at the end of `<devices>`). */
-  addDevice(dev: XmlElement): XmlElement {
-    const devs = this.ensureDevices();
-    const same = devs.elements(dev.name).at(-1);
-    return same ? devs.insertAfter(same, dev) : devs.append(dev);
-  }
-
   toXml(): string {
     return serialize(this.doc);
   }

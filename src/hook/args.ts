@@ -5,8 +5,6 @@
  */
 import { UsageError } from '../errors';
 
-export type HookOp = 'prepare' | 'start' | 'started' | 'stopped' | 'release' | 'migrate' | 'restore' | 'reconnect' | 'attach';
-
 export interface HookArgs {
   vm: string;
   op: string;
