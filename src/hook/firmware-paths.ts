@@ -18,8 +18,15 @@ export interface UefiFiles {
 
 const isCleanAbsolute = (p: string): boolean => p.startsWith('/') && !p.split('/').some((c) => c === '..' || c === '.');
 
-/** Files of a UEFI domain, or undefined for a BIOS one. */
-export function uefiFiles(domain: Domain, descriptors: readonly FirmwareDescriptor[], nvramDir: string): UefiFiles | undefined {
+/**
+ * Files of a UEFI domain, or undefined for a BIOS one. `descriptors` may be a getter: it is called
+ * only when the XML lacks a path (so a domain with explicit paths costs no catalog read).
+ */
+export function uefiFiles(
+  domain: Domain,
+  descriptors: readonly FirmwareDescriptor[] | (() => readonly FirmwareDescriptor[]),
+  nvramDir: string,
+): UefiFiles | undefined {
   if (!domain.isUefi) return undefined;
   const loader = domain.loader;
   const nvram = domain.nvram;
@@ -37,7 +44,7 @@ export function uefiFiles(domain: Domain, descriptors: readonly FirmwareDescript
     const feats = new Map(domain.root.findAll('os/firmware/feature').map((f) => [f.attr('name'), f.attr('enabled') === 'yes']));
     const smm = domain.feature('smm')?.attr('state') as 'on' | 'off' | undefined;
     try {
-      const { descriptor } = matchFirmware(descriptors, {
+      const { descriptor } = matchFirmware(typeof descriptors === 'function' ? descriptors() : descriptors, {
         arch: domain.arch ?? 'x86_64',
         machine: domain.machine ?? 'pc',
         secureBoot: feats.get('secure-boot'),

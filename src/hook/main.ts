@@ -46,12 +46,11 @@ export async function runHook(argv: readonly string[]): Promise<number> {
   let args: HookArgs | undefined;
   let log: Logger = makeLogger({});
   // from argv[1] before any check: a never-fail op must exit 0 even when called with bad arguments
-  let neverFail = NEVER_FAIL.has(argv[1] ?? '');
+  const neverFail = NEVER_FAIL.has(argv[1] ?? '');
   let watchdog: NodeJS.Timeout | undefined;
   const progress: Progress = { stage: 'input' };
   try {
     args = parseHookArgs(argv);
-    neverFail = NEVER_FAIL.has(args.op);
     checkVmName(args.vm);
     const config = loadConfig();
     log = makeLogger({ file: config.logFile, vm: args.vm });
@@ -125,8 +124,7 @@ async function prepare(ctx: Ctx): Promise<void> {
     }
   }
   if (!policy.archive) return;
-  const catalog = loadCatalog({ roots: config.firmwareDirs });
-  const files = uefiFiles(domain, catalog.descriptors, config.nvramDir);
+  const files = domainFiles(ctx);
   if (!files) return; // BIOS: nothing to provision
   if (files.unmanaged || !files.nvram) {
     log('info', `NVRAM not managed: ${files.unmanaged}`);
@@ -198,12 +196,14 @@ async function openHostArchive(config: Config, host: string, hostId: string) {
   return openArchive({ root: config.archiveDir, host, hostId });
 }
 
+/** The domain's loader/template/NVRAM; the firmware catalog is read only if the XML lacks a path. */
+const domainFiles = ({ domain, config }: Ctx) => uefiFiles(domain, () => loadCatalog({ roots: config.firmwareDirs }).descriptors, config.nvramDir);
+
 async function release(ctx: Ctx): Promise<void> {
   const { config, domain, log, args } = ctx;
   const policy = resolvePolicy(config, domain);
   if (!policy.archive) return;
-  const catalog = loadCatalog({ roots: config.firmwareDirs });
-  const files = uefiFiles(domain, catalog.descriptors, config.nvramDir);
+  const files = domainFiles(ctx);
   if (!files?.nvram || files.unmanaged) return;
   const uuid = domain.uuid;
   if (!uuid) throw new UsageError('the domain has no <uuid>');
