@@ -154,7 +154,6 @@ function trainer() {
   const fs = require('node:fs');
   const path = require('node:path');
   const vm = require('node:vm');
-  const { Readable } = require('node:stream');
   const script = new vm.Script(fs.readFileSync(bundlePath, 'utf8'), { filename: bundlePath });
   const run = () => {
     const mod = { exports: {} };
@@ -246,8 +245,12 @@ function trainer() {
   const { runHook } = run();
   const uefi = domain(uefiOs(d('fw'), d('nvram')));
   const moved = domain(uefiOs('/opt/elsewhere', '/opt/elsewhere/nvram'));
+  // stdin: the hook reopens /proc/self/fd/0 (src/hook/io.ts); here that name opens a file holding the XML
+  const stdinFile = d('stdin.xml');
+  const openSync = fs.openSync;
+  fs.openSync = (p, ...rest) => openSync(p === '/proc/self/fd/0' ? stdinFile : p, ...rest);
   const call = (args, xml) => {
-    Object.defineProperty(process, 'stdin', { configurable: true, get: () => Readable.from([Buffer.from(xml)]) });
+    fs.writeFileSync(stdinFile, xml);
     return runHook([vmName, ...args]);
   };
   (async () => {

@@ -12,11 +12,12 @@
  * journal/syslog everything else.
  */
 import { existsSync, statSync, writeSync } from 'node:fs';
+import { dirname } from 'node:path';
 import { loadConfig, hostIdentity, policyViolations, qemuOwnerNames, resolveIds, resolvePolicy, type Config } from '../config';
 import { parseDomain, type Domain } from '../domain';
 import { ArchiveCorruptError, isOvmfHookError, OvmfHookError, RefusedError, UnsafePathError, UsageError } from '../errors';
 import { checkFlashPair, loadCatalog, statSizes } from '../firmware';
-import { getLocalState, markStartRefused, openArchive, prepareNvram, releaseNvram, setLocalState } from '../nvram';
+import { getLocalState, markStartRefused, openArchive, prepareNvram, releaseNvram, setLocalState, useSyncIoOnLocalDirs } from '../nvram';
 import { checkVmName, FILTER_OPS, NEVER_FAIL, parseHookArgs, type HookArgs } from './args';
 import { mapFirmwarePaths } from './filter';
 import { uefiFiles } from './firmware-paths';
@@ -141,6 +142,7 @@ async function prepare(ctx: Ctx): Promise<void> {
   ctx.progress.stage = 'archive';
   let archive;
   try {
+    await useLocalSyncIo(config, files.nvram, files.template);
     archive = await openHostArchive(config, host, hostId);
   } catch (e) {
     return archiveUnavailable(ctx, e);
@@ -188,6 +190,14 @@ async function clearStartRefused(stateDir: string, uuid: string): Promise<void> 
   if (s?.startRefused) await setLocalState(stateDir, uuid, { ...s, startRefused: undefined }).catch(() => {});
 }
 
+/**
+ * Synchronous file calls in those of the archive, state and NVRAM directories (and the template's)
+ * that statfs shows on a local disk (nvram/io.ts): ~5 ms less per call. The probe is asynchronous,
+ * so a hung mount is still the watchdog's.
+ */
+const useLocalSyncIo = (config: Config, ...files: (string | undefined)[]): Promise<string[]> =>
+  useSyncIoOnLocalDirs([config.archiveDir, config.stateDir, ...files.filter((f): f is string => !!f).map((f) => dirname(f))]);
+
 /** The archive, refused as unavailable when the config requires the marker of a mounted share and it is missing. */
 async function openHostArchive(config: Config, host: string, hostId: string) {
   if (config.requireArchiveMarker && !existsSync(`${config.archiveDir}/${ARCHIVE_MARKER}`)) {
@@ -211,6 +221,7 @@ async function release(ctx: Ctx): Promise<void> {
   ctx.progress.stage = 'archive';
   let archive;
   try {
+    await useLocalSyncIo(config, files.nvram);
     archive = await openHostArchive(config, host, hostId);
   } catch (e) {
     log('err', `ARCHIVE FAILED, the local NVRAM is kept and the next start retries: ${(e as Error)?.message ?? e}`);
@@ -246,6 +257,7 @@ async function filter(ctx: Ctx): Promise<void> {
     // tell the prepare that follows that QEMU's migration stream brings the NVRAM content; only
     // once the filter accepted the domain: a cancelled migration must not make the next ordinary
     // start on this host skip its archive restore and claim
+    await useLocalSyncIo(config);
     const prev = await getLocalState(config.stateDir, domain.uuid).catch(() => null);
     await setLocalState(config.stateDir, domain.uuid, { generation: prev?.generation ?? null, sha256: prev?.sha256 ?? null, ...prev, time: new Date().toISOString(), incomingMigration: true });
   }

@@ -21,10 +21,10 @@
  * interrupted writer: never listed, removed by repair() once older than `staleAfterMs` (so a
  * writer on another host still in progress is not disturbed). prune() removes json before data.
  */
-import { promises as fs } from 'node:fs';
 import path from 'node:path';
 import { ArchiveCorruptError, UnsafePathError, UsageError } from '../errors';
 import { breakClaim, readClaim, releaseClaim, takeClaim, type ClaimOptions, type ClaimResult } from './claims';
+import { ioFor } from './io';
 import {
   cleanupTemps,
   ensurePrivateDir,
@@ -144,7 +144,7 @@ function parseMeta(text: string, n: number): GenerationMeta | null {
 }
 
 const readdirOrEmpty = (dir: string): Promise<string[]> =>
-  fs.readdir(dir).catch((e) => {
+  ioFor(dir).readdir(dir).catch((e) => {
     if ((e as NodeJS.ErrnoException).code === 'ENOENT') return [];
     throw e;
   });
@@ -167,7 +167,7 @@ export async function openArchive(opts: ArchiveOptions): Promise<Archive> {
   /** The VM directory, checked; created when `create`, else null when missing. */
   const openVmDir = async (uuid: string, create: boolean): Promise<string | null> => {
     const dir = vmDir(uuid);
-    if (!create && !(await fs.lstat(dir).then(() => true, () => false))) return null;
+    if (!create && !(await ioFor(dir).lstat(dir).then(() => true, () => false))) return null;
     await ensurePrivateDir(dir, { create });
     return dir;
   };
@@ -274,7 +274,7 @@ export async function openArchive(opts: ArchiveOptions): Promise<Archive> {
       await fsyncDir(dir);
       return meta;
     } catch (e) {
-      const committed = await fs.lstat(path.join(dir, `${genBase(n)}.json`)).then(() => true, () => false);
+      const committed = await ioFor(dir).lstat(path.join(dir, `${genBase(n)}.json`)).then(() => true, () => false);
       if (!committed) await unlinkQuiet(dataFile);
       throw e;
     }
@@ -291,7 +291,7 @@ export async function openArchive(opts: ArchiveOptions): Promise<Archive> {
     const drop = metas.filter((m) => !protect.has(m.generation)).map((m) => m.generation);
     for (const n of drop) {
       await step(faults, 'prune-meta');
-      await fs.unlink(path.join(dir, `${genBase(n)}.json`)).catch(() => {}); // uncommit first
+      await ioFor(dir).unlink(path.join(dir, `${genBase(n)}.json`)).catch(() => {}); // uncommit first
       await step(faults, 'prune-data');
       await unlinkQuiet(path.join(dir, `${genBase(n)}.fd`));
     }
@@ -311,7 +311,7 @@ export async function openArchive(opts: ArchiveOptions): Promise<Archive> {
       const leftover = (m && m[2] === 'fd' && !committed.has(`gen-${m[1]}.json`)) || name.startsWith('claim.released-');
       if (!leftover) continue;
       const p = path.join(dir, name);
-      const st = await fs.lstat(p).catch(() => null);
+      const st = await ioFor(p).lstat(p).catch(() => null);
       if (!st || (olderThanMs > 0 && now.getTime() - st.mtimeMs < olderThanMs)) continue;
       await unlinkQuiet(p);
       removed.push(p);
@@ -345,7 +345,7 @@ export async function openArchive(opts: ArchiveOptions): Promise<Archive> {
     async listVms() {
       const names = await readdirOrEmpty(root);
       const dirs = await Promise.all(
-        names.filter((n) => UUID_RE.test(n)).map(async (n) => ((await fs.lstat(path.join(root, n))).isDirectory() ? n : null)),
+        names.filter((n) => UUID_RE.test(n)).map(async (n) => ((await ioFor(root).lstat(path.join(root, n))).isDirectory() ? n : null)),
       );
       return dirs.filter((n): n is string => n !== null).sort();
     },

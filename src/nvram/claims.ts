@@ -16,9 +16,9 @@
  * Leases are a crash-recovery aid: a running VM's claim is not renewed by the hook itself, so a
  * lease shorter than a VM's run time needs a periodic refresh (claim() again from the same host).
  */
-import { promises as fs } from 'node:fs';
 import path from 'node:path';
 import { ArchiveCorruptError, RefusedError } from '../errors';
+import { ioFor } from './io';
 import { fsyncDir, linkExclusive, randomHex, readRegularFile, step, unlinkQuiet, writeFileAtomic, writeTemp, type Faults } from './safe-fs';
 import type { ClaimInfo } from './types';
 
@@ -90,7 +90,7 @@ async function linkNewClaim(ctx: ClaimContext, c: ClaimInfo): Promise<boolean> {
 async function moveAside(dir: string, token: string, aside: string): Promise<boolean> {
   const final = path.join(dir, CLAIM_FILE);
   try {
-    await fs.rename(final, aside);
+    await ioFor(dir).rename(final, aside);
   } catch (e) {
     if ((e as NodeJS.ErrnoException).code === 'ENOENT') return false;
     throw e;

@@ -22,6 +22,7 @@ export {
   type RepairReport,
 } from './archive';
 export type { ClaimOptions, ClaimResult } from './claims';
+export { isLocalFilesystem, useSyncIoOnLocalDirs } from './io';
 export { clearLocalState, DEFAULT_STATE_DIR, getLocalState, setLocalState } from './local-state';
 export { planPrepare, planRelease, type PrepareInput, type PreparePlan, type ReleaseInput, type ReleasePlan } from './plan';
 export {

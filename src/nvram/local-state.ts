@@ -4,9 +4,9 @@
  * last restored from or archived as, and the claim token this host holds. A missing or
  * unreadable file reads as null ("no sync point known"), which makes the planner conservative.
  */
-import { promises as fs } from 'node:fs';
 import path from 'node:path';
 import { normalizeUuid } from './archive';
+import { ioFor } from './io';
 import { ensurePrivateDir, fsyncDir, readRegularFile, stageFileAtomic, type Faults, type StagedFile } from './safe-fs';
 import type { LocalState } from './types';
 
@@ -41,7 +41,7 @@ export async function stageLocalState(stateDir: string, uuid: string, state: Loc
 export async function clearLocalState(stateDir: string, uuid: string): Promise<void> {
   const file = stateFile(stateDir, uuid);
   try {
-    await fs.unlink(file);
+    await ioFor(file).unlink(file);
     await fsyncDir(stateDir);
   } catch (e) {
     if ((e as NodeJS.ErrnoException).code !== 'ENOENT') throw e;

@@ -1,17 +1,19 @@
 /**
  * Safe file layer for a root process working in directories that others (libvirt-qemu) can write,
- * and on shared storage (NFS/CephFS) that may hang: async `fs.promises` only, no path is followed
- * through a symlink, data is read from the fd that was checked, and files are replaced by
- * temp + fsync + rename (+ dev/ino check + directory fsync). See hook-engineering.md §3.4–3.6.
+ * and on shared storage (NFS/CephFS) that may hang: `fs.promises` (synchronous calls only in
+ * directories proven local, see io.ts), no path is followed through a symlink, data is read from
+ * the fd that was checked, and files are replaced by temp + fsync + rename (+ dev/ino check +
+ * directory fsync). See hook-engineering.md §3.4–3.6.
  *
  * Every step can be observed by an optional `faults` hook so tests can throw ("error") or never
  * resolve ("kill") at a named point. Unused, it costs one `undefined` check per step.
  */
-import { closeSync, constants as C, openSync, promises as fs, readSync, type Stats } from 'node:fs';
+import { closeSync, constants as C, openSync, readSync, type Stats } from 'node:fs';
 import { constants as osConstants } from 'node:os';
 import { setTimeout as delay } from 'node:timers/promises';
 import path from 'node:path';
 import { UnsafePathError } from '../errors';
+import { ioFor, type IoHandle } from './io';
 
 /** Fault-injection hook: called before each named step; throw to fail there, never resolve to "kill". */
 export interface Faults {
@@ -95,9 +97,9 @@ const ESTALE_ATTEMPTS = 6;
 async function readRegularFileOnce(file: string, opts: ReadOptions): Promise<{ data: Buffer; stat: Stats } | null> {
   const { maxBytes = MAX_NVRAM_BYTES, noFollow = true, singleLink = true, uids } = opts;
   const flags = C.O_RDONLY | C.O_NONBLOCK | (noFollow ? C.O_NOFOLLOW : 0);
-  let fh: fs.FileHandle;
+  let fh: IoHandle;
   try {
-    fh = await fs.open(file, flags);
+    fh = await ioFor(file).open(file, flags);
   } catch (e) {
     if (errno(e) === 'ENOENT') return null;
     if (errno(e) === 'ELOOP') throw new UnsafePathError(file, `${file} is a symlink; refusing to follow it (remove the link and restore the NVRAM from the archive)`);
@@ -159,7 +161,7 @@ export async function writeTemp(final: string, data: Uint8Array, opts: WriteOpti
   const { mode = 0o600, uid, gid, faults } = opts;
   const tmp = path.join(path.dirname(final), tempName(path.basename(final)));
   await step(faults, 'temp-open');
-  const fh = await fs.open(tmp, C.O_CREAT | C.O_EXCL | C.O_WRONLY | C.O_NOFOLLOW, 0o600);
+  const fh = await ioFor(tmp).open(tmp, C.O_CREAT | C.O_EXCL | C.O_WRONLY | C.O_NOFOLLOW, 0o600);
   let open = true;
   try {
     await step(faults, 'temp-write');
@@ -181,7 +183,7 @@ export async function writeTemp(final: string, data: Uint8Array, opts: WriteOpti
   }
 }
 
-export const unlinkQuiet = (p: string): Promise<void> => fs.unlink(p).catch(() => {});
+export const unlinkQuiet = (p: string): Promise<void> => ioFor(p).unlink(p).catch(() => {});
 
 /** Same inode — plus type/size/owner, because a freed inode number is quickly reused (ext4). */
 const sameFile = (a: Stats, b: Stats): boolean =>
@@ -191,11 +193,11 @@ const sameFile = (a: Stats, b: Stats): boolean =>
 async function renameNfs(tmp: string, final: string, tmpStat: Stats): Promise<void> {
   for (let attempt = 1; ; attempt++) {
     try {
-      return await fs.rename(tmp, final);
+      return await ioFor(final).rename(tmp, final);
     } catch (e) {
       const code = errno(e);
       if (!isEstale(e) && code !== 'EBUSY') throw e;
-      const done = await fs.lstat(final).then((s) => sameFile(s, tmpStat), () => false);
+      const done = await ioFor(final).lstat(final).then((s) => sameFile(s, tmpStat), () => false);
       if (done) return;
       if (attempt >= 3) throw e;
     }
@@ -237,7 +239,7 @@ export async function stageFileAtomic(final: string, data: Uint8Array, opts: Wri
       throw e;
     }
     await step(faults, 'verify');
-    const now = await fs.lstat(final).catch(() => null);
+    const now = await ioFor(final).lstat(final).catch(() => null);
     if (!now || !sameFile(now, stat)) {
       // A planted link goes; a complete single-link file is another writer's result (writers only
       // rename finished files in): deleting it would destroy their data, so it stays.
@@ -258,10 +260,10 @@ export async function stageFileAtomic(final: string, data: Uint8Array, opts: Wri
  */
 export async function linkExclusive(tmp: string, final: string): Promise<boolean> {
   try {
-    await fs.link(tmp, final);
+    await ioFor(final).link(tmp, final);
     return true;
   } catch (e) {
-    const won = await fs.lstat(tmp).then((s) => s.nlink === 2, () => false);
+    const won = await ioFor(tmp).lstat(tmp).then((s) => s.nlink === 2, () => false);
     if (won) return true;
     if (errno(e) === 'EEXIST') return false;
     throw e;
@@ -270,7 +272,7 @@ export async function linkExclusive(tmp: string, final: string): Promise<boolean
 
 /** fsync a directory so a rename/link/unlink in it is durable (a COMMIT on NFS). */
 export async function fsyncDir(dir: string): Promise<void> {
-  const fh = await fs.open(dir, C.O_RDONLY | C.O_DIRECTORY);
+  const fh = await ioFor(dir).open(dir, C.O_RDONLY | C.O_DIRECTORY);
   try {
     await fh.sync().catch((e) => {
       if (errno(e) !== 'EINVAL' && errno(e) !== 'ENOTSUP') throw e;
@@ -294,14 +296,14 @@ export async function cleanupTemps(
   opts: { olderThanMs?: number; now?: Date } = {},
 ): Promise<string[]> {
   const { olderThanMs = 0, now = new Date() } = opts;
-  const names = await fs.readdir(dir).catch((e) => {
+  const names = await ioFor(dir).readdir(dir).catch((e) => {
     if (errno(e) === 'ENOENT') return [] as string[];
     throw e;
   });
   const removed: string[] = [];
   for (const name of names.filter((n) => isTempName(n, basename))) {
     const p = path.join(dir, name);
-    const st = await fs.lstat(p).catch(() => null);
+    const st = await ioFor(p).lstat(p).catch(() => null);
     if (!st || st.isDirectory()) continue;
     if (olderThanMs > 0 && now.getTime() - st.mtimeMs < olderThanMs) continue;
     await unlinkQuiet(p);
@@ -321,13 +323,15 @@ const modeStr = (m: number): string => (m & 0o7777).toString(8).padStart(4, '0')
 export async function ensurePrivateDir(dir: string, opts: { create?: boolean; checkAncestors?: boolean } = {}): Promise<void> {
   const { create = true, checkAncestors = false } = opts;
   const euid = process.geteuid?.() ?? 0;
+  // the directory's API for its parent and ancestors too: the path to a local directory is local
+  const io = ioFor(dir);
   if (create) {
-    await fs.mkdir(path.dirname(dir), { recursive: true, mode: 0o700 });
-    await fs.mkdir(dir, { mode: 0o700 }).catch((e) => {
+    await io.mkdir(path.dirname(dir), { recursive: true, mode: 0o700 });
+    await io.mkdir(dir, { mode: 0o700 }).catch((e) => {
       if (errno(e) !== 'EEXIST') throw e;
     });
   }
-  const st = await fs.lstat(dir);
+  const st = await io.lstat(dir);
   if (st.isSymbolicLink())
     throw new UnsafePathError(dir, `${dir} is a symlink; point the configuration at the real directory instead`);
   if (!st.isDirectory()) throw new UnsafePathError(dir, `${dir} is not a directory`);
@@ -336,9 +340,9 @@ export async function ensurePrivateDir(dir: string, opts: { create?: boolean; ch
   if (st.mode & 0o022)
     throw new UnsafePathError(dir, `${dir} is writable by group/other (mode ${modeStr(st.mode)}); run: chmod 700 ${dir}`);
   if (!checkAncestors) return;
-  const real = await fs.realpath(dir);
+  const real = await io.realpath(dir);
   for (let p = path.dirname(real); ; p = path.dirname(p)) {
-    const a = await fs.lstat(p);
+    const a = await io.lstat(p);
     if (a.uid !== 0 && a.uid !== euid)
       throw new UnsafePathError(dir, `${p} (parent of ${dir}) is owned by uid ${a.uid}; it must be owned by root`);
     if (a.mode & 0o022 && !(a.mode & 0o1000 /* sticky */))

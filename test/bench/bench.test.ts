@@ -39,12 +39,13 @@ describe('npm run bench --quick', () => {
       rows: Row[];
       rewrite: { devices: number; medianMs: number; usPerDevice: number; changes: number }[];
       goals: { id: string; value: number; pass: boolean }[];
+      bounds: { id: string; boundMs: number; boundToFloor: number; hookToBound: number; goalReachable: boolean }[];
       failures: string[];
     };
     expect(report.failures).toEqual([]);
     expect(report.machine.node).toMatch(/^v\d+\./);
     expect(report.machine.cores).toBeGreaterThan(0);
-    expect(report.rows.map((x) => x.id)).toEqual(['floor', 'sh', 'started', 'prepare', 'prepareLarge', 'release', 'migrate']);
+    expect(report.rows.map((x) => x.id)).toEqual(['floor', 'sh', 'started', 'prepare', 'prepareLarge', 'release', 'migrate', 'boundPrepare', 'boundRelease', 'boundMigrate']);
     for (const row of report.rows) {
       expect(row.failed, row.label).toBeUndefined();
       expect(row.runs, row.label).toBe(2);
@@ -55,6 +56,13 @@ describe('npm run bench --quick', () => {
     expect(report.rewrite.map((x) => x.devices)).toEqual([100, 1000]);
     for (const rw of report.rewrite) expect(rw.changes).toBeGreaterThan(rw.devices / 2); // it really converted
     expect(report.goals.map((g) => g.id)).toEqual(['started', 'prepare', 'release', 'migrate', 'archiveScale', 'rewriteSmall', 'rewriteLinear']);
+    // each latency goal next to its lower bound (the same I/O without the hook), measured in the same run
+    expect(report.bounds.map((b) => b.id)).toEqual(['prepare', 'release', 'migrate']);
+    for (const b of report.bounds) {
+      expect(b.boundMs, b.id).toBeGreaterThan(0);
+      expect(b.boundToFloor, b.id).toBeCloseTo(b.boundMs / report.rows[0].medianMs!, 2);
+      expect(typeof b.goalReachable, b.id).toBe('boolean');
+    }
   }, 240_000);
 
   it('rejects an unknown option with exit 2', () => {

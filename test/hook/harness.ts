@@ -9,11 +9,12 @@
  * the real 4M sizes + Debian-style descriptors), so the unit tests need neither libvirt nor OVMF.
  * Hosts may share one archive directory to play a cluster.
  */
-import { spawn, spawnSync, type StdioOptions } from 'node:child_process';
+import { execFileSync, spawn, spawnSync, type StdioOptions } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { closeSync, constants, existsSync, mkdirSync, mkdtempSync, openSync, readdirSync, readFileSync, rmSync, statSync, write, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, posix, relative } from 'node:path';
+import { promisify } from 'node:util';
 import { parseDescriptor, type FirmwareDescriptor } from '../../src/firmware';
 
 export const ROOT = join(__dirname, '..', '..');
@@ -71,13 +72,21 @@ export const sha256 = (b: Uint8Array): string => createHash('sha256').update(b).
 // ---------------------------------------------------------------------------------------------
 // Running the hook
 
+/**
+ * What the hook gets on fd 0. Text is written to a pipe (a FIFO: pipe(2) semantics, as libvirt's
+ * virPipe gives; Node's own child stdio would be a socketpair), then the pipe is closed.
+ */
 export type Stdin =
   | string
   | Buffer
   /** fd 0 is /dev/null */
   | { devNull: true }
-  /** a pipe the "daemon" never closes (until the hook is gone) */
-  | { keepOpen: true };
+  /** written to the pipe piece by piece, `pauseMs` apart (a daemon feeding a large domain), then closed */
+  | { pieces: Array<string | Buffer>; pauseMs: number }
+  /** through a socket (Node's child stdio), then closed: stdin that cannot be reopened */
+  | { socket: string | Buffer }
+  /** a pipe the "daemon" never closes (until the hook is gone); `socket`: a socket instead */
+  | { keepOpen: true; socket?: boolean };
 
 export interface RunOptions {
   /** Default: empty string (stdin closed at once). */
@@ -109,13 +118,18 @@ export function runHookBinary(argv: readonly string[], opts: RunOptions = {}): P
   const stdin = opts.stdin ?? '';
   const keepOpen = typeof stdin === 'object' && 'keepOpen' in stdin;
   const devNull = typeof stdin === 'object' && 'devNull' in stdin;
-  const stdio: StdioOptions = [devNull ? 'ignore' : 'pipe', 'pipe', 'pipe'];
+  const socket = typeof stdin === 'object' && 'socket' in stdin && stdin.socket !== undefined && stdin.socket !== false;
+  const pieces = stdinPieces(stdin);
+  const pauseMs = typeof stdin === 'object' && 'pauseMs' in stdin ? stdin.pauseMs : 0;
+  const pipe = devNull || socket ? undefined : openPipe();
+  const stdio: StdioOptions = [devNull ? 'ignore' : (pipe?.readFd ?? 'pipe'), 'pipe', 'pipe'];
   const [cmd, ...pre] = [...(opts.wrap ?? []), HOOK_BIN];
   const t0 = performance.now();
   const child = spawn(cmd, [...pre, ...argv], {
     env: { PATH: HOOK_PATH, LC_ALL: 'C', ...opts.env },
     stdio,
   });
+  pipe?.spawned();
   return new Promise((resolve, reject) => {
     const out: Buffer[] = [];
     const err: Buffer[] = [];
@@ -138,6 +152,7 @@ export function runHookBinary(argv: readonly string[], opts: RunOptions = {}): P
     child.on('exit', () => {
       exitMs = performance.now() - t0;
       if (keepOpen) child.stdin?.destroy();
+      pipe?.close();
     });
     // 'close' = the process exited and all its stdio streams reached EOF
     child.on('close', (code, signal) => {
@@ -154,9 +169,71 @@ export function runHookBinary(argv: readonly string[], opts: RunOptions = {}): P
     });
     if (child.stdin) {
       child.stdin.on('error', () => undefined); // EPIPE: the hook may stop reading early, libvirt ignores it
-      if (!keepOpen) child.stdin.end(stdin as string | Buffer);
+      if (!keepOpen) child.stdin.end(Buffer.concat(pieces.map((p) => Buffer.from(p))));
     }
+    if (pipe) void pipe.feed(pieces, pauseMs, !keepOpen);
   });
+}
+
+function stdinPieces(stdin: Stdin): Array<string | Buffer> {
+  if (typeof stdin === 'string' || Buffer.isBuffer(stdin)) return [stdin];
+  if ('pieces' in stdin) return stdin.pieces;
+  if ('socket' in stdin && (typeof stdin.socket === 'string' || Buffer.isBuffer(stdin.socket))) return [stdin.socket];
+  return [];
+}
+
+const writeAsync = promisify(write);
+
+/**
+ * A FIFO for fd 0: pipe(2) semantics (what libvirt gives a hook) from Node, which has no pipe().
+ * The child gets a blocking read end; we write through a blocking write end in the thread pool, so
+ * a full pipe never stalls the test; when the hook exits without reading everything the write
+ * fails with EPIPE (ignored, as libvirt does).
+ */
+function openPipe() {
+  const dir = mkdtempSync(join(tmpdir(), 'ovmfhook-fifo-'));
+  const fifo = join(dir, 'stdin');
+  execFileSync('mkfifo', ['-m', '600', fifo]);
+  const probe = openSync(fifo, constants.O_RDONLY | constants.O_NONBLOCK); // lets the writer open without blocking
+  const writeFd = openSync(fifo, constants.O_WRONLY);
+  const readFd = openSync(fifo, constants.O_RDONLY); // a writer exists: does not block
+  closeSync(probe);
+  // closed only when no write is queued: a write still in the thread pool would otherwise go to
+  // whatever file gets the fd number next (another test's stdout)
+  let writeOpen = true;
+  let writing = false;
+  let closeWanted = false;
+  const closeWriter = () => {
+    closeWanted = true;
+    if (writeOpen && !writing) {
+      writeOpen = false;
+      closeSync(writeFd);
+    }
+  };
+  return {
+    readFd,
+    /** the child holds the read end now: ours goes, so the child is the only reader */
+    spawned: () => {
+      closeSync(readFd);
+      rmSync(dir, { recursive: true, force: true });
+    },
+    feed: async (pieces: Array<string | Buffer>, pauseMs: number, close: boolean) => {
+      writing = true;
+      try {
+        for (const [i, p] of pieces.entries()) {
+          if (i > 0 && pauseMs) await new Promise((r) => setTimeout(r, pauseMs));
+          const b = Buffer.from(p);
+          for (let off = 0; off < b.length && !closeWanted; ) off += (await writeAsync(writeFd, b, off, b.length - off, null)).bytesWritten;
+        }
+      } catch {
+        /* EPIPE: the hook stopped reading */
+      } finally {
+        writing = false;
+      }
+      if (close || closeWanted) closeWriter();
+    },
+    close: closeWriter,
+  };
 }
 
 // ---------------------------------------------------------------------------------------------

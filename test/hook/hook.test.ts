@@ -562,16 +562,17 @@ describe('watchdog (hookTimeoutSeconds: 2) with a stdin that is never closed', (
     { op: 'migrate', subop: 'begin', code: 1, stderr: /^ovmf-hook: vm1: migrate begin did not finish within 2 s \(stdin was not closed\)$/, log: /refusing/ },
     { op: 'release', subop: 'end', code: 0, log: /warning: vm1: release end did not finish within 2 s \(stdin was not closed\); continuing/ },
   ];
-  it('ends every operation within ~2 s by its failure rule', async () => {
+  // a pipe (libvirt's: read without blocking) and a socket (read as a stream)
+  it.each([['pipe'], ['socket']])('ends every operation within ~2 s by its failure rule (stdin: %s)', async (via) => {
     const results = await Promise.all(
       rows.map(async (row) => {
         const h = host({ hookTimeoutSeconds: 2, ...row.config });
-        const r = await h.run([VM, row.op, row.subop, '-'], { keepOpen: true }, { killAfterMs: 10_000 });
+        const r = await h.run([VM, row.op, row.subop, '-'], { keepOpen: true, socket: via === 'socket' }, { killAfterMs: 10_000 });
         return { row, h, r };
       }),
     );
     for (const { row, h, r } of results) {
-      const what = `${row.op} ${JSON.stringify(row.config ?? {})}`;
+      const what = `${row.op} ${JSON.stringify(row.config ?? {})} via ${via}`;
       expect(r.killed, what).toBe(false);
       expect(r.code, what).toBe(row.code);
       expect(r.doneMs, what).toBeGreaterThan(1_900);
@@ -633,6 +634,29 @@ describe('stdio: nothing keeps libvirt waiting', () => {
         }
       }
     }
+  });
+
+  it('stdin written in pieces with pauses (a domain larger than a pipe buffer) is read whole', async () => {
+    const h = host();
+    const big = Array.from({ length: 3000 }, (_, i) => `<!-- padding comment number ${i} ${'.'.repeat(40)} -->`);
+    const xml = uefi(h, { loader: '/opt/other/OVMF_CODE_4M.fd', devices: big });
+    expect(xml.length).toBeGreaterThan(3 * 65536);
+    // cut inside the XML, the last piece after a pause longer than the hook's busy-retry phase
+    const cut = [0, 70_000, 140_000, xml.length - 10, xml.length];
+    const pieces = cut.slice(1).map((end, i) => xml.slice(cut[i], end));
+    const r = await h.run([VM, 'migrate', 'begin', '-'], { pieces, pauseMs: 60 });
+    ok(r, 'migrate');
+    expect(r.stdout).toBe(xml.replace('/opt/other/OVMF_CODE_4M.fd', fw.code));
+  });
+
+  it('stdin that cannot be reopened (a socket) is read as a stream', async () => {
+    const h = host();
+    ok(await h.run([VM, 'prepare', 'begin', '-'], { socket: uefi(h) }), 'prepare');
+    expect(h.log()).toMatch(/provision/);
+    const xml = uefi(h, { loader: '/opt/other/OVMF_CODE_4M.fd' });
+    const r = await h.run([VM, 'migrate', 'begin', '-'], { socket: xml });
+    ok(r, 'migrate');
+    expect(r.stdout).toBe(xml.replace('/opt/other/OVMF_CODE_4M.fd', fw.code));
   });
 
   it.each([[0], [1500]])('a filter output larger than a pipe buffer arrives complete (reader paused %i ms)', async (pauseMs) => {

@@ -1,0 +1,9 @@
+/**
+ * Setup of the `unit-sync-io` project (vitest.config.mts): every temp directory gets the
+ * synchronous file API, as the hook gives directories on a local disk (src/nvram/io.ts).
+ */
+import { realpathSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { setSyncIoRoots } from '../../src/nvram/io';
+
+setSyncIoRoots([tmpdir(), realpathSync(tmpdir())]);
