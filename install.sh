@@ -94,16 +94,17 @@ esac
 if [ "$BUILD" = 1 ]; then
   (cd "$SRC" && npm ci --no-audit --no-fund --loglevel=error && OVMF_HOOK_NODE="$NODE" npm run --silent build)
 fi
-[ -x "$SRC/dist/hooks/qemu" ] && [ -f "$SRC/dist/cli.mjs" ] || die "dist/ is missing; run without --no-build"
+[ -x "$SRC/dist/hooks/qemu" ] && [ -f "$SRC/dist/cli.cjs" ] || die "dist/ is missing; run without --no-build"
 
 # --- files under one prefix
 install -d -m 0755 "$PREFIX/dist/hooks"
-install -m 0755 "$SRC/dist/cli.mjs" "$PREFIX/dist/cli.mjs"
+install -m 0755 "$SRC/dist/cli.cjs" "$PREFIX/dist/cli.cjs"
+rm -f "$PREFIX/dist/cli.mjs" # the CLI of installs before it became CommonJS
 { echo "#!$NODE"; tail -n +2 "$SRC/dist/hooks/qemu"; } > "$PREFIX/dist/hooks/qemu.new"
 chmod 0755 "$PREFIX/dist/hooks/qemu.new" && mv -f "$PREFIX/dist/hooks/qemu.new" "$PREFIX/dist/hooks/qemu"
 install -m 0644 "$SRC/package.json" "$PREFIX/package.json"
-sed -i "1s|^#!.*|#!$NODE|" "$PREFIX/dist/cli.mjs"
-ln -sfn "$PREFIX/dist/cli.mjs" "$BIN_LINK"
+sed -i "1s|^#!.*|#!$NODE|" "$PREFIX/dist/cli.cjs"
+ln -sfn "$PREFIX/dist/cli.cjs" "$BIN_LINK"
 
 # --- config and state directories (never overwrite an edited config)
 install -d -m 0755 "$CONF_DIR"

@@ -45,7 +45,7 @@ import { median, quantile, table } from './bench/stats.mjs';
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 const HOOK = path.join(ROOT, 'dist/hooks/qemu');
-const CLI = path.join(ROOT, 'dist/cli.mjs');
+const CLI = path.join(ROOT, 'dist/cli.cjs');
 const GNU_TIME = '/usr/bin/time';
 const CLEAN_PATH = '/usr/sbin:/usr/bin:/sbin:/bin';
 const LIBVIRT_URI = 'qemu:///system';
@@ -393,7 +393,7 @@ function setupConvert() {
   const help = (args) => run(hookNode, [CLI, ...args, '--help'], { env }).stdout.toString();
   const top = help([]);
   const has = (cmd) => new RegExp(`^\\s*ovmf-hook ${cmd}\\b`, 'm').test(top);
-  if (!has('convert')) return notes.push('convert vs virt-xml: skipped (dist/cli.mjs has no convert command)');
+  if (!has('convert')) return notes.push('convert vs virt-xml: skipped (dist/cli.cjs has no convert command)');
   const ours = { label: 'ovmf-hook convert <vm> --dry-run', cmd: hookNode, args: [CLI, 'convert', name, '--dry-run'] };
   // the same rewrite without the virsh calls of convert: what the CLI itself costs
   const rewrite = has('rewrite') ? { label: 'ovmf-hook rewrite <dumped xml>', cmd: hookNode, args: [CLI, 'rewrite', dumped] } : undefined;

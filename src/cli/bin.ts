@@ -1,4 +1,4 @@
-// Entry of dist/cli.mjs. No #! line here: scripts/build.mjs puts it in the banner (esbuild would keep both).
+// Entry of dist/cli.cjs. No #! line here: scripts/build.mjs puts it in the banner (esbuild would keep both).
 // `rewrite` and `convert` with a plainly valid command line skip yargs (see fast.ts). Modules are
 // required where they are used, not imported: esbuild then sets each one up only when it runs.
 import { quickArgs } from './fast';

@@ -17,7 +17,6 @@
  * dangerous element names (`__proto__`, `constructor`, …), several roots and oversize input are
  * rejected with an XmlInputError. Entities are never expanded; inserted values are escaped.
  */
-import { XMLParser, XMLValidator } from 'fast-xml-parser';
 import { XmlInputError } from '../errors';
 
 export const DEFAULT_MAX_BYTES = 16 * 1024 * 1024;
@@ -426,10 +425,20 @@ export interface XmlDocument {
 /** Serialize: the original bytes when nothing changed, otherwise the spliced text. */
 export const serialize = (doc: XmlDocument): string => doc.prolog + doc.root.toString() + doc.epilog;
 
-let fxp: { parser: XMLParser; meta: symbol } | undefined;
-/** fast-xml-parser's parser, made on first use: only input the scanner does not recognise needs it. */
+type FastXmlParser = typeof import('fast-xml-parser');
+let fxpLibrary: FastXmlParser | undefined;
+/**
+ * fast-xml-parser, loaded on first use: only input the scanner does not recognise needs it, and
+ * with its dependencies it is half of the hook's code (evaluating it cost every hook call ~1 ms).
+ */
+// eslint-disable-next-line @typescript-eslint/no-require-imports
+const fastXmlParser = (): FastXmlParser => (fxpLibrary ??= require('fast-xml-parser') as FastXmlParser);
+
+let fxp: { parser: InstanceType<FastXmlParser['XMLParser']>; meta: symbol } | undefined;
+/** fast-xml-parser's parser, made on first use. */
 function loadFxp(): NonNullable<typeof fxp> {
   if (fxp) return fxp;
+  const { XMLParser } = fastXmlParser();
   const parser = new XMLParser({
     preserveOrder: true,
     ignoreAttributes: false,
@@ -505,7 +514,7 @@ function parseWith(input: string, opts: ParseOptions, useScanner: boolean): XmlD
 
 /** The fast-xml-parser path: validate, parse, check the root, build the tree from the parser's offsets. */
 function parseWithFxp(text: string, rootName: string, doc: XmlDocument): XmlElement {
-  const valid = XMLValidator.validate(text, { allowBooleanAttributes: false });
+  const valid = fastXmlParser().XMLValidator.validate(text, { allowBooleanAttributes: false });
   if (valid !== true) {
     throw new XmlInputError(`malformed XML at line ${valid.err.line}, column ${valid.err.col}: ${valid.err.msg}`);
   }

@@ -24,7 +24,7 @@ interface Row {
 describe('npm run bench --quick', () => {
   it('measures every row and prints one JSON report', () => {
     // --no-build: rebuilding dist/ here would race other test files that run the built hook
-    if (![join(ROOT, 'dist/hooks/qemu'), join(ROOT, 'dist/cli.mjs')].every(existsSync)) {
+    if (![join(ROOT, 'dist/hooks/qemu'), join(ROOT, 'dist/cli.cjs')].every(existsSync)) {
       const b = spawnSync(process.execPath, [join(ROOT, 'scripts/build.mjs')], { cwd: ROOT, encoding: 'utf8', timeout: 120_000 });
       expect(b.status, b.stderr).toBe(0);
     }

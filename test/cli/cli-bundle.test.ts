@@ -1,5 +1,5 @@
 /**
- * The real bundle: `npm run build` (when dist/ is stale), then `node dist/cli.mjs …` as an admin would run it (yargs 18
+ * The real bundle: `npm run build` (when dist/ is stale), then `node dist/cli.cjs …` as an admin would run it (yargs 18
  * is ESM-only, so this proves the ESM bundle and its banner work). The archive is a temp dir named
  * by a temp config through OVMF_HOOK_CONFIG; the UUID is unknown to libvirt (or virsh is absent),
  * so `nvram list` serves it from the archive alone.
@@ -12,7 +12,7 @@ import { openArchive } from '../../src/nvram';
 import { tempDir } from './nvram-support';
 
 const ROOT = path.join(__dirname, '..', '..');
-const CLI = path.join(ROOT, 'dist', 'cli.mjs');
+const CLI = path.join(ROOT, 'dist', 'cli.cjs');
 const UUID = '5a5a5a5a-0000-4000-8000-00000000cafe';
 
 const cli = (args: string[], env: Record<string, string> = {}) => {
@@ -25,14 +25,14 @@ const newestMtime = (p: string): number => {
   return st.isDirectory() ? Math.max(st.mtimeMs, ...readdirSync(p).map((n) => newestMtime(path.join(p, n)))) : st.mtimeMs;
 };
 
-/** `npm run build` unless dist/cli.mjs is newer than every source (other test files run the built hook meanwhile). */
+/** `npm run build` unless dist/cli.cjs is newer than every source (other test files run the built hook meanwhile). */
 beforeAll(() => {
   const sources = ['src', 'hooks', 'scripts/build.mjs', 'package-lock.json'].map((p) => path.join(ROOT, p)).filter(existsSync);
   if (existsSync(CLI) && statSync(CLI).mtimeMs > Math.max(...sources.map(newestMtime))) return;
   execFileSync('npm', ['run', '--silent', 'build'], { cwd: ROOT, stdio: 'pipe', timeout: 120_000 });
 }, 180_000);
 
-describe('dist/cli.mjs (npm run build)', () => {
+describe('dist/cli.cjs (npm run build)', () => {
   it('--help lists the commands', () => {
     const r = cli(['--help']);
     expect(r.code).toBe(0);

@@ -19,7 +19,7 @@ import { parseDescriptor, type FirmwareDescriptor } from '../../src/firmware';
 
 export const ROOT = join(__dirname, '..', '..');
 export const HOOK_BIN = join(ROOT, 'dist', 'hooks', 'qemu');
-export const CLI_BIN = join(ROOT, 'dist', 'cli.mjs');
+export const CLI_BIN = join(ROOT, 'dist', 'cli.cjs');
 
 /** libvirt passes only these (plus LD_*, HOME, USER, LOGNAME, TMPDIR when set). */
 export const HOOK_PATH = '/usr/sbin:/usr/bin:/sbin:/bin';
