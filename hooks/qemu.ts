@@ -11,7 +11,6 @@ if (argv.length >= 3 && !HANDLED.has(`${argv[1]} ${argv[2]}`)) {
 } else {
   // eslint-disable-next-line @typescript-eslint/no-require-imports
   const { runHook } = require('../src/hook/main') as typeof import('../src/hook/main');
-  runHook(argv).then((code) => {
-    process.exitCode = code;
-  });
+  // everything is handed over when runHook resolves: exit without tearing the heap down
+  runHook(argv).then((code) => process.exit(code));
 }

@@ -83,14 +83,17 @@ function readStdinStream(maxBytes: number): Promise<string> {
   });
 }
 
-/** Write everything to fd 1, retrying short writes and EAGAIN (a full non-blocking pipe). */
-export function writeStdout(text: string): void {
+/** Write everything to fd 1 (see writeAll). */
+export const writeStdout = (text: string): void => writeAll(1, text);
+
+/** Write everything to `fd`, retrying short writes and EAGAIN (a full non-blocking pipe). */
+export function writeAll(fd: number, text: string): void {
   const buf = Buffer.from(text, 'utf8');
   let off = 0;
   let pause: Int32Array | undefined;
   while (off < buf.length) {
     try {
-      off += writeSync(1, buf, off, buf.length - off);
+      off += writeSync(fd, buf, off, buf.length - off);
     } catch (e) {
       if ((e as NodeJS.ErrnoException).code !== 'EAGAIN') throw e;
       // the reader (libvirt's poll loop) is behind: wait 1 ms instead of spinning

@@ -76,10 +76,24 @@ function toJournal(socket: string, level: Level, line: string, fallback: () => v
     });
     s.on('finish', () => s.destroy());
     s.setTimeout(500, () => s.destroy());
+    const handedOver = new Promise<void>((resolve) => s.on('close', () => resolve()));
+    pending.add(handedOver);
+    void handedOver.then(() => pending.delete(handedOver));
     s.end(`ovmf-hook\n\n${PRIORITY[level]}\n0\n0\n0\n0\n${line}\n`);
   } catch {
     fallback();
   }
+}
+
+/** Journal lines on their way (each settles when its socket closes: sent, refused or timed out). */
+const pending = new Set<Promise<void>>();
+
+/**
+ * Resolves once every journal line logged so far is in the kernel's socket buffer (or given up,
+ * after at most 500 ms): from then on the process may exit at once without losing one.
+ */
+export async function flushLog(): Promise<void> {
+  while (pending.size) await Promise.all([...pending]);
 }
 
 /** `logger -t ovmf-hook -p daemon.<level>` as a detached child, only when syslog has a socket. */
