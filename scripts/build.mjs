@@ -228,6 +228,10 @@ function trainer() {
       setImmediate(() => cb(null, stdout, stderr));
       return quiet;
     };
+    // a finished command exits at once (src/cli/bin.ts): here it only ends that run
+    process.exit = (code) => {
+      process.exitCode = code;
+    };
     // rewrite, then convert --dry-run (each run of the bundle is one CLI call), then the cache
     const runs = [['rewrite', d('domain.xml')], ['convert', vmName, '--dry-run']];
     const next = () => {

@@ -40,7 +40,14 @@ function quick(): Promise<number> | undefined {
     );
 }
 
-// eslint-disable-next-line @typescript-eslint/no-require-imports
-(quick() ?? (require('./main') as typeof import('./main')).main(argv)).then((code) => {
-  process.exitCode = code;
-});
+const fast = quick();
+if (fast) {
+  // once stdout and stderr have taken everything (a write's callback runs after all earlier
+  // writes), exit at once: tearing down the heap of a finished command costs ~1–2 ms
+  void fast.then((code) => process.stdout.write('', () => process.stderr.write('', () => process.exit(code))));
+} else {
+  // eslint-disable-next-line @typescript-eslint/no-require-imports
+  void (require('./main') as typeof import('./main')).main(argv).then((code) => {
+    process.exitCode = code;
+  });
+}

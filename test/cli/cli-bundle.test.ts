@@ -4,11 +4,13 @@
  * by a temp config through OVMF_HOOK_CONFIG; the UUID is unknown to libvirt (or virsh is absent),
  * so `nvram list` serves it from the archive alone.
  */
-import { execFileSync, spawnSync } from 'node:child_process';
-import { existsSync, promises as fs, readdirSync, statSync } from 'node:fs';
+import { execFileSync, spawn, spawnSync } from 'node:child_process';
+import { closeSync, existsSync, promises as fs, openSync, readdirSync, readFileSync, statSync } from 'node:fs';
 import path from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { openArchive } from '../../src/nvram';
+// @ts-expect-error: a plain .mjs helper of the bench, without types
+import { i440fxDomain } from '../../scripts/bench/domains.mjs';
 import { tempDir } from './nvram-support';
 
 const ROOT = path.join(__dirname, '..', '..');
@@ -45,6 +47,30 @@ describe('dist/cli.cjs (npm run build)', () => {
     const doc = JSON.parse(r.stdout);
     expect(doc.source).toBe('descriptors');
     expect(doc.descriptors.map((d: { file: string }) => d.file)).toContain('50-edk2-x86_64-secure.json');
+  });
+
+  // the quick path (rewrite, convert) exits as soon as stdout and stderr have taken everything
+  it('rewrite output larger than a pipe buffer arrives whole at a reader that pauses', async () => {
+    const base = await tempDir();
+    const file = path.join(base, 'big.xml');
+    await fs.writeFile(file, i440fxDomain({ name: 'ovmfhook-t-big', uuid: '5a5a5a5a-0000-4000-8000-0000000b1900', n: 2400 }));
+    const out = path.join(base, 'out.xml');
+    const fd = openSync(out, 'w');
+    execFileSync(process.execPath, [CLI, 'rewrite', file], { stdio: ['ignore', fd, 'pipe'] });
+    closeSync(fd);
+    const expected = readFileSync(out, 'utf8');
+    expect(expected.length).toBeGreaterThan(4 * 65536);
+    expect(expected).toMatch(/machine='(pc-)?q35/);
+
+    const child = spawn(process.execPath, [CLI, 'rewrite', file], { stdio: ['ignore', 'pipe', 'pipe'] });
+    child.stdout.pause();
+    const chunks: Buffer[] = [];
+    child.stdout.on('data', (c: Buffer) => chunks.push(c));
+    await new Promise((r) => setTimeout(r, 700)); // the CLI is done and waits for the pipe
+    child.stdout.resume();
+    const code = await new Promise((r) => child.on('close', r));
+    expect(code).toBe(0);
+    expect(Buffer.concat(chunks).toString('utf8')).toBe(expected);
   });
 
   it('nvram list <uuid> reads a temp archive named by OVMF_HOOK_CONFIG; errors are one line with exit 2', async () => {
