@@ -14,6 +14,7 @@
  */
 import * as nodeFs from 'node:fs';
 import type { MakeDirectoryOptions, Stats } from 'node:fs';
+import path from 'node:path';
 
 /** What safe-fs needs of an open file. */
 export interface IoHandle {
@@ -101,7 +102,8 @@ export const ioFor = (p: string): Io => (syncRoots.length && syncRoots.some((r) 
  */
 const LOCAL_FS_TYPES = new Set([0xef53, 0x58465342, 0x9123683e, 0x01021994, 0x794c7630, 0x2fc12fc1, 0xf2f52010, 0xca451a4e, 0x858458f6, 0x3153464a, 0x52654973]);
 
-const strip = (d: string): string => (d.length > 1 ? d.replace(/\/+$/, '') : d);
+/** A directory as ioFor compares it: absolute, normalised, no trailing slash. */
+const normal = (d: string): string => path.resolve(d);
 
 /** Whether `dir` is on a local disk filesystem, by an asynchronous statfs (a missing dir: false). */
 export function isLocalFilesystem(dir: string): Promise<boolean> {
@@ -113,7 +115,7 @@ export function isLocalFilesystem(dir: string): Promise<boolean> {
  * those. A probe on a hung mount never resolves: callers run it under their watchdog.
  */
 export async function useSyncIoOnLocalDirs(dirs: readonly string[]): Promise<string[]> {
-  const wanted = [...new Set(dirs.map(strip))];
+  const wanted = [...new Set(dirs.map(normal))];
   const local = (await Promise.all(wanted.map(async (d) => ((await isLocalFilesystem(d)) ? d : null)))).filter((d): d is string => d !== null);
   syncRoots = [...new Set([...syncRoots, ...local])];
   return local;
@@ -121,5 +123,5 @@ export async function useSyncIoOnLocalDirs(dirs: readonly string[]): Promise<str
 
 /** Tests: set (or with no argument, clear) the directories that get the synchronous API, unprobed. */
 export function setSyncIoRoots(dirs: readonly string[] = []): void {
-  syncRoots = dirs.map(strip);
+  syncRoots = dirs.map(normal);
 }

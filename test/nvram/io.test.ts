@@ -10,11 +10,11 @@ const before = initialRoots(); // the unit-sync-io project starts with the temp 
 afterEach(() => setSyncIoRoots(before));
 
 describe('ioFor: which file API a path gets', () => {
-  it('paths under a registered directory get one API, all others the other', () => {
+  it('paths under a registered directory (normalised) get one API, all others the other', () => {
     setSyncIoRoots([]);
     const async = ioFor('/srv/anything');
     expect(ioFor(path.join(tmp, 'a'))).toBe(async);
-    setSyncIoRoots(['/srv/local/']);
+    setSyncIoRoots(['/srv/./local/']);
     const sync = ioFor('/srv/local/a/b');
     expect(sync).not.toBe(async);
     expect(ioFor('/srv/local')).toBe(sync);
