@@ -1,5 +1,10 @@
 export declare const GUARD: string;
+export declare const HOOKS_DIR: string;
+export declare const CONF_DIR: string;
 export declare const STATE_LIB: string;
+export declare const NVRAM_DIR: string;
+export declare function exists(p: string): boolean;
+export declare function testInstallConfig(tmp: string): { archiveDir: string; stateDir: string; logFile: string; nvramDir: string } & Record<string, unknown>;
 export declare const SAVED_PATHS: readonly string[];
 export declare function restoreFromGuard(): void;
 export declare function takeGuard(o: { label: string; waitMs?: number; onRecovered?: () => void }): Promise<void>;

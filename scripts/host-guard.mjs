@@ -7,11 +7,30 @@ import { cpSync, existsSync, lstatSync, mkdirSync, readFileSync, rmSync, writeFi
 import { join } from 'node:path';
 
 export const GUARD = '/var/tmp/ovmfhook-hook-libvirt-test';
+// where a host install lives (install.sh's defaults, libvirt's NVRAM directory)
+export const HOOKS_DIR = '/etc/libvirt/hooks';
+export const CONF_DIR = '/etc/ovmf-hook';
 export const STATE_LIB = '/var/lib/ovmf-hook';
+export const NVRAM_DIR = '/var/lib/libvirt/qemu/nvram';
 /** Everything install.sh writes besides /var/lib/ovmf-hook (which it only creates). */
-export const SAVED_PATHS = ['/etc/libvirt/hooks/qemu', '/etc/libvirt/hooks/qemu.d', '/etc/ovmf-hook', '/usr/local/lib/ovmf-hook', '/usr/local/bin/ovmf-hook'];
+export const SAVED_PATHS = [`${HOOKS_DIR}/qemu`, `${HOOKS_DIR}/qemu.d`, CONF_DIR, '/usr/local/lib/ovmf-hook', '/usr/local/bin/ovmf-hook'];
 
-const exists = (p) => {
+/**
+ * The config a test install on a real host writes: enforce, but manage only VMs whose metadata
+ * opts in (every other VM of the host starts as before), archive, state and log under `tmp`.
+ */
+export const testInstallConfig = (tmp) => ({
+  mode: 'enforce',
+  policy: { uefi: 'no', archive: 'no' },
+  archiveDir: join(tmp, 'archive'),
+  stateDir: join(tmp, 'state'),
+  logFile: join(tmp, 'hook.log'),
+  nvramDir: NVRAM_DIR,
+  hookTimeoutSeconds: 60,
+});
+
+/** Whether anything (a dangling symlink too) is at `p`. */
+export const exists = (p) => {
   try {
     lstatSync(p);
     return true;

@@ -16,18 +16,14 @@
 // (`policy: {uefi: no, archive: no}`), the soak VM opts in through its metadata.
 import { spawnSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { chmodSync, existsSync, lstatSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, truncateSync, writeFileSync } from 'node:fs';
+import { chmodSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, truncateSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { restoreFromGuard, takeGuard } from './host-guard.mjs';
+import { CONF_DIR, exists, NVRAM_DIR, restoreFromGuard, STATE_LIB, takeGuard, testInstallConfig } from './host-guard.mjs';
 
 const ROOT = join(dirname(fileURLToPath(import.meta.url)), '..');
 const URI = 'qemu:///system';
-const HOOKS = '/etc/libvirt/hooks';
-const CONF_DIR = '/etc/ovmf-hook';
-const STATE_LIB = '/var/lib/ovmf-hook';
-const NVRAM_DIR = '/var/lib/libvirt/qemu/nvram';
 const OVMF_CODE = '/usr/share/OVMF/OVMF_CODE_4M.fd';
 const OVMF_VARS = '/usr/share/OVMF/OVMF_VARS_4M.fd';
 const BOOT_TIMEOUT_MS = 60_000;
@@ -51,14 +47,6 @@ function die(msg) {
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 const sha256 = (b) => createHash('sha256').update(b).digest('hex');
 const sec = (ms) => (ms / 1000).toFixed(2);
-const exists = (p) => {
-  try {
-    lstatSync(p);
-    return true;
-  } catch {
-    return false;
-  }
-};
 
 function run(cmd, argv, { timeoutSec = 120, allowFail = false } = {}) {
   const r = spawnSync('timeout', [String(timeoutSec), cmd, ...argv], { encoding: 'utf8', cwd: ROOT });
@@ -154,19 +142,9 @@ async function main() {
   const tmp = mkdtempSync(join(tmpdir(), 'ovmfhook-soak-'));
   chmodSync(tmp, 0o755); // QEMU (libvirt-qemu) writes the serial log here
   const serial = join(tmp, 'serial.log');
-  const archiveDir = join(tmp, 'archive');
-  const logFile = join(tmp, 'hook.log');
+  const config = { ...testInstallConfig(tmp), keepGenerations: 10 };
+  const { archiveDir, logFile } = config;
   const nvram = join(NVRAM_DIR, `${name}_VARS.fd`);
-  const config = {
-    mode: 'enforce',
-    policy: { uefi: 'no', archive: 'no' },
-    archiveDir,
-    stateDir: join(tmp, 'state'),
-    logFile,
-    nvramDir: NVRAM_DIR,
-    keepGenerations: 10,
-    hookTimeoutSeconds: 60,
-  };
   const cycles = [];
   let guarded = false;
   let defined = false;

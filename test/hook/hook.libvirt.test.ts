@@ -29,13 +29,10 @@ import {
   withTempDomain,
 } from '../support/libvirt';
 import { CLI_BIN, ensureBuilt, ROOT, sha256 } from './harness';
-import { restoreFromGuard, STATE_LIB, takeGuard } from '../../scripts/host-guard.mjs';
+import { CONF_DIR, exists, HOOKS_DIR, NVRAM_DIR, restoreFromGuard, STATE_LIB, takeGuard, testInstallConfig } from '../../scripts/host-guard.mjs';
 
-const HOOKS = '/etc/libvirt/hooks';
-const HOOK = `${HOOKS}/qemu`;
-const HOOK_D = `${HOOKS}/qemu.d`;
-const CONF_DIR = '/etc/ovmf-hook';
-const NVRAM_DIR = '/var/lib/libvirt/qemu/nvram';
+const HOOK = `${HOOKS_DIR}/qemu`;
+const HOOK_D = `${HOOKS_DIR}/qemu.d`;
 const MARKER = 'ovmf-hook: libvirt QEMU hook';
 
 // set up in beforeAll (a skipped file creates nothing)
@@ -47,15 +44,6 @@ let FOREIGN = '';
 let config: Record<string, unknown> = {};
 let guarded = false;
 let installed = false;
-
-const exists = (p: string) => {
-  try {
-    lstatSync(p);
-    return true;
-  } catch {
-    return false;
-  }
-};
 
 function sh(cmd: string, args: string[], timeoutSec = 120): { code: number; out: string } {
   const r = spawnSync('timeout', [String(timeoutSec), cmd, ...args], { encoding: 'utf8', cwd: ROOT });
@@ -108,22 +96,14 @@ describeLibvirt('the hook in the real libvirtd (installed by install.sh)', () =>
     await takeGuard({ label: '[hook.libvirt]', onRecovered: reloadLibvirt });
     guarded = true;
     tmp = mkdtempSync(join(tmpdir(), 'ovmfhook-hooklv-'));
-    archiveDir = join(tmp, 'archive');
-    logFile = join(tmp, 'hook.log');
+    const install = testInstallConfig(tmp);
+    ({ archiveDir, logFile } = install);
+    config = install;
     foreignLog = join(tmp, 'foreign.log');
     // never fails (exit 0 even when its log is gone): if it is ever left behind, VM starts still work
     FOREIGN = `#!/bin/sh\n# a hook that was here before ovmf-hook\necho "$@" >> '${foreignLog}' 2>/dev/null\nexit 0\n`;
-    config = {
-      mode: 'enforce',
-      policy: { uefi: 'no', archive: 'no' },
-      archiveDir,
-      stateDir: join(tmp, 'state'),
-      logFile,
-      nvramDir: NVRAM_DIR,
-      hookTimeoutSeconds: 60,
-    };
     // a clean starting point: a foreign hook, no qemu.d, no earlier install, our config
-    mkdirSync(HOOKS, { recursive: true });
+    mkdirSync(HOOKS_DIR, { recursive: true });
     rmSync(HOOK_D, { recursive: true, force: true });
     rmSync(HOOK, { force: true });
     writeFileSync(HOOK, FOREIGN, { mode: 0o755 });
@@ -172,7 +152,7 @@ describeLibvirt('the hook in the real libvirtd (installed by install.sh)', () =>
     expect(readFileSync(HOOK, 'utf8')).toContain(MARKER);
     expect(readdirSync(HOOK_D)).toEqual(['00-original-qemu']);
     expect(readFileSync(`${HOOK_D}/00-original-qemu`, 'utf8')).toBe(FOREIGN);
-    expect(readdirSync(HOOKS).filter((f) => f.includes('ovmf-hook-new'))).toEqual([]);
+    expect(readdirSync(HOOKS_DIR).filter((f) => f.includes('ovmf-hook-new'))).toEqual([]);
   });
 
   it('a UEFI VM: NVRAM provisioned by the hook, archived at destroy, restored (not re-provisioned) after it is deleted', async () => {

@@ -14,7 +14,7 @@ import { existsSync, mkdirSync, readFileSync, readdirSync, rmSync, writeFileSync
 import { join } from 'node:path';
 import { afterAll, beforeAll, beforeEach, describe, it } from 'vitest';
 import type { ClaimInfo, GenerationMeta } from '../../src/nvram';
-import { escapeXml, type VirshResult } from './libvirt';
+import { makeDomainXml, type VirshResult } from './libvirt';
 
 const REPO_ROOT = join(__dirname, '..', '..');
 const TESTBED_SCRIPT = join(REPO_ROOT, 'scripts', 'cluster-testbed.sh');
@@ -286,33 +286,16 @@ export function newClusterVm(prefix: string): ClusterVm {
  * metadata (the testbed's configs leave every other VM alone).
  */
 export function clusterDomainXml(vm: ClusterVm, host: ClusterHost, loaderDir = host.ovmfDir): string {
-  return [
-    "<domain type='qemu'>",
-    `  <name>${escapeXml(vm.name)}</name>`,
-    `  <uuid>${vm.uuid}</uuid>`,
-    '  <metadata><ovmf:policy xmlns:ovmf="urn:ovmf-hook:policy:1" archive="yes"/></metadata>',
-    "  <memory unit='MiB'>256</memory>",
-    '  <vcpu>1</vcpu>',
-    '  <os>',
-    "    <type arch='x86_64' machine='q35'>hvm</type>",
-    `    <loader readonly='yes' type='pflash'>${loaderDir}/OVMF_CODE_4M.fd</loader>`,
-    `    <nvram template='${loaderDir}/OVMF_VARS_4M.fd'/>`,
-    "    <boot dev='hd'/>",
-    '  </os>',
-    '  <features><acpi/><apic/></features>',
-    '  <on_poweroff>destroy</on_poweroff>',
-    '  <on_reboot>restart</on_reboot>',
-    '  <on_crash>destroy</on_crash>',
-    '  <devices>',
-    "    <serial type='file'>",
-    `      <source path='${escapeXml(vm.serialLog)}' append='on'/>`,
-    "      <target port='0'/>",
-    '    </serial>',
-    "    <memballoon model='none'/>",
-    '  </devices>',
-    '</domain>',
-    '',
-  ].join('\n');
+  return makeDomainXml({
+    name: vm.name,
+    uuid: vm.uuid,
+    machine: 'q35',
+    firmware: 'ovmf',
+    ovmfDir: loaderDir,
+    metadata: '<ovmf:policy xmlns:ovmf="urn:ovmf-hook:policy:1" archive="yes"/>',
+    serialLog: vm.serialLog,
+    serialAppend: true,
+  });
 }
 
 const xmlFile = (vm: ClusterVm, host: ClusterHost, loaderDir?: string): string => {

@@ -327,6 +327,12 @@ export interface DomainSpec {
   /** `<nvram>` path for 'ovmf'/'ovmf-secure'; default: libvirt's `/var/lib/libvirt/qemu/nvram/<name>_VARS.fd`. */
   nvramPath?: string;
   uuid?: string;
+  /** Directory of the OVMF files (their Debian names) for 'ovmf'/'ovmf-secure'; default /usr/share/OVMF. */
+  ovmfDir?: string;
+  /** Markup inside `<metadata>` (e.g. an `<ovmf:policy>`); default: no `<metadata>`. */
+  metadata?: string;
+  /** Append to the serial log instead of truncating it (several runs, or hosts, share one log). */
+  serialAppend?: boolean;
 }
 
 /** Escape text for an XML attribute value or element text. */
@@ -334,20 +340,21 @@ export function escapeXml(s: string): string {
   return s.replace(/[&<>"']/g, (c) => `&#${c.charCodeAt(0)};`);
 }
 
-function osXml({ machine, firmware, nvramPath }: DomainSpec): string {
+function osXml({ machine, firmware, nvramPath, ovmfDir }: DomainSpec): string {
   const type = `    <type arch='x86_64' machine='${machine}'>hvm</type>`;
+  const fw = (file: string) => (ovmfDir ? `${ovmfDir}/${file.split('/').pop()}` : file);
   const nvram = (template: string) =>
     nvramPath
       ? `    <nvram template='${escapeXml(template)}'>${escapeXml(nvramPath)}</nvram>`
       : `    <nvram template='${escapeXml(template)}'/>`;
   const lines: Record<Firmware, string[]> = {
     bios: ['  <os>', type],
-    ovmf: ['  <os>', type, `    <loader readonly='yes' type='pflash'>${OVMF.code}</loader>`, nvram(OVMF.vars)],
+    ovmf: ['  <os>', type, `    <loader readonly='yes' type='pflash'>${escapeXml(fw(OVMF.code))}</loader>`, nvram(fw(OVMF.vars))],
     'ovmf-secure': [
       '  <os>',
       type,
-      `    <loader readonly='yes' secure='yes' type='pflash'>${OVMF.secureCode}</loader>`,
-      nvram(OVMF.msVars),
+      `    <loader readonly='yes' secure='yes' type='pflash'>${escapeXml(fw(OVMF.secureCode))}</loader>`,
+      nvram(fw(OVMF.msVars)),
     ],
     'efi-auto': ["  <os firmware='efi'>", type],
   };
@@ -383,6 +390,7 @@ export function makeDomainXml(spec: DomainSpec): string {
     "<domain type='qemu'>",
     `  <name>${escapeXml(spec.name)}</name>`,
     ...(spec.uuid ? [`  <uuid>${escapeXml(spec.uuid)}</uuid>`] : []),
+    ...(spec.metadata ? [`  <metadata>${spec.metadata}</metadata>`] : []),
     "  <memory unit='MiB'>256</memory>",
     '  <vcpu>1</vcpu>',
     osXml(spec),
@@ -393,7 +401,7 @@ export function makeDomainXml(spec: DomainSpec): string {
     '  <devices>',
     ...(spec.disks ?? []).map((d) => diskXml(d, spec.machine, counters)),
     "    <serial type='file'>",
-    `      <source path='${escapeXml(spec.serialLog)}'/>`,
+    `      <source path='${escapeXml(spec.serialLog)}'${spec.serialAppend ? " append='on'" : ''}/>`,
     "      <target port='0'/>",
     '    </serial>',
     "    <memballoon model='none'/>",
