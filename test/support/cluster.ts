@@ -8,10 +8,11 @@
  * Rules: every virsh call has a timeout; only transient domains named `ovmfhook-t-cl-*` are created
  * (and destroyed by `cleanupClusterVms`, which also removes their NVRAM files and state).
  */
-import { spawn, spawnSync } from 'node:child_process';
+import { spawn, spawnSync, type ChildProcessByStdio, type ChildProcessWithoutNullStreams } from 'node:child_process';
 import { createHash, randomUUID } from 'node:crypto';
 import { existsSync, mkdirSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
+import type { Readable } from 'node:stream';
 import { afterAll, beforeAll, beforeEach, describe, it } from 'vitest';
 import type { ClaimInfo, GenerationMeta } from '../../src/nvram';
 import { makeDomainXml, type VirshResult } from './libvirt';
@@ -163,21 +164,21 @@ export function virshOn(host: ClusterHost, args: string[], o: RunOptions = {}): 
 }
 
 /** Same as virshOn, without blocking the event loop (for commands that must run at the same time). */
-export function virshOnAsync(host: ClusterHost, args: string[], o: RunOptions = {}): Promise<VirshResult> {
+export async function virshOnAsync(host: ClusterHost, args: string[], o: RunOptions = {}): Promise<VirshResult> {
+  const p = spawn('timeout', [String(o.timeoutSec ?? 60), 'virsh', '-c', host.uri, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
+  const { code, stdout, stderr } = await outputOf(p);
+  return check(`virsh -c ${host.uri} ${args.join(' ')}`, { code: code ?? 128, stdout, stderr }, o);
+}
+
+/** A child's exit code and everything it wrote, once it has exited and closed both pipes. */
+function outputOf(p: ChildProcessWithoutNullStreams | ChildProcessByStdio<null, Readable, Readable>): Promise<{ code: number | null; stdout: string; stderr: string }> {
   return new Promise((resolve, reject) => {
-    const p = spawn('timeout', [String(o.timeoutSec ?? 60), 'virsh', '-c', host.uri, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
     let stdout = '';
     let stderr = '';
     p.stdout.on('data', (d) => (stdout += d));
     p.stderr.on('data', (d) => (stderr += d));
     p.on('error', reject);
-    p.on('close', (code) => {
-      try {
-        resolve(check(`virsh -c ${host.uri} ${args.join(' ')}`, { code: code ?? 128, stdout, stderr }, o));
-      } catch (e) {
-        reject(e);
-      }
-    });
+    p.on('close', (code) => resolve({ code, stdout, stderr }));
   });
 }
 
@@ -398,24 +399,18 @@ export interface HookRun {
  * Run `dist/hooks/qemu <argv>` in `host`'s mount namespace (so B's calls go through B's
  * GlusterFS client) with `OVMF_HOOK_CONFIG=<config>` and the domain XML on stdin.
  */
-export function runHookOn(host: ClusterHost, config: string, argv: string[], xml: string, timeoutMs = 60_000): Promise<HookRun> {
-  return new Promise((resolve, reject) => {
-    const cmd = [...inHost(host), process.execPath, HOOK_BIN, ...argv];
-    const p = spawn(cmd[0], cmd.slice(1), {
-      env: { PATH: '/usr/sbin:/usr/bin:/sbin:/bin', LC_ALL: 'C', OVMF_HOOK_CONFIG: config },
-      stdio: ['pipe', 'pipe', 'pipe'],
-    });
-    const timer = setTimeout(() => p.kill('SIGKILL'), timeoutMs);
-    let stdout = '';
-    let stderr = '';
-    p.stdout.on('data', (d) => (stdout += d));
-    p.stderr.on('data', (d) => (stderr += d));
-    p.on('error', reject);
-    p.on('close', (code) => {
-      clearTimeout(timer);
-      resolve({ code, stdout, stderr });
-    });
-    p.stdin.on('error', () => {});
-    p.stdin.end(xml);
+export async function runHookOn(host: ClusterHost, config: string, argv: string[], xml: string, timeoutMs = 60_000): Promise<HookRun> {
+  const cmd = [...inHost(host), process.execPath, HOOK_BIN, ...argv];
+  const p = spawn(cmd[0], cmd.slice(1), {
+    env: { PATH: '/usr/sbin:/usr/bin:/sbin:/bin', LC_ALL: 'C', OVMF_HOOK_CONFIG: config },
+    stdio: ['pipe', 'pipe', 'pipe'],
   });
+  const timer = setTimeout(() => p.kill('SIGKILL'), timeoutMs);
+  p.stdin.on('error', () => {});
+  p.stdin.end(xml);
+  try {
+    return await outputOf(p);
+  } finally {
+    clearTimeout(timer);
+  }
 }
