@@ -298,30 +298,23 @@ const migCheck = (r) => {
 // rows
 
 const nodeArgs = (script) => ({ cmd: hookNode, args: script });
+/** prepare with NVRAM restore on `site`, whose archive holds `vms` VMs */
+const prepareRow = (id, site, vms) => ({
+  id,
+  label: `hook prepare begin (restore; ${int(vms)}-VM archive)`,
+  cmd: HOOK,
+  args: [prep.name, 'prepare', 'begin', '-'],
+  env: site.env,
+  input: Buffer.from(prepXml(site)),
+  before: prepBefore(site),
+  check: prepCheck(site),
+});
 const rows = [
   { id: 'floor', label: 'node -e 0 (floor)', ...nodeArgs(['-e', '0']), env: floorEnv, input: Buffer.from(prepXml(small)) },
   { id: 'sh', label: "sh -c 'exit 0' (shell hook)", cmd: '/bin/sh', args: ['-c', 'exit 0'], env: floorEnv, input: Buffer.from(prepXml(small)) },
   { id: 'started', label: 'hook started begin (pass-through)', cmd: HOOK, args: [prep.name, 'started', 'begin', '-'], env: small.env, input: Buffer.from(prepXml(small)) },
-  {
-    id: 'prepare',
-    label: `hook prepare begin (restore; ${opts.sizes.archiveSmall}-VM archive)`,
-    cmd: HOOK,
-    args: [prep.name, 'prepare', 'begin', '-'],
-    env: small.env,
-    input: Buffer.from(prepXml(small)),
-    before: prepBefore(small),
-    check: prepCheck(small),
-  },
-  {
-    id: 'prepareLarge',
-    label: `hook prepare begin (restore; ${int(opts.sizes.archiveLarge)}-VM archive)`,
-    cmd: HOOK,
-    args: [prep.name, 'prepare', 'begin', '-'],
-    env: large.env,
-    input: Buffer.from(prepXml(large)),
-    before: prepBefore(large),
-    check: prepCheck(large),
-  },
+  prepareRow('prepare', small, opts.sizes.archiveSmall),
+  prepareRow('prepareLarge', large, opts.sizes.archiveLarge),
   { id: 'release', label: 'hook release end (archive 4 MiB NVRAM)', cmd: HOOK, args: [rel.name, 'release', 'end', '-'], env: small.env, input: Buffer.from(relXml), before: relBefore, check: relCheck },
   {
     id: 'migrate',
