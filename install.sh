@@ -2,28 +2,44 @@
 # ovmf-hook installer. Idempotent; run as root from a checkout:
 #   sudo ./install.sh              install or upgrade
 #   sudo ./install.sh --uninstall  remove the hook (config and NVRAM archive are kept)
-# Options: --prefix DIR (default /usr/local/lib/ovmf-hook), --hooks-dir DIR (default /etc/libvirt/hooks),
+# Options: --hooks-dir DIR (default /etc/libvirt/hooks), --prefix DIR (default /usr/local/lib/ovmf-hook),
+#          --bin-link PATH / --no-bin-link (the CLI link; default /usr/local/bin/ovmf-hook for the default
+#            hooks dir and prefix, none otherwise), --config-dir DIR (config.json and the install records;
+#            default /etc/ovmf-hook), --state-dir DIR (archive/ and state/; default /var/lib/ovmf-hook),
 #          --no-reload (do not signal libvirtd/virtqemud), --no-build (use the existing dist/).
+# One install record per hooks dir: <config-dir>/installs/<hooks dir, as systemd-escape --path>. It keeps
+# the prefix, the CLI link and the hook that was there before, so --uninstall needs only --hooks-dir.
 set -euo pipefail
 
-PREFIX=/usr/local/lib/ovmf-hook
-HOOKS_DIR=/etc/libvirt/hooks
+DEFAULT_PREFIX=/usr/local/lib/ovmf-hook
+DEFAULT_HOOKS_DIR=/etc/libvirt/hooks
+DEFAULT_BIN_LINK=/usr/local/bin/ovmf-hook
+DEFAULT_STATE_LIB=/var/lib/ovmf-hook
+PREFIX=$DEFAULT_PREFIX
+HOOKS_DIR=$DEFAULT_HOOKS_DIR
 CONF_DIR=/etc/ovmf-hook
-STATE_LIB=/var/lib/ovmf-hook
-BIN_LINK=/usr/local/bin/ovmf-hook
+STATE_LIB=$DEFAULT_STATE_LIB
+BIN_LINK=
+PREFIX_SET=0
+BIN_LINK_SET=0
 RELOAD=1
 BUILD=1
 ACTION=install
 MARKER='ovmf-hook: libvirt QEMU hook'
 
+need_arg() { { [ $# -ge 2 ] && [ -n "$2" ]; } || { echo "install.sh: $1 needs a value (see --help)" >&2; exit 2; }; }
 while [ $# -gt 0 ]; do
   case "$1" in
     --uninstall) ACTION=uninstall ;;
-    --prefix) PREFIX=$2; shift ;;
-    --hooks-dir) HOOKS_DIR=$2; shift ;;
+    --prefix) need_arg "$@"; PREFIX=$2; PREFIX_SET=1; shift ;;
+    --hooks-dir) need_arg "$@"; HOOKS_DIR=$2; shift ;;
+    --bin-link) need_arg "$@"; BIN_LINK=$2; BIN_LINK_SET=1; shift ;;
+    --no-bin-link) BIN_LINK=; BIN_LINK_SET=1 ;;
+    --config-dir) need_arg "$@"; CONF_DIR=$2; shift ;;
+    --state-dir) need_arg "$@"; STATE_LIB=$2; shift ;;
     --no-reload) RELOAD=0 ;;
     --no-build) BUILD=0 ;;
-    -h|--help) sed -n '2,7p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,11p' "$0"; exit 0 ;;
     *) echo "install.sh: unknown option $1 (see --help)" >&2; exit 2 ;;
   esac
   shift
@@ -35,11 +51,56 @@ log() { command -v logger >/dev/null 2>&1 && logger -t ovmf-hook -p daemon.info 
 
 [ "$(id -u)" = 0 ] || die "run as root (sudo $0)"
 SRC=$(cd "$(dirname "$0")" && pwd)
+# absolute and normalised (no symlinks resolved): the name libvirt and the admin use for it
+abspath() { realpath -ms -- "$1"; }
+HOOKS_DIR=$(abspath "$HOOKS_DIR")
+PREFIX=$(abspath "$PREFIX")
+CONF_DIR=$(abspath "$CONF_DIR")
+STATE_LIB=$(abspath "$STATE_LIB")
+[ -z "$BIN_LINK" ] || BIN_LINK=$(abspath "$BIN_LINK")
+nl='
+'
+case "$HOOKS_DIR$PREFIX$CONF_DIR$STATE_LIB$BIN_LINK" in *"$nl"*) die "paths with a newline are not supported" ;; esac
+
 HOOK="$HOOKS_DIR/qemu"
 SAVED="$HOOKS_DIR/qemu.d/00-original-qemu"   # a foreign hook we moved aside
-STATE_FILE="$CONF_DIR/install-state"
+CLI="$PREFIX/dist/cli.cjs"
+LEGACY_RECORD="$CONF_DIR/install-state"     # the one shared record of installers before per-hooks-dir records
 
+# the record's file name: the hooks dir escaped like `systemd-escape --path` (/etc/libvirt/hooks → etc-libvirt-hooks)
+escape_path() (
+  LC_ALL=C
+  p=${1#/} out='' i=0 c=''
+  [ -n "$p" ] || { printf -- -; exit 0; }
+  for ((i = 0; i < ${#p}; i++)); do
+    c=${p:i:1}
+    case "$c" in
+      /) out+=- ;;
+      [A-Za-z0-9:_]) out+=$c ;;
+      .) if [ "$i" = 0 ]; then out+='\x2e'; else out+=.; fi ;;
+      *) out+=$(printf '\\x%02x' "'$c") ;;
+    esac
+  done
+  printf '%s' "$out"
+)
+RECORD="$CONF_DIR/installs/$(escape_path "$HOOKS_DIR")"
+
+exists() { [ -e "$1" ] || [ -L "$1" ]; }   # a dangling symlink counts
 is_ours() { [ -f "$1" ] && head -c 4096 "$1" | grep -q "$MARKER"; }
+rec_get() { sed -n "s/^$1=//p" "$RECORD" | head -n 1; }
+write_record() { # key=value lines; replaced atomically
+  install -d -m 0755 "$CONF_DIR/installs"
+  { echo "# ovmf-hook install record of $HOOKS_DIR (written by install.sh; --uninstall reads it)"; printf '%s\n' "$@"; } > "$RECORD.new"
+  chmod 0644 "$RECORD.new" && mv -f "$RECORD.new" "$RECORD"
+}
+# prefix or CLI link another install still needs: named in another record, or the default link pointing into it
+prefix_in_use() {
+  local r
+  for r in "$CONF_DIR"/installs/*; do
+    [ -f "$r" ] && [ "$r" != "$RECORD" ] && grep -qxF "prefix=$1" "$r" && return 0
+  done
+  [ "$2" != "$DEFAULT_BIN_LINK" ] && [ "$(readlink "$DEFAULT_BIN_LINK" 2>/dev/null)" = "$1/dist/cli.cjs" ]
+}
 
 reload_daemons() {
   [ "$RELOAD" = 1 ] || { say "not reloading libvirt (--no-reload): run 'systemctl reload libvirtd' (or virtqemud)"; return; }
@@ -59,22 +120,79 @@ reload_daemons() {
   [ "$done" = 1 ] || say "no running libvirtd/virtqemud found; the hook is picked up when the daemon starts"
 }
 
+# A record written by an installer before per-hooks-dir records ("moved_foreign_hook=1" only) belongs to
+# the default hooks dir when that one holds a moved-aside hook; anything else it may describe is left alone.
+if [ ! -e "$RECORD" ] && [ -f "$LEGACY_RECORD" ] && [ "$HOOKS_DIR" = "$DEFAULT_HOOKS_DIR" ] && exists "$SAVED" \
+  && grep -q '^moved_foreign_hook=1' "$LEGACY_RECORD"; then
+  if [ -L "$SAVED" ]; then kind=(foreign_hook_kind=symlink "foreign_hook_link=$(readlink "$SAVED")"); else kind=(foreign_hook_kind=file); fi
+  write_record "hooks_dir=$HOOKS_DIR" "prefix=$DEFAULT_PREFIX" "bin_link=$DEFAULT_BIN_LINK" moved_foreign_hook=1 "${kind[@]}"
+  rm -f "$LEGACY_RECORD"
+  say "moved the install record $LEGACY_RECORD to $RECORD"
+fi
+if [ -e "$RECORD" ] && [ "$(rec_get hooks_dir)" != "$HOOKS_DIR" ]; then
+  die "$RECORD is the install record of hooks dir '$(rec_get hooks_dir)', not $HOOKS_DIR; kept it: check it by hand"
+fi
+
 if [ "$ACTION" = uninstall ]; then
-  if is_ours "$HOOK"; then rm -f "$HOOK"; say "removed $HOOK"; fi
-  if [ -f "$STATE_FILE" ] && grep -q '^moved_foreign_hook=1' "$STATE_FILE" && [ -e "$SAVED" ] && [ ! -e "$HOOK" ]; then
-    mv "$SAVED" "$HOOK"; say "restored the previous hook to $HOOK"
-    rmdir "$HOOKS_DIR/qemu.d" 2>/dev/null || true
+  if [ -e "$RECORD" ]; then
+    rec_prefix=$(rec_get prefix)
+    if [ "$PREFIX_SET" = 1 ] && [ "$PREFIX" != "$rec_prefix" ]; then
+      die "$HOOKS_DIR was installed with --prefix $rec_prefix, not $PREFIX; kept everything: run without --prefix"
+    fi
+    PREFIX=$rec_prefix CLI="$rec_prefix/dist/cli.cjs" BIN_LINK=$(rec_get bin_link)
+    if grep -q '^moved_foreign_hook=1' "$RECORD"; then
+      # check that the previous hook can be put back before changing anything
+      exists "$SAVED" || die "cannot put back the previous hook: $SAVED is gone; kept the install and $RECORD: put that hook back as $SAVED and retry, or delete $RECORD to uninstall without it"
+      ! exists "$HOOK" || is_ours "$HOOK" || die "cannot put back the previous hook: $HOOK is not ours any more; kept the install and $RECORD: move $HOOK away and retry"
+      if [ "$(rec_get foreign_hook_kind)" = symlink ] && [ -L "$SAVED" ]; then
+        link=$(rec_get foreign_hook_link)
+        rm -f "$HOOK.ovmf-hook-restore"
+        ln -s -- "$link" "$HOOK.ovmf-hook-restore"
+        mv -Tf "$HOOK.ovmf-hook-restore" "$HOOK"
+        rm -f "$SAVED"
+        say "restored the previous hook: $HOOK -> $link"
+      else
+        mv -Tf "$SAVED" "$HOOK"
+        say "restored the previous hook to $HOOK"
+      fi
+    fi
+  elif exists "$SAVED"; then
+    say "no install record for $HOOKS_DIR: left $SAVED where it is (it runs from there)"
   fi
-  rm -f "$BIN_LINK" "$STATE_FILE"
-  rm -rf "$PREFIX"
+  if is_ours "$HOOK"; then rm -f "$HOOK"; say "removed $HOOK"; fi
+  rmdir "$HOOKS_DIR/qemu.d" 2>/dev/null || true
+  if [ ! -e "$RECORD" ] && [ "$BIN_LINK_SET" = 0 ] && [ "$HOOKS_DIR" = "$DEFAULT_HOOKS_DIR" ] && [ "$PREFIX" = "$DEFAULT_PREFIX" ]; then
+    BIN_LINK=$DEFAULT_BIN_LINK
+  fi
+  if [ -n "$BIN_LINK" ] && [ -L "$BIN_LINK" ]; then
+    if [ "$(readlink "$BIN_LINK")" = "$CLI" ]; then rm -f "$BIN_LINK"; say "removed $BIN_LINK"; else say "left $BIN_LINK: it points elsewhere now"; fi
+  fi
+  if prefix_in_use "$PREFIX" "$BIN_LINK"; then
+    say "kept $PREFIX: another install uses it"
+  elif [ -d "$PREFIX" ]; then
+    rm -f "$PREFIX/dist/cli.cjs" "$PREFIX/dist/cli.mjs" "$PREFIX/dist/hooks/qemu" "$PREFIX/dist/hooks/qemu.new" "$PREFIX/package.json"
+    rmdir "$PREFIX/dist/hooks" "$PREFIX/dist" "$PREFIX" 2>/dev/null || say "left $PREFIX: it holds other files"
+  fi
+  rm -f "$RECORD"
+  rmdir "$CONF_DIR/installs" 2>/dev/null || true
   reload_daemons
-  log "uninstalled"
-  say "uninstalled; kept $CONF_DIR and the NVRAM archive in $STATE_LIB"
+  log "uninstalled from $HOOKS_DIR"
+  say "uninstalled from $HOOKS_DIR; kept $CONF_DIR and the NVRAM archive in $STATE_LIB"
   exit 0
 fi
 
-# --- refuse early, before anything is written, when a foreign hook cannot be moved aside
-if [ -e "$HOOK" ] && ! is_ours "$HOOK" && [ -e "$SAVED" ]; then
+# --- the CLI link: only the default install owns /usr/local/bin/ovmf-hook; others get none unless told
+if [ "$BIN_LINK_SET" = 0 ]; then
+  if [ -e "$RECORD" ]; then BIN_LINK=$(rec_get bin_link)
+  elif [ "$HOOKS_DIR" = "$DEFAULT_HOOKS_DIR" ] && [ "$PREFIX" = "$DEFAULT_PREFIX" ]; then BIN_LINK=$DEFAULT_BIN_LINK
+  fi
+fi
+
+# --- refuse early, before anything is written
+if [ -e "$RECORD" ] && [ "$(rec_get prefix)" != "$PREFIX" ]; then
+  die "$HOOKS_DIR is installed with --prefix $(rec_get prefix); use that prefix, or run --uninstall --hooks-dir $HOOKS_DIR first"
+fi
+if exists "$HOOK" && ! is_ours "$HOOK" && exists "$SAVED"; then
   die "$HOOK is not ours and $SAVED already exists; move one of them away and retry"
 fi
 
@@ -98,22 +216,32 @@ fi
 
 # --- files under one prefix
 install -d -m 0755 "$PREFIX/dist/hooks"
-install -m 0755 "$SRC/dist/cli.cjs" "$PREFIX/dist/cli.cjs"
+install -m 0755 "$SRC/dist/cli.cjs" "$CLI"
 rm -f "$PREFIX/dist/cli.mjs" # the CLI of installs before it became CommonJS
 { echo "#!$NODE"; tail -n +2 "$SRC/dist/hooks/qemu"; } > "$PREFIX/dist/hooks/qemu.new"
 chmod 0755 "$PREFIX/dist/hooks/qemu.new" && mv -f "$PREFIX/dist/hooks/qemu.new" "$PREFIX/dist/hooks/qemu"
 install -m 0644 "$SRC/package.json" "$PREFIX/package.json"
-sed -i "1s|^#!.*|#!$NODE|" "$PREFIX/dist/cli.cjs"
-ln -sfn "$PREFIX/dist/cli.cjs" "$BIN_LINK"
+sed -i "1s|^#!.*|#!$NODE|" "$CLI"
+if [ -e "$RECORD" ]; then
+  old_link=$(rec_get bin_link)
+  if [ -n "$old_link" ] && [ "$old_link" != "$BIN_LINK" ] && [ "$(readlink "$old_link" 2>/dev/null)" = "$CLI" ]; then
+    rm -f "$old_link"; say "removed $old_link"
+  fi
+fi
+if [ -n "$BIN_LINK" ]; then install -d -m 0755 "$(dirname "$BIN_LINK")"; ln -sfn "$CLI" "$BIN_LINK"; fi
 
 # --- config and state directories (never overwrite an edited config)
+json_str() { local s=${1//\\/\\\\}; printf '"%s"' "${s//\"/\\\"}"; }
 install -d -m 0755 "$CONF_DIR"
 if [ ! -e "$CONF_DIR/config.json" ]; then
-  cat > "$CONF_DIR/config.json" <<'JSON'
+  state_dir_line=
+  [ "$STATE_LIB" = "$DEFAULT_STATE_LIB" ] || state_dir_line="
+  \"stateDir\": $(json_str "$STATE_LIB/state"),"
+  cat > "$CONF_DIR/config.json" <<JSON
 {
   "mode": "warn",
   "policy": { "uefi": "yes", "secure-boot": "no", "tpm": "no", "archive": "yes" },
-  "archiveDir": "/var/lib/ovmf-hook/archive",
+  "archiveDir": $(json_str "$STATE_LIB/archive"),$state_dir_line
   "keepGenerations": 10,
   "archiveUnavailable": "allow"
 }
@@ -127,18 +255,51 @@ install -d -m 0700 "$STATE_LIB" "$STATE_LIB/archive" "$STATE_LIB/state"
 
 # --- the hook itself; a foreign hook keeps working from qemu.d (libvirt >= 6.5 runs those after ours)
 install -d -m 0755 "$HOOKS_DIR"
-if [ -e "$HOOK" ] && ! is_ours "$HOOK"; then
-  [ -e "$SAVED" ] && die "$HOOK is not ours and $SAVED already exists; move one of them away and retry"
-  install -d -m 0755 "$HOOKS_DIR/qemu.d"
-  mv "$HOOK" "$SAVED"
-  echo "moved_foreign_hook=1" > "$STATE_FILE"
-  say "moved the existing hook to $SAVED (it still runs after ours); --uninstall puts it back"
-fi
 install -m 0755 "$PREFIX/dist/hooks/qemu" "$HOOK.ovmf-hook-new"
+record=("hooks_dir=$HOOKS_DIR" "prefix=$PREFIX" "bin_link=$BIN_LINK")
+if exists "$HOOK" && ! is_ours "$HOOK"; then
+  exists "$SAVED" && { rm -f "$HOOK.ovmf-hook-new"; die "$HOOK is not ours and $SAVED already exists; move one of them away and retry"; }
+  install -d -m 0755 "$HOOKS_DIR/qemu.d"
+  if [ -L "$HOOK" ]; then
+    # a symlink keeps its target: a relative one is rewritten for its new directory, and the record keeps
+    # the original text for --uninstall; a dangling one is moved as it is
+    link=$(readlink "$HOOK")
+    case "$link" in *"$nl"*) rm -f "$HOOK.ovmf-hook-new"; die "$HOOK is a symlink whose target has a newline; move it away and retry" ;; esac
+    moved=$link
+    if target=$(readlink -e -- "$HOOK"); then
+      case "$link" in
+        /*) ;;
+        *) if [ -L "$HOOKS_DIR/qemu.d" ]; then moved="$(cd "$HOOKS_DIR" && pwd -P)/$link"; else moved="../$link"; fi ;;
+      esac
+      (cd "$HOOKS_DIR/qemu.d" && [ "$(readlink -e -- "$moved")" = "$target" ]) \
+        || { rm -f "$HOOK.ovmf-hook-new"; die "$HOOK -> $link cannot be moved to $SAVED keeping its target; move it away and retry"; }
+      note="it still points at $target"
+    else
+      note="it is dangling ($link does not exist) and was moved as it is"
+    fi
+    write_record "${record[@]}" moved_foreign_hook=1 foreign_hook_kind=symlink "foreign_hook_link=$link"
+    ln -s -- "$moved" "$SAVED"
+    say "moved the existing hook link to $SAVED -> $moved ($note; it runs after ours); --uninstall puts back $HOOK -> $link"
+  else
+    write_record "${record[@]}" moved_foreign_hook=1 foreign_hook_kind=file
+    mv "$HOOK" "$SAVED"
+    say "moved the existing hook to $SAVED (it still runs after ours); --uninstall puts it back"
+  fi
+elif [ -e "$RECORD" ]; then
+  # an upgrade: keep what the record says about the previous hook
+  mapfile -t kept < <(grep -E '^(moved_foreign_hook|foreign_hook_kind|foreign_hook_link)=' "$RECORD" || true)
+  write_record "${record[@]}" "${kept[@]}"
+else
+  write_record "${record[@]}" moved_foreign_hook=0
+fi
 mv -f "$HOOK.ovmf-hook-new" "$HOOK"
 command -v restorecon >/dev/null 2>&1 && restorecon -R "$HOOKS_DIR" 2>/dev/null || true
-say "installed $HOOK (node: $NODE) and $BIN_LINK"
+say "installed $HOOK (node: $NODE)${BIN_LINK:+ and $BIN_LINK}; install record $RECORD"
 
 reload_daemons
-log "installed $(cd "$SRC" && git describe --always 2>/dev/null || echo)"
-"$BIN_LINK" doctor || say "doctor reported problems (see above)"
+log "installed $(cd "$SRC" && git describe --always 2>/dev/null || echo) in $HOOKS_DIR"
+if [ "$HOOKS_DIR" = "$DEFAULT_HOOKS_DIR" ]; then
+  OVMF_HOOK_CONFIG="$CONF_DIR/config.json" "$CLI" doctor || say "doctor reported problems (see above)"
+else
+  say "skipped 'ovmf-hook doctor' (it checks $DEFAULT_HOOKS_DIR, not $HOOKS_DIR)"
+fi
