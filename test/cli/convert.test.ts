@@ -101,7 +101,7 @@ describe('ovmf-hook convert (fake libvirt)', () => {
   const REFUSALS: [string, FakeDomain, RegExp][] = [
     ['running', { xml: BIOS, state: 'running' }, /^vm: the domain is running; shut it down first \(virsh shutdown vm\), then run the convert again$/],
     ['paused', { xml: BIOS, state: 'paused' }, /the domain is paused; shut it down first/],
-    ['transient', { xml: BIOS, persistent: false }, /the domain is transient .*; define it first: virsh dumpxml vm > vm\.xml && virsh define vm\.xml$/],
+    ['transient', { xml: BIOS, state: 'running', persistent: false }, /^vm: the domain is transient: it has no persistent definition to convert, and shutting it down would delete it; convert its source definition instead: virsh dumpxml --security-info vm > vm\.xml; ovmf-hook rewrite vm\.xml > vm-uefi\.xml; then virsh define vm-uefi\.xml \(.*\)$/],
     ['managed save', { xml: BIOS, managedSave: true }, /has a managed-save image, which cannot be restored after the conversion; .*virsh managedsave-remove vm.*--force$/],
     ['memory snapshots', { xml: BIOS, memorySnapshots: ['before-upgrade', 's2'] }, /has 2 snapshots with memory state \(before-upgrade, s2\), which cannot be reverted .*virsh snapshot-delete vm SNAPSHOT\) or pass --force$/],
   ];

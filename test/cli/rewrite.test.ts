@@ -95,6 +95,17 @@ describe('ovmf-hook rewrite (built CLI)', () => {
     for (const c of doc.changes) expect(Object.keys(c).sort()).toEqual(['action', 'detail', 'path', 'rule']);
   });
 
+  it('an e1000 NIC that becomes e1000e gets the e1000e boot ROM, and --json says so', () => {
+    const input = fixture(LINUX).replace("      <model type='e1000'/>\n", "      <model type='e1000'/>\n      <rom bar='on' file='/usr/share/qemu/efi-e1000.rom'/>\n");
+    const r = runCli(cli, ['rewrite', '--json'], { env, input });
+    expect(r.code).toBe(0);
+    const doc = JSON.parse(r.stdout);
+    expect(doc.xml).toContain("      <model type='e1000e'/>\n      <rom bar='on' file='/usr/share/qemu/efi-e1000e.rom'/>\n");
+    expect(doc.xml).not.toContain('efi-e1000.rom');
+    expect(doc.changes).toContainEqual({ rule: 'nic-e1000e', path: '/domain/devices/interface/rom/@file', action: 'set', detail: "file '/usr/share/qemu/efi-e1000.rom' → '/usr/share/qemu/efi-e1000e.rom'" });
+    expect(runCli(cli, ['rewrite'], { env, input: doc.xml })).toEqual({ code: 0, stdout: doc.xml, stderr: '' }); // idempotent
+  });
+
   it('warnings go to stderr, one line each, prefixed "ovmf-hook: warning:"', () => {
     const input = fixture('q35-ovmf-manual.xml');
     const r = runCli(cli, ['rewrite', '--secure-boot'], { env, input });

@@ -3,8 +3,9 @@
  * rewrite the persistent definition of shut-off domains to Q35 + OVMF and define it (rulebook R1):
  * `virsh dumpxml --inactive --security-info` → rewrite → `virsh define`. Refuses running and
  * transient domains, and (unless --force) domains with a managed-save image or snapshots with
- * memory state, which would not restore after the conversion (R2). A domain that needs no change
- * is "unchanged" whatever its state. stdout carries nothing but the diffs of --dry-run.
+ * memory state, which would not restore after the conversion (R2). --all skips running and
+ * transient domains and counts them. A domain that needs no change is "unchanged" whatever its
+ * state. stdout carries nothing but the diffs of --dry-run.
  */
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -34,6 +35,8 @@ interface Outcome {
   status: Status;
   /** `7 changes`, or why it was skipped / refused / failed */
   detail?: string;
+  /** skipped because the domain is transient (counted apart in the --all summary) */
+  transient?: boolean;
 }
 
 interface DomInfo {
@@ -53,6 +56,24 @@ interface Env {
 }
 
 const plural = (n: number, word: string) => `${n} ${word}${n === 1 ? '' : 's'}`;
+
+/**
+ * How to convert a transient domain: it has no persistent definition (`virsh define` would make
+ * one), and it exists only while it runs, so "shut it down first" would delete it. Its source
+ * definition is what to convert; its live XML (with secrets, as convert reads them) stands in.
+ */
+const transientSteps = (name: string) =>
+  `virsh dumpxml --security-info ${name} > ${name}.xml; ovmf-hook rewrite ${name}.xml > ${name}-uefi.xml; `;
+const transientBlocker = (name: string): Blocker => ({
+  why: 'the domain is transient: it has no persistent definition to convert, and shutting it down would delete it',
+  fix: `convert its source definition instead: ${transientSteps(name)}then virsh define ${name}-uefi.xml (the domain becomes persistent and boots UEFI from its next start)`,
+});
+/** The --all line of a transient domain (skipped, like a running one: out of scope, not refused). */
+const transientSkip = (name: string): Outcome => ({
+  status: 'skipped',
+  detail: `transient (no persistent definition to convert); to convert it: ${transientSteps(name)}virsh define ${name}-uefi.xml`,
+  transient: true,
+});
 
 /** libvirt could not be asked: exit 1 (host state), with the usual hint. */
 const unreachable = (what: string, r: { code: number; stdout: string; stderr: string }) =>
@@ -87,9 +108,11 @@ interface Blocker {
 
 /** Why the domain's definition must not be replaced now (empty: it may). */
 async function blockers(env: Env, name: string, info: DomInfo): Promise<{ running?: Blocker; other: Blocker[] }> {
+  // a transient domain runs (libvirt has no shut-off transient domain), and "shut it down" would
+  // delete it: the one thing to say is how to convert it instead
+  if (!info.persistent) return { other: [transientBlocker(name)] };
   const running = info.state === 'shut off' ? undefined : { why: `the domain is ${info.state || 'not shut off'}`, fix: `shut it down first (virsh shutdown ${name}), then run the convert again` };
   const other: Blocker[] = [];
-  if (!info.persistent) other.push({ why: 'the domain is transient (it has no persistent definition to convert)', fix: `define it first: virsh dumpxml ${name} > ${name}.xml && virsh define ${name}.xml` });
   if (!env.args.force) {
     if (info.managedSave) other.push({ why: 'the domain has a managed-save image, which cannot be restored after the conversion', fix: `start and shut down the VM, or discard the image (virsh managedsave-remove ${name}), or pass --force` });
     const snaps = await memorySnapshots(env.virsh, name);
@@ -143,6 +166,7 @@ async function convertOne(env: Env, name: string): Promise<Outcome> {
     process.stdout.write(unifiedDiff(dump.stdout, result.xml, { from: `${name}.xml`, to: `${name}.xml` }));
     return { status: 'would convert', detail: all.length ? `${changes}; refused if run now: ${all.map((b) => b.why).join(', and ')}` : changes };
   }
+  if (!info.persistent && env.skipRunning) return transientSkip(name); // (it was persistent when --all listed it)
   if (running && env.skipRunning) return { status: 'skipped', detail: `${info.state}; shut it down to convert it` };
   if (all.length) throw refusal(name, all);
   await define(virsh, name, result.xml);
@@ -226,15 +250,22 @@ function preloaded(load: () => FirmwareCatalog): () => FirmwareCatalog {
 
 const line = (name: string, o: Outcome) => `${name}: ${o.status}${o.detail ? (o.status === 'converted' || o.status === 'would convert' || o.status === 'unchanged' ? ` (${o.detail})` : `: ${o.detail}`) : ''}`;
 
-/** Domains for --all: every persistent domain (matching `match`), sorted by name. */
-async function allDomains(virsh: VirshRunner, match: string | undefined): Promise<string[]> {
-  const r = await virsh(['list', '--all', '--persistent', '--name']);
-  if (r.code !== 0) throw unreachable('list the domains', r);
-  return r.stdout
-    .split('\n')
-    .map((s) => s.trim())
-    .filter((s) => s !== '' && (match === undefined || globMatch(match, s)))
-    .sort();
+/**
+ * Domains for --all (matching `match`), sorted by name: every domain, and which of them are
+ * transient (listed, but not among the persistent ones), so that those are reported and counted
+ * as skipped instead of left out without a word.
+ */
+async function allDomains(virsh: VirshRunner, match: string | undefined): Promise<{ names: string[]; transient: Set<string> }> {
+  const [persistent, all] = await Promise.all([virsh(['list', '--all', '--persistent', '--name']), virsh(['list', '--all', '--name'])]);
+  for (const r of [persistent, all]) if (r.code !== 0) throw unreachable('list the domains', r);
+  const names = (r: VirshResult) =>
+    r.stdout
+      .split('\n')
+      .map((s) => s.trim())
+      .filter((s) => s !== '' && (match === undefined || globMatch(match, s)));
+  const kept = new Set(names(persistent));
+  const transient = new Set(names(all).filter((n) => !kept.has(n)));
+  return { names: [...new Set([...kept, ...transient])].sort(), transient };
 }
 
 export async function runConvert(args: ConvertArgs, deps: CliDeps = {}): Promise<void> {
@@ -265,27 +296,31 @@ export async function runConvert(args: ConvertArgs, deps: CliDeps = {}): Promise
     return;
   }
 
-  const targets = args.all ? await allDomains(ctx.virsh, args.match) : names;
+  const listed = args.all ? await allDomains(ctx.virsh, args.match) : { names, transient: new Set<string>() };
+  const targets = listed.names;
   if (targets.length === 0) {
-    process.stderr.write(`no persistent domains${args.match !== undefined ? ` match ${JSON.stringify(args.match)}` : ''}; nothing to do\n`);
+    process.stderr.write(`no domains${args.match !== undefined ? ` match ${JSON.stringify(args.match)}` : ''}; nothing to do\n`);
     return;
   }
   const counts: Record<Status, number> = { converted: 0, 'would convert': 0, unchanged: 0, skipped: 0, refused: 0, failed: 0 };
+  let transient = 0; // of the skipped ones
   for (const [i, name] of targets.entries()) {
     let o: Outcome;
     try {
-      o = await convertOne(env, name);
+      // a transient domain is not asked about: there is nothing to convert
+      o = listed.transient.has(name) ? transientSkip(name) : await convertOne(env, name);
     } catch (e) {
       if (!isOvmfHookError(e)) throw e;
       const detail = e.message.startsWith(`${name}: `) ? e.message.slice(name.length + 2) : e.message;
       o = { status: e instanceof RefusedError ? 'refused' : 'failed', detail };
     }
     counts[o.status]++;
+    if (o.transient) transient++;
     process.stderr.write(`[${i + 1}/${targets.length}] ${line(name, o)}\n`);
   }
   const summary = (Object.entries(counts) as [Status, number][])
     .filter(([s, n]) => n > 0 || s === (args.dryRun ? 'would convert' : 'converted'))
-    .map(([s, n]) => `${n} ${s}`)
+    .map(([s, n]) => `${n} ${s}${s === 'skipped' && transient ? ` (${transient} transient)` : ''}`)
     .join(', ');
   process.stderr.write(`${plural(targets.length, 'domain')}: ${summary}\n`);
   const bad = counts.refused + counts.failed;
@@ -299,7 +334,7 @@ export const convertCommand: CommandModule<object, any> = {
     withRewriteFlags(
       y
         .positional('names', { type: 'string', array: true, describe: 'domain names' })
-        .option('all', { type: 'boolean', default: false, describe: 'every persistent domain (running ones are skipped)' })
+        .option('all', { type: 'boolean', default: false, describe: 'every domain (running and transient ones are skipped and counted)' })
         .option('match', { type: 'string', describe: "with --all: only domains whose name matches this glob ('*', '?'), e.g. 'web-*'" })
         .option('dry-run', { type: 'boolean', default: false, describe: 'print the diffs on stdout; define nothing' })
         .option('force', { type: 'boolean', default: false, describe: 'convert despite a managed-save image or snapshots with memory state (they will not restore)' })

@@ -100,13 +100,23 @@ function parse(image: Image): ParsedVarstore {
   }
 }
 
-/** `--generation`, `--from`, `--keep` …: a whole number ≥ 1, or absent. */
+/**
+ * `--generation`, `--from`, `--to`, `--keep`: a whole number ≥ 1, or absent. The options are
+ * declared as strings (numberOption), so that the error can quote what was typed: yargs would
+ * turn `abc` into NaN, which JSON prints as `null`.
+ */
 export function generationArg(value: unknown, flag = '--generation'): number | undefined {
   if (value === undefined || value === null) return undefined;
-  const n = Number(value);
-  if (!Number.isSafeInteger(n) || n < 1) throw new UsageError(`${flag} must be a whole number ≥ 1, got ${JSON.stringify(value)}`);
+  if (Array.isArray(value)) throw new UsageError(`${flag} given ${value.length} times; give it once`);
+  const text = String(value).trim();
+  const n = /^\d+$/.test(text) ? Number(text) : NaN;
+  if (!Number.isSafeInteger(n) || n < 1)
+    throw new UsageError(`${flag} must be a whole number ≥ 1, got ${typeof value === 'string' ? JSON.stringify(value) : String(value)}`);
   return n;
 }
+
+/** A whole-number option, read by generationArg (a string to yargs, so a typo reaches the message as typed). */
+export const numberOption = (describe: string) => ({ type: 'string', describe }) as const;
 
 const json = (doc: unknown) => process.stdout.write(`${JSON.stringify(doc, null, 2)}\n`);
 const whereFrom = (i: Image) => ({ ...(i.vm ? { vm: i.vm } : {}), ...(i.generation !== undefined ? { generation: i.generation } : {}) });
@@ -148,7 +158,7 @@ export function makeNvramVarsCommand(deps: CliDeps = {}): CommandModule<object, 
     builder: (y: Argv) =>
       y
         .positional('target', { type: 'string', demandOption: true, describe: 'VM name or UUID, or the path of an OVMF VARS / NVRAM file' })
-        .option('generation', { type: 'number', describe: 'read this archived generation of the VM instead of its local NVRAM' })
+        .option('generation', numberOption('read this archived generation of the VM instead of its local NVRAM'))
         .option('json', jsonOption),
     handler: (argv) => vars({ target: String(argv.target), generation: generationArg(argv.generation), json: argv.json === true }, deps),
   };
@@ -162,8 +172,8 @@ export function makeNvramDiffCommand(deps: CliDeps = {}): CommandModule<object, 
       y
         .positional('a', { type: 'string', demandOption: true, describe: 'the older NVRAM file, or a VM name/UUID (with --from)' })
         .positional('b', { type: 'string', describe: 'the newer NVRAM file (or VM: its local NVRAM)' })
-        .option('from', { type: 'number', describe: 'VM form: the older archived generation' })
-        .option('to', { type: 'number', describe: 'VM form: the newer archived generation (default: the local NVRAM file)' })
+        .option('from', numberOption('VM form: the older archived generation'))
+        .option('to', numberOption('VM form: the newer archived generation (default: the local NVRAM file)'))
         .option('json', jsonOption),
     handler: (argv) =>
       diff(
