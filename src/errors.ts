@@ -28,6 +28,20 @@ export class UsageError extends OvmfHookError {
   }
 }
 
+/**
+ * The ovmf-hook config file is unusable (unreadable, not a regular file, invalid JSON, unknown key,
+ * wrong type). The hook then knows neither the archive location nor the mode: see the fail-safe
+ * table in docs/GUARANTEES.md.
+ */
+export class ConfigError extends UsageError {
+  constructor(
+    readonly file: string,
+    message: string,
+  ) {
+    super(message);
+  }
+}
+
 /** The domain or host state forbids the operation (running domain, policy violation …). */
 export class RefusedError extends OvmfHookError {
   constructor(message: string) {

@@ -5,7 +5,7 @@
  * `<metadata><ovmf:policy xmlns:ovmf="urn:ovmf-hook:policy:1" …/></metadata>` < CLI flags.
  * Everything here is pure; `loadConfig` in ./load.ts reads the file.
  */
-import { UsageError } from '../errors';
+import { ConfigError, UsageError } from '../errors';
 import type { Domain } from '../domain';
 
 export type YesNo = 'yes' | 'no';
@@ -98,39 +98,58 @@ const FIELDS: Record<string, [Check, string]> = {
   hostId: [(v) => typeof v === 'string' && /^[A-Za-z0-9._-]{1,128}$/.test(v), 'letters, digits, ".", "_" or "-"'],
 };
 
+const FIX = 'fix it and check with: ovmf-hook config check';
+const got = (v: unknown): string => JSON.stringify(v)?.slice(0, 60) ?? String(v);
+
+/** The known key closest to a misspelt one (case, a missing or extra letter), for the error line. */
+function nearest(key: string, known: readonly string[]): string | undefined {
+  const k = key.toLowerCase().replace(/[^a-z]/g, '');
+  return known.find((c) => {
+    const n = c.toLowerCase().replace(/[^a-z]/g, '');
+    return n === k || (Math.abs(n.length - k.length) <= 1 && [...n].filter((ch, i) => k[i] !== ch).length <= 2);
+  });
+}
+
+function unknownKey(where: string, key: string, known: readonly string[], source: string): ConfigError {
+  const hint = nearest(key, known);
+  return new ConfigError(source, `${where}: unknown key "${key}"${hint ? ` (did you mean "${hint}"?)` : ` (known: ${known.join(', ')})`}; ${FIX}`);
+}
+
 /**
  * Validate a parsed config file against the schema and merge it over the defaults.
- * Unknown keys and wrong types are errors (a typo must not silently change behaviour).
+ * Unknown keys and wrong types are errors (a typo must not silently change behaviour); each error
+ * is one line naming the file, the key and the fix.
  */
 export function parseConfig(text: string, source = CONFIG_PATH): Config {
   let raw: unknown;
   try {
-    raw = JSON.parse(text);
+    raw = JSON.parse(text.replace(/^\uFEFF/, ''));
   } catch (e) {
-    throw new UsageError(`${source}: invalid JSON (${(e as Error).message.split('\n')[0]}); fix the file or remove it to use the defaults`);
+    throw new ConfigError(source, `${source}: invalid JSON (${(e as Error).message.split('\n')[0]}); ${FIX}, or remove it to use the defaults`);
   }
-  if (typeof raw !== 'object' || raw === null || Array.isArray(raw)) throw new UsageError(`${source}: expected a JSON object`);
+  if (typeof raw !== 'object' || raw === null || Array.isArray(raw)) throw new ConfigError(source, `${source}: expected a JSON object like {"mode": "warn"}, got ${got(raw)}; ${FIX}`);
   const cfg: Config = { ...DEFAULT_CONFIG, policy: { ...DEFAULT_CONFIG.policy } };
   for (const [key, value] of Object.entries(raw)) {
     if (key === 'policy') {
-      cfg.policy = mergePolicy(cfg.policy, value, `${source}: policy`);
+      cfg.policy = mergePolicy(cfg.policy, value, source);
       continue;
     }
     const field = FIELDS[key];
-    if (!field) throw new UsageError(`${source}: unknown key "${key}" (known: ${['policy', ...Object.keys(FIELDS)].join(', ')})`);
-    if (!field[0](value)) throw new UsageError(`${source}: "${key}" must be ${field[1]}`);
+    if (!field) throw unknownKey(source, key, ['policy', ...Object.keys(FIELDS)], source);
+    if (!field[0](value)) throw new ConfigError(source, `${source}: "${key}" must be ${field[1]}, got ${got(value)}; ${FIX}`);
     (cfg as unknown as Record<string, unknown>)[key] = value;
   }
   return cfg;
 }
 
-function mergePolicy(base: Policy, value: unknown, where: string): Policy {
-  if (typeof value !== 'object' || value === null || Array.isArray(value)) throw new UsageError(`${where} must be an object like {"secure-boot": "yes"}`);
+function mergePolicy(base: Policy, value: unknown, source: string): Policy {
+  const where = `${source}: policy`;
+  if (typeof value !== 'object' || value === null || Array.isArray(value)) throw new ConfigError(source, `${where} must be an object like {"secure-boot": "yes"}, got ${got(value)}; ${FIX}`);
   const out = { ...base };
   for (const [k, v] of Object.entries(value)) {
     const key = POLICY_KEYS[k];
-    if (!key) throw new UsageError(`${where}: unknown key "${k}" (known: ${Object.keys(POLICY_KEYS).join(', ')})`);
-    if (v !== 'yes' && v !== 'no' && typeof v !== 'boolean') throw new UsageError(`${where}: "${k}" must be "yes" or "no"`);
+    if (!key) throw unknownKey(where, k, Object.keys(POLICY_KEYS), source);
+    if (v !== 'yes' && v !== 'no' && typeof v !== 'boolean') throw new ConfigError(source, `${where}: "${k}" must be "yes" or "no", got ${got(v)}; ${FIX}`);
     out[key] = v === 'yes' || v === true;
   }
   return out;

@@ -1,2 +1,2 @@
 export * from './config';
-export { loadConfig, parseQemuConfOwner, qemuOwnerNames, resolveIds, hostIdentity } from './load';
+export { configPath, loadConfig, loadConfigAsync, MAX_CONFIG_BYTES, parseQemuConfOwner, qemuOwnerNames, resolveIds, hostIdentity } from './load';

@@ -1,18 +1,82 @@
 /** Thin I/O around ./config: read the config file, qemu.conf's user/group, the host identity. */
-import { readFileSync } from 'node:fs';
+import { closeSync, constants as C, fstatSync, openSync, promises as fsp, readFileSync, type Stats } from 'node:fs';
+import type { FileHandle } from 'node:fs/promises';
 import { hostname } from 'node:os';
+import { ConfigError, OvmfHookError } from '../errors';
 import { CONFIG_PATH, DEFAULT_CONFIG, parseConfig, type Config } from './config';
 
-/** Read `/etc/ovmf-hook/config.json` (or `path`); a missing file means the defaults. */
-export function loadConfig(path = process.env.OVMF_HOOK_CONFIG || CONFIG_PATH): Config {
-  let text: string;
+export const MAX_CONFIG_BYTES = 64 * 1024;
+
+/** `$OVMF_HOOK_CONFIG`, else /etc/ovmf-hook/config.json. */
+export const configPath = (): string => process.env.OVMF_HOOK_CONFIG || CONFIG_PATH;
+
+const defaults = (): Config => ({ ...DEFAULT_CONFIG, policy: { ...DEFAULT_CONFIG.policy } });
+
+/** What the config file is when it is not a regular file (a FIFO would block a read, a device never ends). */
+function notRegular(st: Stats): string | null {
+  if (st.isFile()) return null;
+  if (st.isDirectory()) return 'a directory';
+  if (st.isFIFO()) return 'a FIFO';
+  if (st.isCharacterDevice() || st.isBlockDevice()) return 'a device';
+  if (st.isSocket()) return 'a socket';
+  return 'not a regular file';
+}
+
+const bad = (path: string, what: string): ConfigError =>
+  new ConfigError(path, `${path} is ${what}; make it a regular JSON file (check it with: ovmf-hook config check), or remove it to use the defaults`);
+
+/** Config text after the checks both readers share: regular file, bounded size, UTF-8 BOM dropped. */
+function configText(path: string, st: Stats, read: () => Buffer): string {
+  const what = notRegular(st);
+  if (what) throw bad(path, what);
+  if (st.size > MAX_CONFIG_BYTES) throw bad(path, `larger than ${MAX_CONFIG_BYTES / 1024} KiB`);
+  const data = read();
+  if (data.length > MAX_CONFIG_BYTES) throw bad(path, `larger than ${MAX_CONFIG_BYTES / 1024} KiB`);
+  const text = data.toString('utf8').replace(/^\uFEFF/, '');
+  if (!text.trim()) throw bad(path, 'empty');
+  return text;
+}
+
+/** Open flags: never block on a FIFO's open; a symlinked config (config management) is followed. */
+const OPEN_FLAGS = C.O_RDONLY | C.O_NONBLOCK;
+
+function configFailure(path: string, e: unknown): Config {
+  if ((e as NodeJS.ErrnoException).code === 'ENOENT') return defaults();
+  if (e instanceof OvmfHookError) throw e instanceof ConfigError ? e : new ConfigError(path, e.message);
+  throw new ConfigError(path, `${path} cannot be read (${(e as NodeJS.ErrnoException).code ?? (e as Error).message}); fix its permissions, or remove it to use the defaults`);
+}
+
+/**
+ * Read and validate the config file (or `path`); a missing file means the defaults. Regular files
+ * only (a FIFO, a device or a directory is a ConfigError and is never read), at most 64 KiB, a
+ * UTF-8 BOM is accepted. Synchronous, for the CLI; the hook uses loadConfigAsync under its watchdog.
+ */
+export function loadConfig(path = configPath()): Config {
+  let fd: number | undefined;
   try {
-    text = readFileSync(path, 'utf8');
+    fd = openSync(path, OPEN_FLAGS);
+    const file = fd;
+    return parseConfig(configText(path, fstatSync(file), () => readFileSync(file)), path);
   } catch (e) {
-    if ((e as NodeJS.ErrnoException).code === 'ENOENT') return { ...DEFAULT_CONFIG, policy: { ...DEFAULT_CONFIG.policy } };
-    throw e;
+    return configFailure(path, e);
+  } finally {
+    if (fd !== undefined) closeSync(fd);
   }
-  return parseConfig(text, path);
+}
+
+/** loadConfig through the thread pool: a config on a hung mount leaves the hook's watchdog free to fire. */
+export async function loadConfigAsync(path = configPath()): Promise<Config> {
+  let fh: FileHandle | undefined;
+  try {
+    fh = await fsp.open(path, OPEN_FLAGS);
+    const st = await fh.stat();
+    const data = notRegular(st) || st.size > MAX_CONFIG_BYTES ? Buffer.alloc(0) : await fh.readFile();
+    return parseConfig(configText(path, st, () => data), path);
+  } catch (e) {
+    return configFailure(path, e);
+  } finally {
+    await fh?.close();
+  }
 }
 
 /** `user = "…"` / `group = "…"` from qemu.conf text (pure). */
@@ -35,9 +99,14 @@ export function qemuOwnerNames(config: Config, qemuConf = '/etc/libvirt/qemu.con
   };
 }
 
-/** Resolve a user/group name (or "+uid") to numeric ids via /etc/passwd and /etc/group. */
-export function resolveIds(names: { user: string; group: string }): { uid: number; gid: number } {
-  const lookup = (file: string, name: string, fallback: number): number => {
+/**
+ * Resolve a user/group name (or "+uid") to numeric ids via /etc/passwd and /etc/group. A name that
+ * is not there resolves to 0 (root) and is listed in `unresolved` (e.g. 'user "qemu"'), for the
+ * caller to report.
+ */
+export function resolveIds(names: { user: string; group: string }): { uid: number; gid: number; unresolved: string[] } {
+  const unresolved: string[] = [];
+  const lookup = (file: string, kind: string, name: string): number => {
     if (/^\+?\d+$/.test(name)) return Number(name.replace('+', ''));
     try {
       for (const line of readFileSync(file, 'utf8').split('\n')) {
@@ -45,11 +114,12 @@ export function resolveIds(names: { user: string; group: string }): { uid: numbe
         if (f[0] === name) return Number(f[2]);
       }
     } catch {
-      /* unreadable: fall back */
+      /* unreadable: as unknown */
     }
-    return fallback;
+    unresolved.push(`${kind} "${name}"`);
+    return 0;
   };
-  return { uid: lookup('/etc/passwd', names.user, 0), gid: lookup('/etc/group', names.group, 0) };
+  return { uid: lookup('/etc/passwd', 'user', names.user), gid: lookup('/etc/group', 'group', names.group), unresolved };
 }
 
 /** A stable host identity for archive claims: config, /etc/machine-id, else the hostname. */

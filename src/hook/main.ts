@@ -13,11 +13,11 @@
  */
 import { existsSync, statSync, writeSync } from 'node:fs';
 import { dirname } from 'node:path';
-import { loadConfig, hostIdentity, policyViolations, qemuOwnerNames, resolveIds, resolvePolicy, type Config } from '../config';
+import { configPath, DEFAULT_CONFIG, domainPolicy, hostIdentity, loadConfigAsync, policyViolations, qemuOwnerNames, resolveIds, resolvePolicy, type Config } from '../config';
 import { parseDomain, type Domain } from '../domain';
-import { ArchiveCorruptError, isOvmfHookError, OvmfHookError, RefusedError, UnsafePathError, UsageError } from '../errors';
+import { ArchiveCorruptError, ConfigError, isOvmfHookError, OvmfHookError, RefusedError, UnsafePathError, UsageError } from '../errors';
 import { checkFlashPair, loadCatalog, statSizes } from '../firmware';
-import { getLocalState, markStartRefused, openArchive, prepareNvram, releaseNvram, setLocalState, useSyncIoOnLocalDirs } from '../nvram';
+import { getLocalState, lockVm, markStartRefused, withinStartWindow, NAME_MAX, openArchive, prepareNvram, type NvramOwner, releaseNvram, setLocalState, useSyncIoOnLocalDirs } from '../nvram';
 import { checkVmName, FILTER_OPS, NEVER_FAIL, parseHookArgs, type HookArgs } from './args';
 import { mapFirmwarePaths } from './filter';
 import { uefiFiles } from './firmware-paths';
@@ -39,12 +39,15 @@ interface Ctx {
 
 /** How far the call got, for the watchdog: only a stuck archive may be "allowed" at prepare. */
 interface Progress {
-  stage: 'input' | 'archive';
+  stage: 'config' | 'input' | 'archive';
+  /** set with stage 'archive': the archive directory and whether a stuck one may be skipped at prepare */
+  archiveDir?: string;
+  allowStuckArchive?: boolean;
 }
 
 /**
  * Run one hook call; resolves to the exit code once its output and log lines are handed over, so
- * the caller can end the process at once (process.exit skips tearing down the heap: ~1–2 ms).
+ * the caller can end the process at once (process.exit skips tearing down the heap).
  */
 export async function runHook(argv: readonly string[]): Promise<number> {
   const code = await runHookCall(argv);
@@ -57,19 +60,36 @@ async function runHookCall(argv: readonly string[]): Promise<number> {
   let log: Logger = makeLogger({});
   // from argv[1] before any check: a never-fail op must exit 0 even when called with bad arguments
   const neverFail = NEVER_FAIL.has(argv[1] ?? '');
+  const progress: Progress = { stage: 'config' };
+  // armed before the config is read (a config on a hung mount is the watchdog's too), with the
+  // default timeout until the config names its own
   let watchdog: NodeJS.Timeout | undefined;
-  const progress: Progress = { stage: 'input' };
+  const arm = (a: HookArgs, seconds: number, logTo: Logger): void => {
+    clearTimeout(watchdog);
+    watchdog = setTimeout(() => onTimeout(a, seconds, logTo, progress), seconds * 1000);
+  };
   try {
     args = parseHookArgs(argv);
     checkVmName(args.vm);
-    const config = loadConfig();
-    log = makeLogger({ file: config.logFile, vm: args.vm });
-    const a = args;
-    watchdog = setTimeout(() => onTimeout(a, config, log, progress), config.hookTimeoutSeconds * 1000);
+    arm(args, DEFAULT_CONFIG.hookTimeoutSeconds, log);
+    const { config, error: configError } = await loadConfigAsync().then(
+      (c) => ({ config: c, error: undefined }),
+      (e: unknown) => {
+        if (!(e instanceof ConfigError)) throw e;
+        return { config: { ...DEFAULT_CONFIG }, error: e };
+      },
+    );
+    log = makeLogger({ file: configError ? undefined : config.logFile, vm: args.vm });
+    arm(args, config.hookTimeoutSeconds, log);
+    progress.stage = 'input';
     const xml = await readStdin(MAX_XML_BYTES);
     const domain = parseDomain(xml);
     if (domain.name !== args.vm) throw new UsageError(`hook called for "${args.vm}" but the XML on stdin is for "${domain.name}"`);
     const ctx: Ctx = { args, config, domain, log, progress };
+    if (configError) {
+      withoutConfig(ctx, configError);
+      return 0;
+    }
     const key = `${args.op} ${args.subop}`;
     if (key === 'prepare begin') {
       await prepare(ctx).catch(async (e: unknown) => {
@@ -102,20 +122,43 @@ async function runHookCall(argv: readonly string[]): Promise<number> {
   }
 }
 
-/** The watchdog: a hung archive mount or a stdin that never closes must not hang libvirt. */
-function onTimeout(args: HookArgs, config: Config, log: Logger, progress: Progress): void {
-  const archive = progress.stage === 'archive';
-  const what = `${args.op} ${args.subop} did not finish within ${config.hookTimeoutSeconds} s (${archive ? 'archive storage not answering' : 'stdin was not closed'})`;
+/**
+ * The config file is unusable (docs/GUARANTEES.md, "When the config file is broken"): the mode and
+ * the archive location are unknown. A domain the hook has nothing to do for (BIOS, or
+ * `archive="no"` in its own metadata) goes ahead; a UEFI domain's start, migration or restore is
+ * refused, since falling back to the default archive would miss a shared one; a release archives
+ * nothing and keeps the local NVRAM (the next start after the fix archives it).
+ */
+function withoutConfig(ctx: Ctx, error: ConfigError): void {
+  const { args, domain, log } = ctx;
+  if (!domain.isUefi || domainPolicy(domain).archive === false) {
+    log('err', `${error.message}; ${args.op} of this ${domain.isUefi ? 'archive="no" UEFI' : 'BIOS'} domain goes ahead without the policy guard`);
+    return;
+  }
+  if (NEVER_FAIL.has(args.op)) {
+    log('err', `ARCHIVE FAILED, the local NVRAM is kept and the next start after the fix archives it: ${error.message}`);
+    return;
+  }
+  const what = args.op === 'prepare' ? 'start' : args.op;
+  throw new ConfigError(error.file, `${args.vm}: ${what} refused, the NVRAM archive location is unknown: ${error.message}`);
+}
+
+/** The watchdog: a hung archive mount, config or a stdin that never closes must not hang libvirt. */
+function onTimeout(args: HookArgs, seconds: number, log: Logger, progress: Progress): void {
+  const stuck = progress.stage === 'archive' ? 'archive storage not answering' : progress.stage === 'config' ? 'the config file could not be read' : 'stdin was not closed';
+  const what = `${args.op} ${args.subop} did not finish within ${seconds} s (${stuck})`;
   // the policy guard has not run while the input is incomplete: "allow" covers only the archive
-  const allow = NEVER_FAIL.has(args.op) || (args.op === 'prepare' && archive && config.archiveUnavailable === 'allow');
+  // (archiveUnavailable is read from the config, which got this far only at the archive stage)
+  const allow = NEVER_FAIL.has(args.op) || (args.op === 'prepare' && progress.stage === 'archive' && progress.allowStuckArchive === true);
   log(allow ? 'warning' : 'err', `${what}; ${allow ? 'continuing' : 'refusing'}`);
   // synchronous: process.exit() right after would drop a pending asynchronous pipe write
-  const fix = archive ? `; check the archive mount (${config.archiveDir})` : '';
-  if (!allow || archive) writeSync(2, `${oneLine(`ovmf-hook: ${args.vm}: ${what}${fix}`)}\n`);
+  const fix = progress.stage === 'archive' ? `; check the archive mount (${progress.archiveDir})` : progress.stage === 'config' ? `; check ${configPath()}` : '';
+  const kernelStuck = progress.stage !== 'input';
+  if (!allow || kernelStuck) writeSync(2, `${oneLine(`ovmf-hook: ${args.vm}: ${what}${fix}`)}\n`);
   // A libuv worker stuck in the kernel on a hung mount makes process.exit() wait for it forever
-  // (measured: exit joins the thread pool). SIGKILL is the only way out; libvirt sees a failed
-  // call, which for release/stopped is only logged, and for prepare aborts the start.
-  if (archive) process.kill(process.pid, 'SIGKILL');
+  // (exit joins the thread pool). SIGKILL is the only way out; libvirt sees a failed call, which
+  // for release/stopped is only logged, and for prepare aborts the start.
+  if (kernelStuck) process.kill(process.pid, 'SIGKILL');
   process.exit(allow ? 0 : 1);
 }
 
@@ -133,9 +176,9 @@ async function prepare(ctx: Ctx): Promise<void> {
   if (config.mode !== 'off') {
     const violations = policyViolations(domain, policy);
     if (violations.length) {
-      const line = `${args.vm}: ${violations.join('; ')}; run: ${convertHint(ctx, policy.secureBoot, policy.tpm)}`;
-      if (config.mode === 'enforce') throw new RefusedError(line);
-      log('warning', `${line} (mode "warn": starting anyway)`);
+      const line = `${violations.join('; ')}; run: ${convertHint(ctx, policy.secureBoot, policy.tpm)}`;
+      if (config.mode === 'enforce') throw new RefusedError(`${args.vm}: ${line}`);
+      log('warning', `${line} (mode "warn": starting anyway)`); // the logger names the VM
     }
   }
   if (!policy.archive) return;
@@ -145,6 +188,9 @@ async function prepare(ctx: Ctx): Promise<void> {
     log('info', `NVRAM not managed: ${files.unmanaged}`);
     return;
   }
+  const nvramName = files.nvram.slice(files.nvram.lastIndexOf('/') + 1);
+  if (Buffer.byteLength(nvramName) > NAME_MAX)
+    throw new RefusedError(`${args.vm}: the name is too long for an NVRAM file name (${nvramName.length > 40 ? `${nvramName.slice(0, 40)}…` : nvramName} is ${Buffer.byteLength(nvramName)} bytes, at most ${NAME_MAX}); rename the domain (virsh domrename) or give it <nvram>/path/to/shorter_VARS.fd</nvram>`);
   const sizes = statSizes([files.loader, files.template]);
   if (files.loader && sizes[files.loader] === undefined) throw new RefusedError(`${args.vm}: firmware ${files.loader} does not exist; install the OVMF package or fix <loader> (ovmf-hook firmware list shows what this host has)`);
   if (files.template && sizes[files.template] === undefined) throw new RefusedError(`${args.vm}: NVRAM template ${files.template} does not exist; install the OVMF package or fix <nvram template=…>`);
@@ -153,17 +199,20 @@ async function prepare(ctx: Ctx): Promise<void> {
   if (!uuid) throw new UsageError(`${args.vm}: the domain has no <uuid>`);
 
   const { host, hostId } = hostIdentity(config);
-  ctx.progress.stage = 'archive';
+  enterArchiveStage(ctx);
   let archive;
   try {
     await useLocalSyncIo(config, files.nvram, files.template);
     archive = await openHostArchive(config, host, hostId);
   } catch (e) {
-    return archiveUnavailable(ctx, e);
+    return archiveUnavailable(ctx, e, files.nvram);
   }
   const state = await getLocalState(config.stateDir, uuid).catch(() => null);
   // set by `migrate begin` moments ago; an old flag (a migration that never got here) is ignored
-  const incoming = state?.incomingMigration === true && Date.now() - Date.parse(state.time) < 120_000;
+  const incoming = state?.incomingMigration === true && withinStartWindow(state.time);
+  // the CLI's nvram restore/reset must not replace the file while this start prepares it, nor the other way round
+  await lockVm(config.stateDir, uuid, `the start of ${args.vm} (hook prepare, pid ${process.pid})`, (other) =>
+    `${args.vm}: not started: its NVRAM is being changed by ${other}; start it again once that has finished`);
   try {
     const r = await prepareNvram({
       archive,
@@ -172,10 +221,12 @@ async function prepare(ctx: Ctx): Promise<void> {
       vmName: args.vm,
       nvramPath: files.nvram,
       templatePath: files.template,
-      owner: { ...resolveIds(qemuOwnerNames(config)), mode: 0o600 },
+      owner: nvramOwner(ctx),
       expectedSize: files.template ? sizes[files.template] : undefined,
       incomingMigration: incoming,
       claimLeaseSeconds: config.claimLeaseSeconds,
+      onAdopted: (prev) => log('warning', `${files.nvram} was the NVRAM of a domain of the same name that is gone (${prev.uuid}): it is this domain's now`),
+      onCorrupt: (n, problem) => log('err', `archive generation ${n} is corrupt, moved aside (never restored): ${problem}`),
     });
     if (incoming) {
       const s = await getLocalState(config.stateDir, uuid);
@@ -184,18 +235,39 @@ async function prepare(ctx: Ctx): Promise<void> {
     log('info', `prepare: ${incoming ? 'incoming migration, ' : ''}${r.action}${r.generation ? ` generation ${r.generation}` : ''}${r.displaced ? ` (local copy kept as generation ${r.displaced})` : ''}: ${r.why}`);
   } catch (e) {
     if (e instanceof OvmfHookError && !inArchive(e, config.archiveDir)) throw e;
-    return archiveUnavailable(ctx, e);
+    return archiveUnavailable(ctx, e, files.nvram);
   }
+}
+
+/** Who owns the NVRAM files (qemu.conf's user), logged when that account does not exist here. */
+function nvramOwner({ config, log }: Ctx): NvramOwner {
+  const { uid, gid, unresolved } = resolveIds(qemuOwnerNames(config));
+  if (unresolved.length) log('warning', `${unresolved.join(' and ')} not found on this host: the NVRAM file is written owned by root; set "qemuUser"/"qemuGroup" in the config or fix /etc/libvirt/qemu.conf`);
+  return { uid, gid, mode: 0o600 };
+}
+
+/** From here on the call waits on the archive: a watchdog firing now blames the archive mount. */
+function enterArchiveStage({ progress, config }: Ctx): void {
+  progress.stage = 'archive';
+  progress.archiveDir = config.archiveDir;
+  progress.allowStuckArchive = config.archiveUnavailable === 'allow';
 }
 
 /** A refusal caused by the archive's own content (corrupt metadata, an unsafe file in it): the archive is unusable. */
 const inArchive = (e: OvmfHookError, archiveDir: string): boolean =>
   e instanceof ArchiveCorruptError || (e instanceof UnsafePathError && (e.path + '/').startsWith(`${archiveDir.replace(/\/+$/, '')}/`));
 
-function archiveUnavailable(ctx: Ctx, e: unknown): void {
+/**
+ * The archive cannot be used: "allow" starts from the local NVRAM — when there is one. Without
+ * one, libvirt would start from a blank template copy that becomes the newest generation at the
+ * next stop, above the archived NVRAM: refused either way.
+ */
+function archiveUnavailable(ctx: Ctx, e: unknown, nvramPath: string): void {
   const { config, args, log } = ctx;
   const why = `NVRAM archive ${config.archiveDir} is unavailable (${(e as Error)?.message ?? e})`;
   if (config.archiveUnavailable === 'refuse') throw new RefusedError(`${args.vm}: ${why}; fix the archive mount or set "archiveUnavailable": "allow"`);
+  if (!existsSync(nvramPath))
+    throw new RefusedError(`${args.vm}: ${why} and there is no local NVRAM ${nvramPath} to start from (a blank template would later outrank the archived one); fix the archive, or start from the template on purpose with: ovmf-hook nvram reset ${args.vm}`);
   log('warning', `${why}; starting from the local NVRAM ("archiveUnavailable": "allow")`);
 }
 
@@ -232,7 +304,7 @@ async function release(ctx: Ctx): Promise<void> {
   const uuid = domain.uuid;
   if (!uuid) throw new UsageError('the domain has no <uuid>');
   const { host, hostId } = hostIdentity(config);
-  ctx.progress.stage = 'archive';
+  enterArchiveStage(ctx);
   let archive;
   try {
     await useLocalSyncIo(config, files.nvram);

@@ -6,6 +6,8 @@
  *   <root>/<uuid>/                           one directory per VM, by libvirt UUID (lower case)
  *   <root>/<uuid>/gen-000007.fd              data of generation 7
  *   <root>/<uuid>/gen-000007.json            its metadata (GenerationMeta) — the commit point
+ *   <root>/<uuid>/gen-000005.corrupt.{fd,json}   a generation found corrupt, moved aside (never listed
+ *                                            or restored; its number is never reused)
  *   <root>/<uuid>/claim.json                 the VM's claim (see claims.ts)
  *   <root>/<uuid>/claim.stale-<token>.json   claims taken over or unlocked (kept for diagnostics)
  *   <root>/<uuid>/.gen.fd.ovmf-hook-tmp-<r>  temps of writers in progress (or leftovers of crashes)
@@ -26,7 +28,6 @@ import { ArchiveCorruptError, UnsafePathError, UsageError } from '../errors';
 import { breakClaim, readClaim, releaseClaim, takeClaim, type ClaimOptions, type ClaimResult } from './claims';
 import { ioFor } from './io';
 import {
-  cleanupTemps,
   ensurePrivateDir,
   fsyncDir,
   linkExclusive,
@@ -35,6 +36,7 @@ import {
   readRegularFile,
   sha256,
   step,
+  sweepTemps,
   TEMP_STEPS,
   unlinkQuiet,
   writeTemp,
@@ -56,6 +58,7 @@ export const ARCHIVE_ADD_STEPS = [
 
 const UUID_RE = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
 const GEN_RE = /^gen-(\d{6,})\.(fd|json)$/;
+const CORRUPT_RE = /^gen-(\d{6,})\.corrupt\.(fd|json)$/;
 const KINDS: readonly GenerationKind[] = ['archive', 'displaced', 'fenced', 'reset', 'manual'];
 const MAX_RESERVE_ATTEMPTS = 64;
 
@@ -92,10 +95,18 @@ export interface AddOptions {
 
 export type AddResult = GenerationMeta | { skipped: 'identical'; generation: number };
 
+/** A generation moved aside as corrupt (its metadata as far as it was readable). */
+export interface CorruptGeneration {
+  generation: number;
+  meta: GenerationMeta | null;
+}
+
 export interface RepairReport {
   /** Paths of leftovers removed. */
   removed: string[];
-  /** Committed generations whose data is missing or does not match the metadata. */
+  /** Paths of leftovers left alone because they are younger than the threshold (a writer may still be running), sorted. */
+  kept: string[];
+  /** Committed generations whose data is missing or does not match the metadata (now moved aside). */
   corrupt: number[];
 }
 
@@ -109,6 +120,13 @@ export interface Archive {
   newest(uuid: string, opts?: { kinds?: readonly GenerationKind[] }): Promise<GenerationMeta | null>;
   /** Verified data of a generation; missing → UsageError, mismatch → ArchiveCorruptError. */
   read(uuid: string, generation: number): Promise<Buffer>;
+  /**
+   * Move a corrupt generation aside (`gen-N.corrupt.*`): it is no longer listed, restored or the
+   * newest, its number is never reused, and its files stay for inspection. Idempotent.
+   */
+  quarantine(uuid: string, generation: number): Promise<void>;
+  /** Generations moved aside as corrupt, ascending. */
+  listCorrupt(uuid: string): Promise<CorruptGeneration[]>;
   /** Commit a new generation, or skip when the content is already there (see AddResult). */
   add(uuid: string, data: Uint8Array, opts: AddOptions): Promise<AddResult>;
   /** Keep the newest `keep` generations (and always the newest auto-restorable one); returns removed numbers. */
@@ -149,9 +167,10 @@ const readdirOrEmpty = (dir: string): Promise<string[]> =>
     throw e;
   });
 
+/** Generation numbers in use, moved-aside corrupt ones included (a number is never given twice). */
 const numbersIn = (names: string[]): number[] =>
   names.flatMap((n) => {
-    const m = GEN_RE.exec(n);
+    const m = GEN_RE.exec(n) ?? CORRUPT_RE.exec(n);
     return m ? [Number(m[1])] : [];
   });
 
@@ -217,6 +236,38 @@ export async function openArchive(opts: ArchiveOptions): Promise<Archive> {
     if (problem || !r)
       throw new ArchiveCorruptError(file, `archive generation ${meta.generation} of ${meta.vmName} is corrupt (${problem}); restore an older one with: ovmf-hook nvram restore ${meta.vmName} --generation N`);
     return r.data;
+  }
+
+  /**
+   * Data first, then the metadata (the commit point) — interrupted in between, the generation is
+   * still listed, its data is missing, and the next reader moves it aside again.
+   */
+  async function quarantine(uuid: string, generation: number): Promise<void> {
+    const dir = await openVmDir(uuid, false);
+    if (!dir) return;
+    const base = path.join(dir, genBase(generation));
+    const move = (ext: string) =>
+      ioFor(dir).rename(`${base}.${ext}`, `${base}.corrupt.${ext}`).catch((e) => {
+        if ((e as NodeJS.ErrnoException).code !== 'ENOENT') throw e; // already moved (another host)
+      });
+    await move('fd');
+    await move('json');
+    await fsyncDir(dir);
+  }
+
+  async function listCorrupt(uuid: string): Promise<CorruptGeneration[]> {
+    const dir = await openVmDir(uuid, false);
+    if (!dir) return [];
+    const names = await readdirOrEmpty(dir);
+    const numbers = [...new Set(names.flatMap((n) => (CORRUPT_RE.test(n) ? [Number(CORRUPT_RE.exec(n)![1])] : [])))].sort((a, b) => a - b);
+    const text = async (file: string): Promise<string | undefined> =>
+      (await readRegularFile(path.join(dir, file), { maxBytes: 64 * 1024, singleLink: false }).catch(() => null))?.data.toString('utf8');
+    return Promise.all(
+      numbers.map(async (n) => {
+        const json = await text(`${genBase(n)}.corrupt.json`);
+        return { generation: n, meta: json === undefined ? null : parseMeta(json, n) };
+      }),
+    );
   }
 
   async function reserveNumber(dir: string, tmp: string): Promise<number> {
@@ -302,8 +353,8 @@ export async function openArchive(opts: ArchiveOptions): Promise<Archive> {
   async function repair(uuid: string, o: { olderThanMs?: number; now?: Date; verify?: boolean } = {}): Promise<RepairReport> {
     const { olderThanMs = staleAfterMs, now = new Date(), verify = true } = o;
     const dir = await openVmDir(uuid, false);
-    if (!dir) return { removed: [], corrupt: [] };
-    const removed = await cleanupTemps(dir, undefined, { olderThanMs, now });
+    if (!dir) return { removed: [], kept: [], corrupt: [] };
+    const { removed, kept } = await sweepTemps(dir, undefined, { olderThanMs, now });
     const { metas, bad, names } = await listIn(dir);
     const committed = new Set(names.filter((n) => n.endsWith('.json')));
     for (const name of names) {
@@ -312,7 +363,11 @@ export async function openArchive(opts: ArchiveOptions): Promise<Archive> {
       if (!leftover) continue;
       const p = path.join(dir, name);
       const st = await ioFor(p).lstat(p).catch(() => null);
-      if (!st || (olderThanMs > 0 && now.getTime() - st.mtimeMs < olderThanMs)) continue;
+      if (!st) continue;
+      if (olderThanMs > 0 && now.getTime() - st.mtimeMs < olderThanMs) {
+        kept.push(p);
+        continue;
+      }
       await unlinkQuiet(p);
       removed.push(p);
     }
@@ -323,8 +378,10 @@ export async function openArchive(opts: ArchiveOptions): Promise<Archive> {
         corrupt.push(meta.generation);
       });
     }
+    // a full check moves what it found aside: the archive lists and restores again
+    if (verify) for (const n of corrupt) await quarantine(uuid, n);
     if (removed.length) await fsyncDir(dir);
-    return { removed, corrupt: corrupt.sort((a, b) => a - b) };
+    return { removed, kept: kept.sort(), corrupt: corrupt.sort((a, b) => a - b) };
   }
 
   return {
@@ -340,6 +397,8 @@ export async function openArchive(opts: ArchiveOptions): Promise<Archive> {
       return verifiedData(dir, meta);
     },
     add,
+    quarantine,
+    listCorrupt,
     prune,
     repair,
     async listVms() {

@@ -1,10 +1,13 @@
 /** Public API of the NVRAM archive, safe file layer and lifecycle (the varstore parser lives in ./varstore). */
 export type { ClaimInfo, GenerationKind, GenerationMeta, LocalNvram, LocalState } from './types';
-export { AUTO_RESTORE_KINDS, isAutoRestorable } from './types';
+export { AUTO_RESTORE_KINDS, isAutoRestorable, START_WINDOW_MS, withinStartWindow } from './types';
+export { lockVm, type VmLock } from './vm-lock';
+export { checkFileOwner, claimFile, getFileOwner, type FileOwner } from './local-state';
 export {
   cleanupTemps,
   fsyncDir,
   MAX_NVRAM_BYTES,
+  NAME_MAX,
   readNvramSafely,
   sha256,
   writeFileAtomic,

@@ -14,13 +14,14 @@
  * back; the destination then archives normally at its own release.
  */
 import path from 'node:path';
-import { RefusedError, UsageError } from '../errors';
+import { ArchiveCorruptError, RefusedError, UsageError } from '../errors';
 import { normalizeUuid, type Archive } from './archive';
 import type { ClaimResult } from './claims';
-import { clearLocalState, getLocalState, setLocalState, stageLocalState } from './local-state';
-import { planPrepare, planRelease } from './plan';
+import { checkFileOwner, claimFile, clearLocalState, getLocalState, setLocalState, stageLocalState, type FileOwner } from './local-state';
+import { lockVm } from './vm-lock';
+import { planPrepare, planRelease, type PreparePlan } from './plan';
 import { cleanupTemps, MAX_NVRAM_BYTES, readNvramSafely, readRegularFile, sha256, stageFileAtomic, writeFileAtomic, type Faults } from './safe-fs';
-import { isAutoRestorable, type GenerationMeta, type LocalState } from './types';
+import { isAutoRestorable, withinStartWindow, type GenerationMeta, type LocalState } from './types';
 
 export interface NvramOwner {
   uid?: number;
@@ -57,6 +58,10 @@ export interface PrepareOptions extends Common {
   incomingMigration: boolean;
   /** 0 = the claim never expires by itself. */
   claimLeaseSeconds?: number;
+  /** Told when the NVRAM file was recorded for a gone domain of the same name (see claimFile). */
+  onAdopted?: (previous: FileOwner) => void;
+  /** Told of each generation found corrupt (and moved aside) on the way. */
+  onCorrupt?: (generation: number, problem: string) => void;
 }
 
 export interface PrepareResult {
@@ -127,6 +132,9 @@ async function takeClaim(o: Common & { claimLeaseSeconds?: number }): Promise<Cl
 export async function prepareNvram(o: PrepareOptions): Promise<PrepareResult> {
   const uuid = normalizeUuid(o.uuid);
   const { archive, stateDir, vmName } = o;
+  // before the archive claim: a file of another domain is refused without touching the archive
+  const file = await claimFile(stateDir, o.nvramPath, { uuid, vmName });
+  if (file.adopted) o.onAdopted?.(file.adopted);
   const claim = o.incomingMigration ? undefined : await takeClaim({ ...o, uuid });
   try {
     // with the claim held: the sweep and the reads are independent of each other
@@ -138,18 +146,39 @@ export async function prepareNvram(o: PrepareOptions): Promise<PrepareResult> {
       readTemplate(o.templatePath),
     ] as const);
     const localInfo = localFacts(local);
-    const newest = metas.filter((m) => isAutoRestorable(m.kind)).at(-1) ?? null;
-    const plan = planPrepare({
-      local: localInfo,
-      newest,
-      knownShas: new Set(metas.map((m) => m.sha256)),
-      state,
-      templateAvailable: template !== null,
-      expectedSize: o.expectedSize,
-      incomingMigration: o.incomingMigration,
-    });
+    // plan, and read what a restore needs before anything changes; a generation whose data does
+    // not verify is moved aside and the plan made again without it (the newest valid one wins)
+    const corrupt: GenerationMeta[] = [];
+    let newest: GenerationMeta | null;
+    let plan: PreparePlan;
+    let restored: Buffer | undefined;
+    for (;;) {
+      const valid = metas.filter((m) => !corrupt.includes(m));
+      newest = valid.filter((m) => isAutoRestorable(m.kind)).at(-1) ?? null;
+      plan = planPrepare({
+        local: localInfo,
+        newest,
+        knownShas: new Set(valid.map((m) => m.sha256)),
+        corrupt,
+        state,
+        templateAvailable: template !== null,
+        expectedSize: o.expectedSize,
+        incomingMigration: o.incomingMigration,
+      });
+      if (plan.action !== 'restore') break;
+      try {
+        restored = await archive.read(uuid, plan.generation);
+        break;
+      } catch (e) {
+        if (!(e instanceof ArchiveCorruptError)) throw e;
+        const bad = metas.find((m) => m.generation === (plan as { generation: number }).generation)!;
+        corrupt.push(bad);
+        await archive.quarantine(uuid, bad.generation);
+        o.onCorrupt?.(bad.generation, e.message);
+      }
+    }
     const token = claim?.claim.token;
-    const stateOf = (s: Omit<LocalState, 'time' | 'claimToken'>): LocalState => ({ ...s, time: iso(o.now), ...(token ? { claimToken: token } : {}) });
+    const stateOf = (s: Omit<LocalState, 'time' | 'claimToken'>): LocalState => ({ ...s, time: iso(o.now), preparedAt: iso(o.now), ...(token ? { claimToken: token } : {}) });
     const save = (s: Omit<LocalState, 'time' | 'claimToken'>) => setLocalState(stateDir, uuid, stateOf(s), o.stateFaults);
     const displace = async (why: string): Promise<number | undefined> => {
       if (!local) return undefined;
@@ -182,14 +211,16 @@ export async function prepareNvram(o: PrepareOptions): Promise<PrepareResult> {
       case 'refuse':
         throw new RefusedError(`${vmName}: ${plan.why}`);
       case 'keep': {
-        if (o.incomingMigration)
+        const intact = localInfo && corrupt.find((m) => m.sha256 === localInfo.sha256);
+        if (intact) await save({ generation: newest?.generation ?? null, sha256: localInfo.sha256 }); // not archived: newer than the newest valid generation
+        else if (o.incomingMigration)
           await save({ generation: newest?.generation ?? null, sha256: localInfo?.sha256 ?? null, incomingMigration: true });
         else if (localInfo && newest && localInfo.sha256 === newest.sha256) await save({ generation: newest.generation, sha256: localInfo.sha256 });
         else await save({ generation: state?.generation ?? null, sha256: state?.sha256 ?? localInfo?.sha256 ?? null });
         return { action: 'keep', why: plan.why, claim: how };
       }
       case 'restore': {
-        const data = await archive.read(uuid, plan.generation); // verified before anything changes
+        const data = restored as Buffer; // verified before anything changes
         const displaced = plan.displaceLocal ? await displace(`displaced by restore of generation ${plan.generation}`) : undefined;
         // read() checked the data against this generation's metadata: its sha256 is the data's
         await writeAndSave(data, { generation: plan.generation, sha256: metas.find((m) => m.generation === plan.generation)?.sha256 ?? sha256(data) });
@@ -219,9 +250,6 @@ async function forgetClaimToken(stateDir: string, uuid: string, faults?: Faults)
   if (s?.claimToken) await setLocalState(stateDir, uuid, { ...s, claimToken: undefined }, faults);
 }
 
-/** A release this long after a refused start is taken as its follow-up (libvirt runs it at once). */
-export const START_REFUSED_WINDOW_MS = 120_000;
-
 /**
  * `prepare` refused to start the VM: note it in the per-host state so the `release` libvirt runs
  * next skips archiving (the VM did not run here; the local NVRAM may be an old copy that must not
@@ -236,6 +264,7 @@ export async function releaseNvram(o: ReleaseOptions): Promise<ReleaseResult> {
   try {
     const uuid = normalizeUuid(o.uuid);
     const { archive, stateDir, vmName } = o;
+    await checkFileOwner(stateDir, o.nvramPath, { uuid, vmName });
     // the archive and state reads run while the local NVRAM is read and hashed
     const facts = inOrder([archive.list(uuid), getLocalState(stateDir, uuid), archive.claimInfo(uuid)] as const);
     facts.catch(() => {}); // awaited below, after the local read (which may fail first)
@@ -245,8 +274,7 @@ export async function releaseNvram(o: ReleaseOptions): Promise<ReleaseResult> {
     const newest = metas.filter((m) => isAutoRestorable(m.kind)).at(-1) ?? null;
     // Ours if the claim names this host; with no claim at all, ours unless we had one (then it was taken).
     const held = claim ? claim.hostId === archive.hostId : !state?.claimToken;
-    const refusedAt = state?.startRefused ? Date.parse(state.startRefused) : NaN;
-    const startRefused = (o.now ?? new Date()).getTime() - refusedAt < START_REFUSED_WINDOW_MS;
+    const startRefused = withinStartWindow(state?.startRefused, o.now);
     const plan = planRelease({ local: localInfo, newest, reason: o.reason, claimHeldByUs: held, startRefused });
     const warnings: string[] = [];
     const time = iso(o.now);
@@ -269,11 +297,11 @@ export async function releaseNvram(o: ReleaseOptions): Promise<ReleaseResult> {
       pruned = archive.prune(uuid, o.keep).catch((e: Error) => warnings.push(`prune failed: ${e.message}`));
       result = { action: 'archived', generation, kind: plan.kind, why: plan.why, warnings };
     } else {
-      if (startRefused) await setLocalState(stateDir, uuid, { ...(state as LocalState), startRefused: undefined }, o.stateFaults);
+      if (startRefused) await setLocalState(stateDir, uuid, { ...(state as LocalState), startRefused: undefined, preparedAt: undefined }, o.stateFaults);
       else if ('forgetState' in plan && plan.forgetState) await clearLocalState(stateDir, uuid);
       else if (localInfo && newest && localInfo.sha256 === newest.sha256)
         await setLocalState(stateDir, uuid, { generation: newest.generation, sha256: localInfo.sha256, time }, o.stateFaults);
-      else if (state?.claimToken) await setLocalState(stateDir, uuid, { ...state, claimToken: undefined }, o.stateFaults);
+      else if (state?.claimToken || state?.preparedAt) await setLocalState(stateDir, uuid, { ...state, claimToken: undefined, preparedAt: undefined }, o.stateFaults);
       result = { action: 'skip', why: plan.why, warnings };
     }
     // after a refused start a claim of ours predates it and protects a local copy: keep it
@@ -287,21 +315,43 @@ export async function releaseNvram(o: ReleaseOptions): Promise<ReleaseResult> {
   }
 }
 
-export interface ResetOptions extends Common {
+export interface ResetOptions extends CliWrite {
   templatePath: string;
-  owner: NvramOwner;
-  claimLeaseSeconds?: number;
 }
 
-/** Run `fn` holding the VM's claim (refused if another host holds it); the claim is given back afterwards. */
-async function withClaim<T>(o: Common & { claimLeaseSeconds?: number }, fn: () => Promise<T>): Promise<T> {
-  const claim = await takeClaim(o);
+/**
+ * Run `fn` as the only writer of the VM's NVRAM: this host's VM lock (no hook prepare runs
+ * meanwhile), `o.whileLocked` (the caller's "is it shut off?" asked only now, under the lock), no
+ * start still under way since a recent prepare, the file is this domain's, and the archive claim
+ * (refused if another host holds it). Claim and lock are given back afterwards.
+ */
+async function withClaim<T>(o: CliWrite, verb: string, fn: () => Promise<T>): Promise<T> {
+  const lock = await lockVm(o.stateDir, o.uuid, `ovmf-hook nvram ${verb} (pid ${process.pid})`, (other) =>
+    `${o.vmName}: its NVRAM is in use by ${other}; nvram ${verb} works only on a shut-off VM: try again once the start has finished and the VM is shut down`);
   try {
-    await sweepLeftovers(o, o.uuid, false);
-    return await fn();
+    await o.whileLocked?.();
+    const state = await getLocalState(o.stateDir, o.uuid);
+    if (withinStartWindow(state?.preparedAt, o.now))
+      throw new RefusedError(`${o.vmName} was started at ${state!.preparedAt} and libvirt has not opened its NVRAM yet, or that start is still failing; nvram ${verb} works only on a shut-off VM: try again in a minute`);
+    await claimFile(o.stateDir, o.nvramPath, { uuid: o.uuid, vmName: o.vmName });
+    const claim = await takeClaim(o);
+    try {
+      await sweepLeftovers(o, o.uuid, false);
+      return await fn();
+    } finally {
+      await o.archive.releaseClaim(o.uuid, claim.claim.token).catch(() => {});
+    }
   } finally {
-    await o.archive.releaseClaim(o.uuid, claim.claim.token).catch(() => {});
+    await lock.release();
   }
+}
+
+/** What the CLI's writers (reset, restore) share. */
+interface CliWrite extends Common {
+  owner: NvramOwner;
+  claimLeaseSeconds?: number;
+  /** Called once this host's VM lock is held, before anything is read or written (e.g. "is it shut off?"). */
+  whileLocked?: () => Promise<void>;
 }
 
 /**
@@ -310,7 +360,7 @@ async function withClaim<T>(o: Common & { claimLeaseSeconds?: number }, fn: () =
  */
 export async function resetNvram(o: ResetOptions): Promise<{ action: 'reset'; generation: number; saved?: number }> {
   const uuid = normalizeUuid(o.uuid);
-  return withClaim({ ...o, uuid }, async () => {
+  return withClaim({ ...o, uuid }, 'reset', async () => {
     const template = await readTemplate(o.templatePath);
     if (!template) throw new UsageError(`template ${o.templatePath} does not exist; pass the VM's OVMF VARS template`);
     const local = await readNvramSafely(o.nvramPath);
@@ -326,10 +376,8 @@ export async function resetNvram(o: ResetOptions): Promise<{ action: 'reset'; ge
   });
 }
 
-export interface RestoreGenerationOptions extends Common {
+export interface RestoreGenerationOptions extends CliWrite {
   generation: number;
-  owner: NvramOwner;
-  claimLeaseSeconds?: number;
 }
 
 /**
@@ -341,7 +389,7 @@ export async function restoreGeneration(
   o: RestoreGenerationOptions,
 ): Promise<{ action: 'restore'; generation: number; from: number; displaced?: number }> {
   const uuid = normalizeUuid(o.uuid);
-  return withClaim({ ...o, uuid }, async () => {
+  return withClaim({ ...o, uuid }, 'restore', async () => {
     const data = await o.archive.read(uuid, o.generation);
     const metas = await o.archive.list(uuid);
     const local = await readNvramSafely(o.nvramPath);

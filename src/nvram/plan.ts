@@ -18,8 +18,10 @@ export interface PrepareInput {
   local: LocalNvram | null;
   /** Newest auto-restorable generation. */
   newest: GenerationMeta | null;
-  /** sha256 of every committed generation (all kinds). */
+  /** sha256 of every committed generation (all kinds) whose data verified or was not read. */
   knownShas: ReadonlySet<string>;
+  /** Generations found corrupt (moved aside): never restored; their recorded content is real data. */
+  corrupt?: readonly GenerationMeta[];
   state: LocalState | null;
   templateAvailable: boolean;
   /** Guest-visible flash size the firmware expects (usually the VARS template size). */
@@ -41,8 +43,13 @@ export function planPrepare(i: PrepareInput): PreparePlan {
           why: `archived generation ${n.generation} is ${n.size} bytes but the firmware expects ${expectedSize}; pick a matching firmware or run: ovmf-hook nvram reset`,
         };
 
+  const corrupt = i.corrupt ?? [];
+  const skipped = corrupt.length ? ` (generation${corrupt.length > 1 ? 's' : ''} ${corrupt.map((m) => m.generation).join(', ')} corrupt, moved aside)` : '';
   if (!local) {
-    if (newest) return restore(newest, false, `no local NVRAM: restoring generation ${newest.generation}`);
+    if (newest) return restore(newest, false, `no local NVRAM: restoring generation ${newest.generation}${skipped}`);
+    // a blank template must never stand in for archived data: it would become the newest generation
+    if (corrupt.length)
+      return { action: 'refuse', why: `no local NVRAM and every archived generation that could be restored is corrupt${skipped}; restore an older one (ovmf-hook nvram list, nvram restore --generation N) or start from the template on purpose (ovmf-hook nvram reset)` };
     if (i.templateAvailable) return { action: 'provision', displaceLocal: false, why: 'no local NVRAM and no archive: provisioning from the template' };
     return { action: 'keep', why: 'no local NVRAM, no archive and no template: left to libvirt' };
   }
@@ -55,12 +62,14 @@ export function planPrepare(i: PrepareInput): PreparePlan {
     return { action: 'refuse', why: `${why} and there is no archive or template to replace it; run: ovmf-hook nvram reset` };
   }
 
+  const intact = corrupt.find((m) => m.sha256 === local.sha256);
+  if (intact) return { action: 'keep', why: `local NVRAM is the content of generation ${intact.generation}, whose archived copy is corrupt (moved aside): keeping it; it is archived again at release` };
   if (!newest) return { action: 'keep', why: 'archive is empty: keeping the local NVRAM' };
   if (local.sha256 === newest.sha256) return { action: 'keep', why: `local NVRAM equals generation ${newest.generation}` };
-  if (known) return restore(newest, false, `local NVRAM is an older archived copy: restoring generation ${newest.generation}`);
+  if (known) return restore(newest, false, `local NVRAM is an older archived copy: restoring generation ${newest.generation}${skipped}`);
   if (i.state?.generation === newest.generation)
     return { action: 'keep', why: `local NVRAM changed since generation ${newest.generation} was synced (not archived yet): keeping it` };
-  return restore(newest, true, `archive generation ${newest.generation} is newer than the unarchived local NVRAM: displacing the local copy and restoring`);
+  return restore(newest, true, `archive generation ${newest.generation} is newer than the unarchived local NVRAM: displacing the local copy and restoring${skipped}`);
 }
 
 export type ReleasePlan =

@@ -150,7 +150,24 @@ export interface WriteOptions {
   faults?: Faults;
 }
 
-export const tempName = (basename: string): string => `.${basename}${TEMP_MARK}${randomHex(12)}`;
+/** Longest file name Linux file systems take (NAME_MAX), in bytes. */
+export const NAME_MAX = 255;
+/** What a temp name adds to its file's name: ".", TEMP_MARK and 24 hex digits. */
+const TEMP_EXTRA = 1 + TEMP_MARK.length + 24;
+
+/**
+ * The part of a temp name that tells whose temp it is: the file's name, or — when the name is too
+ * long to carry a temp suffix within NAME_MAX (a 247-byte VM name gives a 255-byte NVRAM name) —
+ * a stable digest of it (FNV-1a, 64 bit: a name, not a security property).
+ */
+function tempStem(basename: string): string {
+  if (Buffer.byteLength(basename) + TEMP_EXTRA <= NAME_MAX) return basename;
+  let h = 0xcbf29ce484222325n;
+  for (const b of Buffer.from(basename)) h = BigInt.asUintN(64, (h ^ BigInt(b)) * 0x100000001b3n);
+  return `~${h.toString(16).padStart(16, '0')}`;
+}
+
+export const tempName = (basename: string): string => `.${tempStem(basename)}${TEMP_MARK}${randomHex(12)}`;
 
 /**
  * Create a fully written, fsynced, chowned and closed temp file next to `final` (same directory,
@@ -283,33 +300,43 @@ export async function fsyncDir(dir: string): Promise<void> {
 }
 
 export const isTempName = (name: string, basename?: string): boolean =>
-  basename === undefined ? name.startsWith('.') && name.includes(TEMP_MARK) : name.startsWith(`.${basename}${TEMP_MARK}`);
+  basename === undefined ? name.startsWith('.') && name.includes(TEMP_MARK) : name.startsWith(`.${tempStem(basename)}${TEMP_MARK}`);
 
 /**
  * Remove leftover temp files of writeTemp in `dir` (only regular files or symlinks, never
  * followed), optionally only those of `basename` and only those older than `olderThanMs`
- * (by mtime; use a margin on shared storage where another host may be writing). Returns removed paths.
+ * (by mtime; use a margin on shared storage where another host may be writing). Returns the
+ * removed paths, and the `kept` ones: younger than `olderThanMs` (a writer may still be at work).
  */
-export async function cleanupTemps(
+export async function sweepTemps(
   dir: string,
   basename?: string,
   opts: { olderThanMs?: number; now?: Date } = {},
-): Promise<string[]> {
+): Promise<{ removed: string[]; kept: string[] }> {
   const { olderThanMs = 0, now = new Date() } = opts;
   const names = await ioFor(dir).readdir(dir).catch((e) => {
     if (errno(e) === 'ENOENT') return [] as string[];
     throw e;
   });
   const removed: string[] = [];
+  const kept: string[] = [];
   for (const name of names.filter((n) => isTempName(n, basename))) {
     const p = path.join(dir, name);
     const st = await ioFor(p).lstat(p).catch(() => null);
     if (!st || st.isDirectory()) continue;
-    if (olderThanMs > 0 && now.getTime() - st.mtimeMs < olderThanMs) continue;
+    if (olderThanMs > 0 && now.getTime() - st.mtimeMs < olderThanMs) {
+      kept.push(p);
+      continue;
+    }
     await unlinkQuiet(p);
     removed.push(p);
   }
-  return removed;
+  return { removed, kept };
+}
+
+/** sweepTemps, returning the removed paths only. */
+export async function cleanupTemps(dir: string, basename?: string, opts: { olderThanMs?: number; now?: Date } = {}): Promise<string[]> {
+  return (await sweepTemps(dir, basename, opts)).removed;
 }
 
 const modeStr = (m: number): string => (m & 0o7777).toString(8).padStart(4, '0');

@@ -56,11 +56,27 @@ export interface LocalState {
   /** Token of the archive claim this host took at prepare; its absence means "never claimed". */
   claimToken?: string;
   /**
+   * ISO time this host's `prepare` let the VM start; cleared by its `release`. While it is younger
+   * than START_WINDOW_MS and libvirt still says "shut off", the start is under way (QEMU may not
+   * have opened the NVRAM yet): the CLI must not replace the file.
+   */
+  preparedAt?: string;
+  /**
    * ISO time this host's `prepare` refused to start the VM. libvirt runs `release` right after a
    * refused start; that release must not archive (the VM never ran here, the local file may be stale).
    */
   startRefused?: string;
 }
+
+/**
+ * How long a start takes at most from `prepare` to QEMU holding its files, and from a refused
+ * `prepare` to the `release` libvirt runs after it (libvirt runs them at once; two minutes is wide).
+ */
+export const START_WINDOW_MS = 120_000;
+
+/** `iso` (a state's time stamp) lies less than START_WINDOW_MS before `now`. */
+export const withinStartWindow = (iso: string | undefined, now = new Date()): boolean =>
+  iso !== undefined && now.getTime() - Date.parse(iso) < START_WINDOW_MS;
 
 export interface LocalNvram {
   sha256: string;

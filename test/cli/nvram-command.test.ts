@@ -291,7 +291,7 @@ describe('nvram repair', () => {
     const past = new Date(Date.now() - 2 * 3600_000);
     await fs.utimes(old, past, past);
     const doc = json((await w.run('repair', VM, '--json')).stdout);
-    expect(doc).toEqual({ vms: [{ uuid: UUID, removed: [old], corrupt: [] }] });
+    expect(doc).toEqual({ vms: [{ uuid: UUID, removed: [old], kept: [young], corrupt: [] }] });
     await expect(fs.stat(old)).rejects.toThrow();
     await fs.stat(young);
   });

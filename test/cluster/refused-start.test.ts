@@ -10,7 +10,8 @@ import os from 'node:os';
 import path from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { openArchive, type Archive } from '../../src/nvram/archive';
-import { markStartRefused, prepareNvram, releaseNvram, START_REFUSED_WINDOW_MS } from '../../src/nvram/lifecycle';
+import { markStartRefused, prepareNvram, releaseNvram } from '../../src/nvram/lifecycle';
+import { START_WINDOW_MS } from '../../src/nvram/types';
 import { getLocalState, setLocalState } from '../../src/nvram/local-state';
 import { planRelease, type ReleaseInput } from '../../src/nvram/plan';
 import { sha256 } from '../../src/nvram/safe-fs';
@@ -111,7 +112,7 @@ describe('release after a start refused by prepare', () => {
     const { b } = await staleCopyOnB();
     await setLocalState(b.stateDir, UUID, { ...(await getLocalState(b.stateDir, UUID))!, startRefused: at(10).toISOString() });
     await fs.writeFile(b.nvramPath, fill(3)); // a run that did happen, with new content
-    const late = new Date(at(10).getTime() + START_REFUSED_WINDOW_MS + 1000);
+    const late = new Date(at(10).getTime() + START_WINDOW_MS + 1000);
     expect(await rel(b, late)).toMatchObject({ action: 'archived', generation: 3, kind: 'archive' });
   });
 });

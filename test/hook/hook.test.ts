@@ -520,6 +520,12 @@ describe('hostile input and failures: one stderr line, right exit code, no file 
     h.setConfig({ qemuUser: owner.user, qemuGroup: `+${owner.gid}`, archiveDir: shared });
     mkdirSync(shared, { mode: 0o777 });
     chmodSync(shared, 0o777);
+    // no local NVRAM: "allow" has nothing to start from (a blank template would outrank the archive)
+    const none = await h.run(prepare, uefi(h));
+    expect(none.code).toBe(1);
+    expect(lines(none.stderr)).toHaveLength(1);
+    expect(none.stderr).toMatch(/is unavailable .* and there is no local NVRAM .* to start from .*ovmf-hook nvram reset vm1/);
+    writeFileSync(h.nvramPath(VM), pattern(VARS_SIZE, 'ran here before'), { mode: 0o600 });
     const allow = await h.run(prepare, uefi(h));
     ok(allow, 'prepare (allow)');
     expect(h.log()).toMatch(/NVRAM archive .* is unavailable .*writable by group\/other.*starting from the local NVRAM/);
@@ -541,8 +547,9 @@ describe('hostile input and failures: one stderr line, right exit code, no file 
     expect(lines(refuse.stderr)).toHaveLength(1);
     expect(refuse.stderr).toMatch(/\.ovmf-hook-archive is missing \(is the shared archive mounted\?\)/);
     h.setConfig({ qemuUser: owner.user, qemuGroup: `+${owner.gid}`, archiveDir: mnt, requireArchiveMarker: true });
+    // the VM ran here before: "allow" starts from that local NVRAM; the guest writes to it
+    writeFileSync(h.nvramPath(VM), pattern(VARS_SIZE, 'ran here before'), { mode: 0o600 });
     ok(await h.run(prepare, uefi(h)), 'prepare (allow)');
-    // the archive was unavailable, so libvirt (not the hook) created the NVRAM; the guest wrote to it
     writeFileSync(h.nvramPath(VM), pattern(VARS_SIZE, 'guest wrote this'), { mode: 0o600 });
     const rel = await h.run([VM, 'release', 'end', '-'], uefi(h));
     expect({ code: rel.code, stderr: rel.stderr }).toEqual({ code: 0, stderr: '' });

@@ -103,7 +103,9 @@ describe('archive store', () => {
     await archive.add(UUID, bytes(1), opts());
     const leftovers = ['.gen.fd.ovmf-hook-tmp-abc', '.gen.json.ovmf-hook-tmp-def', 'gen-000002.fd', 'claim.released-x.json'];
     for (const n of leftovers) await fs.writeFile(path.join(dir, n), 'x');
-    expect((await archive.repair(UUID)).removed).toEqual([]); // young: maybe another host's writer
+    const young = await archive.repair(UUID); // young: maybe another host's writer
+    expect(young.removed).toEqual([]);
+    expect(young.kept).toEqual(leftovers.map((n) => path.join(dir, n)).sort()); // and said so
     const report = await archive.repair(UUID, { olderThanMs: 0 });
     expect(report.removed.map((p) => path.basename(p)).sort()).toEqual([...leftovers].sort());
     expect((await fs.readdir(dir)).sort()).toEqual(['gen-000001.fd', 'gen-000001.json']);

@@ -100,7 +100,9 @@ describe('concurrent hook calls on two hosts sharing one archive', () => {
   });
 
   // libvirt never overlaps calls for one VM; the CLI may overlap a hook. Overlapping writers of one
-  // file lose with one line ("replaced by someone else … try again"); nothing is deleted or torn.
+  // file lose with one line: the VM's host lock is taken ("being changed by … start it again"),
+  // or, past it, their file was replaced ("replaced by someone else … try again"); nothing is
+  // deleted or torn.
   it('racing calls on one VM from one host: each succeeds or is refused in one line; generations verify and increase round by round', async () => {
     const i = 100;
     const RACERS = 6;
@@ -114,7 +116,7 @@ describe('concurrent hook calls on two hosts sharing one archive', () => {
         if (p.code === 0) continue;
         refused++;
         expect(p.stderr.split('\n').filter(Boolean), p.stderr).toHaveLength(1);
-        expect(p.stderr).toMatch(/replaced by someone else while it was being written; try again/);
+        expect(p.stderr).toMatch(/replaced by someone else while it was being written; try again|not started: its NVRAM is being changed by (the start of vm-\d+ \(hook prepare, pid \d+\)|another ovmf-hook process \(a VM start or an nvram restore\/reset\)); start it again once that has finished/);
       }
       expect(preps.some((p) => p.code === 0)).toBe(true);
       const single = await call(a, i, 'prepare'); // the start libvirt would retry

@@ -13,6 +13,7 @@
 import { existsSync, promises as fs } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
+import { dropLocksOfThisProcess } from '../../src/nvram/vm-lock';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { openArchive, type Archive } from '../../src/nvram/archive';
 import { prepareNvram, releaseNvram, restoreGeneration } from '../../src/nvram/lifecycle';
@@ -292,7 +293,9 @@ describe(`crash safety: ${KILL_POINTS} kill points in ${SCENARIOS.length} NVRAM 
         expect(kept, 'the old local NVRAM is still local or in the archive').toBe(true);
       }
 
-      // The next run: repair the leftovers, run again, succeed, leave no debris
+      // The next run (another process: the crashed one's VM locks are gone): repair the
+      // leftovers, run again, succeed, leave no debris
+      await dropLocksOfThisProcess();
       const clean = await world(base);
       const repaired = await clean.a.archive.repair(UUID, { olderThanMs: 0 });
       expect(repaired.corrupt).toEqual([]);

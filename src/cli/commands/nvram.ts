@@ -32,7 +32,7 @@ import {
 import { table } from '../table';
 import { domainState } from '../virsh';
 import { cliContext, managedNvram, requireShutOff, resolveVm, type CliContext, type CliDeps, type Vm } from '../vm';
-import { generationArg, makeNvramDiffCommand, makeNvramVarsCommand } from './nvram-vars';
+import { generationArg, makeNvramDiffCommand, makeNvramVarsCommand, numberOption } from './nvram-vars';
 
 // ─── output helpers ─────────────────────────────────────────────────────────────────────────
 
@@ -46,7 +46,12 @@ const newestRestorable = (metas: readonly GenerationMeta[]) => metas.filter((m) 
 const claimText = (c: ClaimInfo | null) =>
   c ? `held by host ${c.host} (${c.hostId}) since ${when(c.since)}, expires ${c.expires ? when(c.expires) : 'never'}` : 'none';
 const isExpired = (c: ClaimInfo, now: Date) => c.expires !== null && Date.parse(c.expires) <= now.getTime();
-const owner = (config: Config): NvramOwner => ({ ...resolveIds(qemuOwnerNames(config)), mode: 0o600 });
+/** Who owns NVRAM files written by the CLI; a qemu account missing here is said on stderr (the file is then root's). */
+function owner(config: Config): NvramOwner {
+  const { uid, gid, unresolved } = resolveIds(qemuOwnerNames(config));
+  if (unresolved.length) process.stderr.write(`ovmf-hook: warning: ${unresolved.join(' and ')} not found on this host: the NVRAM file is written owned by root; set "qemuUser"/"qemuGroup" in the config or fix /etc/libvirt/qemu.conf\n`);
+  return { uid, gid, mode: 0o600 };
+}
 
 // ─── list ───────────────────────────────────────────────────────────────────────────────────
 
@@ -211,7 +216,6 @@ async function restore(argv: { vm: string; generation?: number; json: boolean },
   const ctx = cliContext(deps);
   const vm = await resolveVm(argv.vm, ctx);
   const nvramPath = managedNvram(vm);
-  await requireShutOff(vm, ctx.virsh, 'restore');
   const archive = await ctx.archive();
   const generation = argv.generation ?? (await archive.newest(vm.uuid))?.generation;
   if (generation === undefined) throw new UsageError(`${vm.name} has no auto-restorable generation; pick one with --generation N (see: ovmf-hook nvram list ${vm.name})`);
@@ -224,6 +228,8 @@ async function restore(argv: { vm: string; generation?: number; json: boolean },
     generation,
     owner: owner(ctx.config),
     claimLeaseSeconds: ctx.config.claimLeaseSeconds,
+    // asked with the VM's lock held: no start can begin between this answer and the write
+    whileLocked: () => requireShutOff(vm, ctx.virsh, 'restore'),
   });
   if (argv.json) return printJson({ vm: vmRef(vm), nvram: nvramPath, ...r });
   print(
@@ -237,7 +243,6 @@ async function reset(argv: { vm: string; json: boolean }, deps: CliDeps): Promis
   const vm = await resolveVm(argv.vm, ctx);
   const nvramPath = managedNvram(vm);
   if (!vm.template) throw new UsageError(`${vm.name}: no OVMF VARS template known for its firmware; set <nvram template='…'> in the domain`);
-  await requireShutOff(vm, ctx.virsh, 'reset');
   const archive = await ctx.archive({ create: true });
   const r = await resetNvram({
     archive,
@@ -248,6 +253,7 @@ async function reset(argv: { vm: string; json: boolean }, deps: CliDeps): Promis
     templatePath: vm.template,
     owner: owner(ctx.config),
     claimLeaseSeconds: ctx.config.claimLeaseSeconds,
+    whileLocked: () => requireShutOff(vm, ctx.virsh, 'reset'),
   });
   if (argv.json) return printJson({ vm: vmRef(vm), nvram: nvramPath, template: vm.template, ...r });
   print(
@@ -293,18 +299,37 @@ async function prune(argv: { vm?: string; keep?: number; json: boolean }, deps: 
 
 // ─── repair ─────────────────────────────────────────────────────────────────────────────────
 
+/**
+ * Leftovers younger than this are kept: a writer (maybe on another host sharing the archive) may
+ * still be at work on them. The same margin as the hook's own sweep (LEFTOVER_AGE_MS, lifecycle.ts).
+ */
+const REPAIR_AGE_MS = 3600_000;
+const duration = (ms: number) => (ms % 3600_000 === 0 ? `${ms / 3600_000} h` : `${Math.round(ms / 60_000)} min`);
+
+/** What repair did about leftovers: removed, kept (too young to tell from a writer in progress), or none. */
+function leftoverText(r: { removed: string[]; kept: string[] }): string {
+  const files = (n: number, what: string) => `${n} ${what}${n === 1 ? '' : 's'}`;
+  const parts = [
+    ...(r.removed.length ? [`removed ${files(r.removed.length, 'leftover file')}`] : []),
+    ...(r.kept.length
+      ? [`kept ${files(r.kept.length, 'leftover')} younger than ${duration(REPAIR_AGE_MS)} (a writer may still be running); run nvram repair again later`]
+      : []),
+  ];
+  return parts.length ? parts.join('; ') : 'no leftovers';
+}
+
 async function repair(argv: { vm?: string; json: boolean }, deps: CliDeps): Promise<void> {
   const ctx = cliContext(deps);
   const vm = argv.vm === undefined ? undefined : await resolveVm(argv.vm, ctx);
   const archive = await ctx.archive();
   const uuids = vm ? [vm.uuid] : await archive.listVms();
-  const results: { uuid: string; removed: string[]; corrupt: number[]; error?: string }[] = [];
+  const results: { uuid: string; removed: string[]; kept: string[]; corrupt: number[]; error?: string }[] = [];
   for (const uuid of uuids) {
     try {
-      results.push({ uuid, ...(await archive.repair(uuid)) });
+      results.push({ uuid, ...(await archive.repair(uuid, { olderThanMs: REPAIR_AGE_MS })) });
     } catch (e) {
       if (!isOvmfHookError(e)) throw e;
-      results.push({ uuid, removed: [], corrupt: [], error: e.message });
+      results.push({ uuid, removed: [], kept: [], corrupt: [], error: e.message });
     }
   }
   if (argv.json) printJson({ vms: results });
@@ -316,7 +341,7 @@ async function repair(argv: { vm?: string; json: boolean }, deps: CliDeps): Prom
           r.uuid,
           r.error
             ? `FAILED: ${r.error}`
-            : [r.removed.length ? `removed ${r.removed.length} leftover file${r.removed.length > 1 ? 's' : ''}` : 'no leftovers', r.corrupt.length ? `CORRUPT generations ${r.corrupt.join(', ')}` : 'all generations verify'].join('; '),
+            : [leftoverText(r), r.corrupt.length ? `CORRUPT generations ${r.corrupt.join(', ')}` : 'all generations verify'].join('; '),
         ]),
       ),
     );
@@ -363,7 +388,6 @@ async function unlock(argv: { vm: string; force: boolean; json: boolean }, deps:
 
 const jsonOption = { type: 'boolean', default: false, describe: 'one JSON document on stdout' } as const;
 const vmPositional = { type: 'string', demandOption: true, describe: 'VM name or UUID (a UUID also works for VMs only the archive knows)' } as const;
-const generationOption = (describe: string) => ({ type: 'number', describe }) as const;
 
 export interface NvramCommandDeps extends CliDeps {
   /** Clock for claim expiry; default `new Date()`. */
@@ -383,14 +407,14 @@ export function makeNvramCommand(deps: NvramCommandDeps = {}): CommandModule<obj
     {
       command: 'show <vm>',
       describe: "Show one archived generation's metadata and verify its data",
-      builder: (y: Argv) => y.positional('vm', vmPositional).option('generation', generationOption('generation number (default: the newest)')).option('json', jsonOption),
+      builder: (y: Argv) => y.positional('vm', vmPositional).option('generation', numberOption('generation number (default: the newest)')).option('json', jsonOption),
       handler: (a) => show({ vm: String(a.vm), generation: generationArg(a.generation), json: a.json === true }, deps),
     },
     {
       command: 'restore <vm>',
       describe: 'Write an archived generation back to the local NVRAM of a shut-off VM',
       builder: (y: Argv) =>
-        y.positional('vm', vmPositional).option('generation', generationOption('generation number (default: the newest auto-restorable)')).option('json', jsonOption),
+        y.positional('vm', vmPositional).option('generation', numberOption('generation number (default: the newest auto-restorable)')).option('json', jsonOption),
       handler: (a) => restore({ vm: String(a.vm), generation: generationArg(a.generation), json: a.json === true }, deps),
     },
     {
@@ -405,7 +429,7 @@ export function makeNvramCommand(deps: NvramCommandDeps = {}): CommandModule<obj
       builder: (y: Argv) =>
         y
           .positional('vm', { type: 'string', describe: 'VM name or UUID (default: every VM in the archive)' })
-          .option('keep', { type: 'number', describe: 'generations to keep (default: keepGenerations of the config)' })
+          .option('keep', numberOption('generations to keep (default: keepGenerations of the config)'))
           .option('json', jsonOption),
       handler: (a) => prune({ vm: a.vm === undefined ? undefined : String(a.vm), keep: generationArg(a.keep, '--keep'), json: a.json === true }, deps),
     },

@@ -1,0 +1,79 @@
+/**
+ * `ovmf-hook nvram` through the bundled CLI: a temp archive named by a temp config
+ * (OVMF_HOOK_CONFIG) and a fake virsh on PATH that knows no domain (test/cli/fake-virsh-bin.ts),
+ * so nothing reaches the host's libvirt or its files.
+ */
+import { promises as fs } from 'node:fs';
+import path from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { openArchive } from '../../src/nvram';
+import { fakeVirshBin } from './fake-virsh-bin';
+import { buildCli, runCli, scratchDir, writeConfig } from './support';
+
+const UUID = '5a5a5a5a-0000-4000-8000-00000000c0de';
+
+let cli: string;
+let scratch: ReturnType<typeof scratchDir>;
+
+beforeAll(async () => {
+  scratch = scratchDir('cli-nvram');
+  cli = await buildCli(scratch.dir);
+}, 60_000);
+afterAll(() => scratch?.cleanup());
+
+/** A temp host whose archive holds two generations of UUID; `run` runs the built CLI there. */
+async function host() {
+  const { dir, cleanup } = scratchDir('cli-nvram-host');
+  const archiveDir = path.join(dir, 'archive');
+  const archive = await openArchive({ root: archiveDir, host: 'e2e', hostId: 'e2e-host' });
+  for (const n of [1, 2]) await archive.add(UUID, Buffer.alloc(4096, n), { kind: 'archive', reason: 'release (shutdown)', vmName: 'ovmfhook-t-e2e' });
+  const config = writeConfig(dir, 'config.json', { archiveDir, stateDir: path.join(dir, 'state'), nvramDir: path.join(dir, 'nvram'), hostId: 'e2e-host' });
+  const virsh = fakeVirshBin(dir, {});
+  const run = (...args: string[]) => runCli(cli, ['nvram', ...args], { env: { ...virsh.env, OVMF_HOOK_CONFIG: config } });
+  return { dir: path.join(archiveDir, UUID), run, cleanup };
+}
+
+describe('ovmf-hook nvram repair (built CLI)', () => {
+  it('says how many leftovers it kept because they are younger than 1 h, instead of "no leftovers"', async () => {
+    const h = await host();
+    try {
+      const young = [path.join(h.dir, 'gen-000008.fd'), path.join(h.dir, '.gen.fd.ovmf-hook-tmp-abc')]; // a writer in progress, maybe on another host
+      for (const f of young) await fs.writeFile(f, 'x');
+      const old = path.join(h.dir, 'gen-000009.fd');
+      await fs.writeFile(old, 'x');
+      const past = new Date(Date.now() - 2 * 3600_000);
+      await fs.utimes(old, past, past);
+
+      const r = h.run('repair');
+      expect(r).toMatchObject({ code: 0, stderr: '' });
+      expect(r.stdout).toMatch(
+        new RegExp(`^${UUID}\\s+removed 1 leftover file; kept 2 leftovers younger than 1 h \\(a writer may still be running\\); run nvram repair again later; all generations verify\\n$`),
+      );
+      for (const f of young) await fs.stat(f);
+
+      const doc = JSON.parse(h.run('repair', '--json').stdout);
+      expect(doc).toEqual({ vms: [{ uuid: UUID, removed: [], kept: [...young].sort(), corrupt: [] }] });
+    } finally {
+      h.cleanup();
+    }
+  });
+});
+
+describe('ovmf-hook nvram: a number option that is not a number (built CLI)', () => {
+  it.each([
+    [['show', UUID, '--generation', 'abc'], '--generation must be a whole number ≥ 1, got "abc"'],
+    [['vars', UUID, '--generation', 'x1'], '--generation must be a whole number ≥ 1, got "x1"'],
+    [['restore', UUID, '--generation', '1.5'], '--generation must be a whole number ≥ 1, got "1.5"'],
+    [['prune', '--keep', 'all'], '--keep must be a whole number ≥ 1, got "all"'],
+    [['diff', UUID, '--from', 'one'], '--from must be a whole number ≥ 1, got "one"'],
+    [['diff', UUID, '--from', '1', '--to', 'two'], '--to must be a whole number ≥ 1, got "two"'],
+    [['show', UUID, '--generation', '0'], '--generation must be a whole number ≥ 1, got "0"'],
+  ])('%j → exit 2, one line naming what was given', async (args, message) => {
+    const h = await host();
+    try {
+      expect(h.run(...args)).toEqual({ code: 2, stdout: '', stderr: `ovmf-hook: ${message}\n` });
+    } finally {
+      h.cleanup();
+    }
+  });
+});
