@@ -253,6 +253,27 @@ else
 fi
 install -d -m 0700 "$STATE_LIB" "$STATE_LIB/archive" "$STATE_LIB/state"
 
+# --- the config as the hook loads it: a bad one does not stop the install, but is shown with its fix
+check_cmd="${BIN_LINK:-$CLI} config check"
+[ "$CONF_DIR" = /etc/ovmf-hook ] || check_cmd+=" --file $CONF_DIR/config.json"
+if check_out=$("$CLI" config check --file "$CONF_DIR/config.json" 2>&1); then
+  say "config check: $check_out"
+else
+  check_rc=$?
+  case "$check_rc" in
+    2) effect="the hook refuses UEFI VM starts (BIOS ones and archive=\"no\" ones go ahead) until it is fixed" ;;
+    1) effect="the hook runs, but will not write its log file" ;;
+    *) effect="the check itself failed (exit $check_rc)" ;;
+  esac
+  {
+    echo "ovmf-hook install: ******** CONFIG PROBLEM ********"
+    check_out=${check_out//$nl/ }
+    echo "ovmf-hook install: ${check_out#ovmf-hook: }"
+    echo "ovmf-hook install: $effect; fix $CONF_DIR/config.json as the line above says, then run: $check_cmd"
+    echo "ovmf-hook install: ********************************"
+  } >&2
+fi
+
 # --- the hook itself; a foreign hook keeps working from qemu.d (libvirt >= 6.5 runs those after ours)
 install -d -m 0755 "$HOOKS_DIR"
 install -m 0755 "$PREFIX/dist/hooks/qemu" "$HOOK.ovmf-hook-new"

@@ -153,7 +153,7 @@ async function main() {
     await takeGuard({ label: 'soak', waitMs: 600_000, onRecovered: reloadLibvirt });
     guarded = true;
     mkdirSync(CONF_DIR, { recursive: true });
-    rmSync(join(CONF_DIR, 'install-state'), { force: true });
+    rmSync(join(CONF_DIR, 'installs', 'etc-libvirt-hooks'), { force: true }); // install.sh's record of /etc/libvirt/hooks
     writeFileSync(join(CONF_DIR, 'config.json'), JSON.stringify(config, null, 2));
     mkdirSync(archiveDir, { mode: 0o700 });
     run('bash', [join(ROOT, 'install.sh'), '--no-build', '--no-reload']);

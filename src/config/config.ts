@@ -142,6 +142,23 @@ export function parseConfig(text: string, source = CONFIG_PATH): Config {
   return cfg;
 }
 
+/**
+ * The config as a config file says it: policy as "yes"/"no" under its file keys, keys in the
+ * documented order, unset optional keys left out. `parseConfig` of its JSON gives the same config
+ * (`ovmf-hook config show`).
+ */
+export function configFileForm(config: Config): Record<string, unknown> {
+  const out: Record<string, unknown> = {
+    mode: config.mode,
+    policy: Object.fromEntries(Object.entries(POLICY_KEYS).map(([k, key]) => [k, config.policy[key] ? 'yes' : 'no'])),
+  };
+  for (const key of Object.keys(FIELDS)) {
+    const value = (config as unknown as Record<string, unknown>)[key];
+    if (key !== 'mode' && value !== undefined) out[key] = value;
+  }
+  return out;
+}
+
 function mergePolicy(base: Policy, value: unknown, source: string): Policy {
   const where = `${source}: policy`;
   if (typeof value !== 'object' || value === null || Array.isArray(value)) throw new ConfigError(source, `${where} must be an object like {"secure-boot": "yes"}, got ${got(value)}; ${FIX}`);

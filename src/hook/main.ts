@@ -19,6 +19,7 @@ import { ArchiveCorruptError, ConfigError, isOvmfHookError, OvmfHookError, Refus
 import { checkFlashPair, loadCatalog, statSizes } from '../firmware';
 import { getLocalState, lockVm, markStartRefused, withinStartWindow, NAME_MAX, openArchive, prepareNvram, type NvramOwner, releaseNvram, setLocalState, useSyncIoOnLocalDirs } from '../nvram';
 import { checkVmName, FILTER_OPS, NEVER_FAIL, parseHookArgs, type HookArgs } from './args';
+import { openNvramDir } from '../nvram/nvram-dir';
 import { mapFirmwarePaths } from './filter';
 import { uefiFiles } from './firmware-paths';
 import { readStdin, writeAll, writeStdout } from './io';
@@ -40,6 +41,8 @@ interface Ctx {
 /** How far the call got, for the watchdog: only a stuck archive may be "allowed" at prepare. */
 interface Progress {
   stage: 'config' | 'input' | 'archive';
+  /** paths of the held NVRAM directory handle written as the configured directory (see openNvram) */
+  shown: (text: string) => string;
   /** set with stage 'archive': the archive directory and whether a stuck one may be skipped at prepare */
   archiveDir?: string;
   allowStuckArchive?: boolean;
@@ -60,7 +63,7 @@ async function runHookCall(argv: readonly string[]): Promise<number> {
   let log: Logger = makeLogger({});
   // from argv[1] before any check: a never-fail op must exit 0 even when called with bad arguments
   const neverFail = NEVER_FAIL.has(argv[1] ?? '');
-  const progress: Progress = { stage: 'config' };
+  const progress: Progress = { stage: 'config', shown: (t) => t };
   // armed before the config is read (a config on a hung mount is the watchdog's too), with the
   // default timeout until the config names its own
   let watchdog: NodeJS.Timeout | undefined;
@@ -104,7 +107,7 @@ async function runHookCall(argv: readonly string[]): Promise<number> {
     else if (FILTER_OPS.has(args.op) && args.subop === 'begin') await filter(ctx);
     return 0;
   } catch (e) {
-    const msg = isOvmfHookError(e) ? e.message : `internal error: ${(e as Error)?.message ?? String(e)}`;
+    const msg = progress.shown(isOvmfHookError(e) ? e.message : `internal error: ${(e as Error)?.message ?? String(e)}`);
     const who = args && !msg.startsWith(`${args.vm}:`) ? `${shownName(args.vm)}: ` : '';
     const bare = args && msg.startsWith(`${args.vm}: `) ? msg.slice(args.vm.length + 2) : msg;
     log(neverFail ? 'warning' : 'err', `${args ? `${args.op} ${args.subop}: ` : ''}${bare}`);
@@ -200,12 +203,14 @@ async function prepare(ctx: Ctx): Promise<void> {
 
   const { host, hostId } = hostIdentity(config);
   enterArchiveStage(ctx);
+  const owner = nvramOwner(ctx);
+  const nvramIo = await openNvram(ctx, files.nvram, owner.uid);
   let archive;
   try {
-    await useLocalSyncIo(config, files.nvram, files.template);
+    await useLocalSyncIo(config, nvramIo, files.template);
     archive = await openHostArchive(config, host, hostId);
   } catch (e) {
-    return archiveUnavailable(ctx, e, files.nvram);
+    return archiveUnavailable(ctx, e, nvramIo);
   }
   const state = await getLocalState(config.stateDir, uuid).catch(() => null);
   // set by `migrate begin` moments ago; an old flag (a migration that never got here) is ignored
@@ -220,8 +225,9 @@ async function prepare(ctx: Ctx): Promise<void> {
       uuid,
       vmName: args.vm,
       nvramPath: files.nvram,
+      nvramIo,
       templatePath: files.template,
-      owner: nvramOwner(ctx),
+      owner,
       expectedSize: files.template ? sizes[files.template] : undefined,
       incomingMigration: incoming,
       claimLeaseSeconds: config.claimLeaseSeconds,
@@ -235,8 +241,20 @@ async function prepare(ctx: Ctx): Promise<void> {
     log('info', `prepare: ${incoming ? 'incoming migration, ' : ''}${r.action}${r.generation ? ` generation ${r.generation}` : ''}${r.displaced ? ` (local copy kept as generation ${r.displaced})` : ''}: ${r.why}`);
   } catch (e) {
     if (e instanceof OvmfHookError && !inArchive(e, config.archiveDir)) throw e;
-    return archiveUnavailable(ctx, e, files.nvram);
+    return archiveUnavailable(ctx, e, nvramIo);
   }
+}
+
+/**
+ * libvirt's nvram directory, opened and checked once (nvram-dir.ts); the NVRAM file is then read
+ * and written only through that handle, and log lines and errors show the configured path again.
+ */
+async function openNvram(ctx: Ctx, nvramPath: string, qemuUid: number | undefined): Promise<string> {
+  const dir = await openNvramDir(ctx.config.nvramDir, [0, ...(qemuUid === undefined ? [] : [qemuUid])]);
+  const log = ctx.log;
+  ctx.progress.shown = dir.shown;
+  ctx.log = (level, message) => log(level, dir.shown(message));
+  return dir.file(nvramPath);
 }
 
 /** Who owns the NVRAM files (qemu.conf's user), logged when that account does not exist here. */
@@ -262,11 +280,12 @@ const inArchive = (e: OvmfHookError, archiveDir: string): boolean =>
  * one, libvirt would start from a blank template copy that becomes the newest generation at the
  * next stop, above the archived NVRAM: refused either way.
  */
-function archiveUnavailable(ctx: Ctx, e: unknown, nvramPath: string): void {
+function archiveUnavailable(ctx: Ctx, e: unknown, nvramIo: string): void {
   const { config, args, log } = ctx;
+  const nvramPath = ctx.progress.shown(nvramIo);
   const why = `NVRAM archive ${config.archiveDir} is unavailable (${(e as Error)?.message ?? e})`;
   if (config.archiveUnavailable === 'refuse') throw new RefusedError(`${args.vm}: ${why}; fix the archive mount or set "archiveUnavailable": "allow"`);
-  if (!existsSync(nvramPath))
+  if (!existsSync(nvramIo))
     throw new RefusedError(`${args.vm}: ${why} and there is no local NVRAM ${nvramPath} to start from (a blank template would later outrank the archived one); fix the archive, or start from the template on purpose with: ovmf-hook nvram reset ${args.vm}`);
   log('warning', `${why}; starting from the local NVRAM ("archiveUnavailable": "allow")`);
 }
@@ -296,7 +315,7 @@ async function openHostArchive(config: Config, host: string, hostId: string) {
 const domainFiles = ({ domain, config }: Ctx) => uefiFiles(domain, () => loadCatalog({ roots: config.firmwareDirs }).descriptors, config.nvramDir);
 
 async function release(ctx: Ctx): Promise<void> {
-  const { config, domain, log, args } = ctx;
+  const { config, domain, args } = ctx;
   const policy = resolvePolicy(config, domain);
   if (!policy.archive) return;
   const files = domainFiles(ctx);
@@ -306,11 +325,13 @@ async function release(ctx: Ctx): Promise<void> {
   const { host, hostId } = hostIdentity(config);
   enterArchiveStage(ctx);
   let archive;
+  let nvramIo: string;
   try {
-    await useLocalSyncIo(config, files.nvram);
+    nvramIo = await openNvram(ctx, files.nvram, resolveIds(qemuOwnerNames(config)).uid);
+    await useLocalSyncIo(config, nvramIo);
     archive = await openHostArchive(config, host, hostId);
   } catch (e) {
-    log('err', `ARCHIVE FAILED, the local NVRAM is kept and the next start retries: ${(e as Error)?.message ?? e}`);
+    ctx.log('err', `ARCHIVE FAILED, the local NVRAM is kept and the next start retries: ${(e as Error)?.message ?? e}`);
     return;
   }
   const r = await releaseNvram({
@@ -319,9 +340,12 @@ async function release(ctx: Ctx): Promise<void> {
     uuid,
     vmName: args.vm,
     nvramPath: files.nvram,
+    nvramIo,
     reason: args.extra,
     keep: config.keepGenerations,
+    onCorrupt: (n, problem) => ctx.log('err', `archive generation ${n} is corrupt, moved aside (never restored): ${problem}; archiving the local copy again`),
   });
+  const log = ctx.log; // shows the NVRAM directory as configured
   if (r.action === 'failed') log('err', `ARCHIVE FAILED, the local NVRAM is kept and the next start retries: ${r.why}`);
   else log('info', `release: ${r.action === 'archived' ? `archived generation ${r.generation} (${r.kind})` : 'skipped'}: ${r.why}`);
 }

@@ -121,6 +121,12 @@ export interface Archive {
   /** Verified data of a generation; missing → UsageError, mismatch → ArchiveCorruptError. */
   read(uuid: string, generation: number): Promise<Buffer>;
   /**
+   * Read-only check of a listed generation's data: null when size and sha256 match, else the
+   * problem ('sha256 mismatch', 'size 8 ≠ 4096', 'its data file is missing'). Moves nothing aside;
+   * a generation that is not listed → UsageError, I/O errors are thrown.
+   */
+  verify(uuid: string, generation: number): Promise<string | null>;
+  /**
    * Move a corrupt generation aside (`gen-N.corrupt.*`): it is no longer listed, restored or the
    * newest, its number is never reused, and its files stay for inspection. Idempotent.
    */
@@ -229,13 +235,19 @@ export async function openArchive(opts: ArchiveOptions): Promise<Archive> {
   const newestOf = (metas: GenerationMeta[], kinds: readonly GenerationKind[] = AUTO_RESTORE_KINDS): GenerationMeta | null =>
     metas.filter((m) => kinds.includes(m.kind)).at(-1) ?? null;
 
-  async function verifiedData(dir: string, meta: GenerationMeta): Promise<Buffer> {
+  /** The generation's data, or what is wrong with it (missing, size, sha256). */
+  async function checkData(dir: string, meta: GenerationMeta): Promise<{ file: string; data: Buffer; problem: null } | { file: string; data: null; problem: string }> {
     const file = path.join(dir, `${genBase(meta.generation)}.fd`);
     const r = await readRegularFile(file, { maxBytes, singleLink: false });
     const problem = !r ? 'its data file is missing' : r.data.length !== meta.size ? `size ${r.data.length} ≠ ${meta.size}` : sha256(r.data) !== meta.sha256 ? 'sha256 mismatch' : null;
-    if (problem || !r)
-      throw new ArchiveCorruptError(file, `archive generation ${meta.generation} of ${meta.vmName} is corrupt (${problem}); restore an older one with: ovmf-hook nvram restore ${meta.vmName} --generation N`);
-    return r.data;
+    return problem || !r ? { file, data: null, problem: problem ?? 'its data file is missing' } : { file, data: r.data, problem: null };
+  }
+
+  async function verifiedData(dir: string, meta: GenerationMeta): Promise<Buffer> {
+    const c = await checkData(dir, meta);
+    if (c.problem !== null)
+      throw new ArchiveCorruptError(c.file, `archive generation ${meta.generation} of ${meta.vmName} is corrupt (${c.problem}); restore an older one with: ovmf-hook nvram restore ${meta.vmName} --generation N`);
+    return c.data;
   }
 
   /**
@@ -395,6 +407,12 @@ export async function openArchive(opts: ArchiveOptions): Promise<Archive> {
       const meta = dir && (await listIn(dir)).metas.find((m) => m.generation === generation);
       if (!dir || !meta) throw new UsageError(`archive has no generation ${generation} for VM ${uuid}; list them with: ovmf-hook nvram list`);
       return verifiedData(dir, meta);
+    },
+    async verify(uuid, generation) {
+      const dir = await openVmDir(uuid, false);
+      const meta = dir && (await listIn(dir)).metas.find((m) => m.generation === generation);
+      if (!dir || !meta) throw new UsageError(`archive has no generation ${generation} for VM ${uuid}; list them with: ovmf-hook nvram list`);
+      return (await checkData(dir, meta)).problem;
     },
     add,
     quarantine,

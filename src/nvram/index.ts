@@ -22,6 +22,7 @@ export {
   type AddResult,
   type Archive,
   type ArchiveOptions,
+  type CorruptGeneration,
   type RepairReport,
 } from './archive';
 export type { ClaimOptions, ClaimResult } from './claims';

@@ -37,7 +37,14 @@ interface Common {
   uuid: string;
   vmName: string;
   nvramPath: string;
+  /**
+   * The same file reached through a held directory handle (nvram-dir.ts: `/proc/self/fd/N/name`):
+   * every read and write goes there; `nvramPath` stays the name recorded and shown.
+   */
+  nvramIo?: string;
   now?: Date;
+  /** Told of each generation found corrupt (and moved aside) on the way. */
+  onCorrupt?: (generation: number, problem: string) => void;
   /** Fault injection for the local NVRAM write. */
   faults?: Faults;
   /** Fault injection for the per-host state writes. */
@@ -60,8 +67,6 @@ export interface PrepareOptions extends Common {
   claimLeaseSeconds?: number;
   /** Told when the NVRAM file was recorded for a gone domain of the same name (see claimFile). */
   onAdopted?: (previous: FileOwner) => void;
-  /** Told of each generation found corrupt (and moved aside) on the way. */
-  onCorrupt?: (generation: number, problem: string) => void;
 }
 
 export interface PrepareResult {
@@ -86,6 +91,8 @@ export type ReleaseResult =
   | { action: 'skip'; why: string; warnings: string[] }
   | { action: 'failed'; why: string; error: unknown };
 
+/** Where the local NVRAM is read and written (see Common.nvramIo). */
+const ioPath = (o: Common): string => o.nvramIo ?? o.nvramPath;
 const iso = (d?: Date): string => (d ?? new Date()).toISOString();
 const localFacts = (l: { data: Buffer } | null) => l && { sha256: sha256(l.data), size: l.data.length };
 const generationOf = (r: GenerationMeta | { generation: number }): number => r.generation;
@@ -108,7 +115,7 @@ async function sweepLeftovers(o: Common, uuid: string, archive: boolean): Promis
   const quiet = (p: Promise<string[]>) => p.catch(() => [] as string[]);
   // three directories, independent of each other: swept at the same time
   const removed = await Promise.all([
-    quiet(cleanupTemps(path.dirname(o.nvramPath), path.basename(o.nvramPath), opts)),
+    quiet(cleanupTemps(path.dirname(ioPath(o)), path.basename(ioPath(o)), opts)),
     quiet(cleanupTemps(o.stateDir, `${uuid}.json`, opts)),
     archive ? quiet(o.archive.repair(uuid, { ...opts, verify: false }).then((r) => r.removed)) : [],
   ]);
@@ -140,7 +147,7 @@ export async function prepareNvram(o: PrepareOptions): Promise<PrepareResult> {
     // with the claim held: the sweep and the reads are independent of each other
     const [, local, metas, state, template] = await inOrder([
       sweepLeftovers(o, uuid, false),
-      readNvramSafely(o.nvramPath),
+      readNvramSafely(ioPath(o)),
       archive.list(uuid),
       getLocalState(stateDir, uuid),
       readTemplate(o.templatePath),
@@ -190,7 +197,7 @@ export async function prepareNvram(o: PrepareOptions): Promise<PrepareResult> {
     // both were written.
     const writeAndSave = async (data: Buffer, s: Omit<LocalState, 'time' | 'claimToken'>): Promise<void> => {
       const [nvram, next] = await Promise.allSettled([
-        stageFileAtomic(o.nvramPath, data, { ...o.owner, mode: o.owner.mode ?? 0o600, faults: o.faults }),
+        stageFileAtomic(ioPath(o), data, { ...o.owner, mode: o.owner.mode ?? 0o600, faults: o.faults }),
         stageLocalState(stateDir, uuid, stateOf(s), o.stateFaults),
       ]);
       if (nvram.status === 'rejected' || next.status === 'rejected') {
@@ -268,10 +275,22 @@ export async function releaseNvram(o: ReleaseOptions): Promise<ReleaseResult> {
     // the archive and state reads run while the local NVRAM is read and hashed
     const facts = inOrder([archive.list(uuid), getLocalState(stateDir, uuid), archive.claimInfo(uuid)] as const);
     facts.catch(() => {}); // awaited below, after the local read (which may fail first)
-    const local = await readNvramSafely(o.nvramPath);
+    const local = await readNvramSafely(ioPath(o));
     const localInfo = localFacts(local);
     const [metas, state, claim] = await facts;
-    const newest = metas.filter((m) => isAutoRestorable(m.kind)).at(-1) ?? null;
+    let newest = metas.filter((m) => isAutoRestorable(m.kind)).at(-1) ?? null;
+    // "equals the newest generation" is the one case in which release keeps no copy of its own:
+    // that copy must be intact (rare: OVMF rewrites its store on every boot, so a stop usually
+    // brings new content). A corrupt one is moved aside and the local copy archived again.
+    if (localInfo && newest && localInfo.sha256 === newest.sha256) {
+      const problem = await archive.verify(uuid, newest.generation);
+      if (problem) {
+        await archive.quarantine(uuid, newest.generation);
+        o.onCorrupt?.(newest.generation, problem);
+        const bad = newest;
+        newest = metas.filter((m) => m !== bad && isAutoRestorable(m.kind)).at(-1) ?? null;
+      }
+    }
     // Ours if the claim names this host; with no claim at all, ours unless we had one (then it was taken).
     const held = claim ? claim.hostId === archive.hostId : !state?.claimToken;
     const startRefused = withinStartWindow(state?.startRefused, o.now);
@@ -363,14 +382,14 @@ export async function resetNvram(o: ResetOptions): Promise<{ action: 'reset'; ge
   return withClaim({ ...o, uuid }, 'reset', async () => {
     const template = await readTemplate(o.templatePath);
     if (!template) throw new UsageError(`template ${o.templatePath} does not exist; pass the VM's OVMF VARS template`);
-    const local = await readNvramSafely(o.nvramPath);
+    const local = await readNvramSafely(ioPath(o));
     const state = await getLocalState(o.stateDir, uuid);
     const base = { vmName: o.vmName, now: o.now };
     const saved = local
       ? generationOf(await o.archive.add(uuid, local.data, { ...base, kind: 'manual', reason: 'copy taken before nvram reset', basedOn: state?.generation ?? null }))
       : undefined;
     const generation = generationOf(await o.archive.add(uuid, template, { ...base, kind: 'reset', reason: 'nvram reset' }));
-    await writeFileAtomic(o.nvramPath, template, { ...o.owner, mode: o.owner.mode ?? 0o600, faults: o.faults });
+    await writeFileAtomic(ioPath(o), template, { ...o.owner, mode: o.owner.mode ?? 0o600, faults: o.faults });
     await setLocalState(o.stateDir, uuid, { generation, sha256: sha256(template), time: iso(o.now) }, o.stateFaults);
     return { action: 'reset', generation, saved };
   });
@@ -392,7 +411,7 @@ export async function restoreGeneration(
   return withClaim({ ...o, uuid }, 'restore', async () => {
     const data = await o.archive.read(uuid, o.generation);
     const metas = await o.archive.list(uuid);
-    const local = await readNvramSafely(o.nvramPath);
+    const local = await readNvramSafely(ioPath(o));
     const state = await getLocalState(o.stateDir, uuid);
     const base = { vmName: o.vmName, now: o.now };
     const localSha = local && sha256(local.data);
@@ -402,7 +421,7 @@ export async function restoreGeneration(
         ? generationOf(await o.archive.add(uuid, local.data, { ...base, kind: 'displaced', reason: `displaced by nvram restore --generation ${o.generation}`, basedOn: state?.generation ?? null, sha256: localSha ?? undefined }))
         : undefined;
     const generation = generationOf(await o.archive.add(uuid, data, { ...base, kind: 'manual', reason: `restore of generation ${o.generation}`, basedOn: o.generation }));
-    await writeFileAtomic(o.nvramPath, data, { ...o.owner, mode: o.owner.mode ?? 0o600, faults: o.faults });
+    await writeFileAtomic(ioPath(o), data, { ...o.owner, mode: o.owner.mode ?? 0o600, faults: o.faults });
     await setLocalState(o.stateDir, uuid, { generation, sha256: sha256(data), time: iso(o.now) }, o.stateFaults);
     return { action: 'restore', generation, from: o.generation, displaced };
   });

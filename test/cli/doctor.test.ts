@@ -2,6 +2,7 @@ import { chmodSync, promises as fs, realpathSync } from 'node:fs';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { makeDoctorCommand, runDoctor, type DoctorCheck, type DoctorOptions } from '../../src/cli/commands/doctor';
+import { openArchive } from '../../src/nvram';
 import { runCommand, tempDir } from './nvram-support';
 
 const MARKER = '// ovmf-hook: libvirt QEMU hook (installed by ovmf-hook\'s install.sh; do not edit, re-run it)';
@@ -91,9 +92,9 @@ describe('doctor', () => {
   it('passes every check on a healthy tree, one line per check', async () => {
     const t = await tree();
     const checks = await runDoctor(t.opts);
-    expect(checks.map((c) => c.check)).toEqual(['config', 'node', 'hook', 'qemu.d', 'daemon', 'firmware', 'descriptors', 'archive', 'state', 'qemu user']);
+    expect(checks.map((c) => c.check)).toEqual(['config', 'node', 'hook', 'qemu.d', 'daemon', 'firmware', 'descriptors', 'archive', 'archive integrity', 'state', 'qemu user']);
     expect(checks.filter((c) => c.check !== 'node').map((c) => `${c.check}:${c.verdict}`)).toEqual(
-      ['config', 'hook', 'qemu.d', 'daemon', 'firmware', 'descriptors', 'archive', 'state', 'qemu user'].map((c) => `${c}:ok`),
+      ['config', 'hook', 'qemu.d', 'daemon', 'firmware', 'descriptors', 'archive', 'archive integrity', 'state', 'qemu user'].map((c) => `${c}:ok`),
     );
     expect(byName(checks).node.verdict).toBe(NODE_DIR_OK ? 'ok' : 'warn');
     const c = byName(checks);
@@ -102,6 +103,7 @@ describe('doctor', () => {
     expect(c.daemon.detail).toBe(`libvirtd (pid ${DAEMON_PID}) started after the hook was installed`);
     expect(c.firmware.detail).toBe('1 firmware build (descriptors), files present: 4M');
     expect(c['qemu user'].detail).toBe('NVRAM files are owned by tqemu:tkvm (1234:1235)');
+    expect(c['archive integrity'].detail).toBe('no generations moved aside as corrupt in 0 VM archives (data not verified here: ovmf-hook nvram repair does that)');
     expect(checks.every((x) => (x.verdict === 'ok') === (x.fix === undefined))).toBe(true);
   });
 
@@ -178,7 +180,7 @@ describe('doctor', () => {
     const good = await runCommand(makeDoctorCommand(t.opts), ['doctor']);
     expect(good.code).toBe(0);
     const lines = good.stdout.trimEnd().split('\n');
-    expect(lines).toHaveLength(10);
+    expect(lines).toHaveLength(11);
     expect(lines[0]).toMatch(/^ok\s+config\s+.*config\.json is valid$/);
     await fs.rm(t.hook);
     const bad = await runCommand(makeDoctorCommand(t.opts), ['doctor']);
@@ -190,5 +192,59 @@ describe('doctor', () => {
     expect(asJson.code).toBe(1);
     expect(doc.ok).toBe(false);
     expect(doc.checks.find((c: DoctorCheck) => c.check === 'hook')).toMatchObject({ verdict: 'FAIL', fix: expect.stringContaining('install.sh') });
+  });
+});
+
+describe('doctor: log file and archive integrity lines', () => {
+  /** Merge `extra` into the tree's config file. */
+  const setConfig = async (t: Tree, extra: object) => fs.writeFile(t.configPath, JSON.stringify({ ...JSON.parse(await fs.readFile(t.configPath, 'utf8')), ...extra }));
+
+  it('no log file line without logFile; ok for a safe one, right after the config line', async () => {
+    const t = await tree();
+    expect((await runDoctor(t.opts)).map((c) => c.check)).not.toContain('log file');
+    const log = path.join(t.base, 'hook.log');
+    await setConfig(t, { logFile: log });
+    const checks = await runDoctor(t.opts);
+    expect(checks.map((c) => c.check).slice(0, 2)).toEqual(['config', 'log file']);
+    expect(byName(checks)['log file']).toEqual({ check: 'log file', verdict: 'ok', detail: `${log}: the hook can write it` });
+  });
+
+  it('an unsafe log file (a symlink) → log file FAIL with the fix from logFileProblem', async () => {
+    const t = await tree();
+    const log = path.join(t.base, 'hook.log');
+    await fs.symlink('/etc/shadow-not-really', log);
+    await setConfig(t, { logFile: log });
+    const c = byName(await runDoctor(t.opts))['log file'];
+    expect(c).toEqual({ check: 'log file', verdict: 'FAIL', detail: `${log}: the hook will not write it: ${log} is a symlink`, fix: `remove it (rm ${log}), the hook creates the log file itself` });
+  });
+
+  it('archive integrity: counts generations moved aside as corrupt across VMs, with the fix', async () => {
+    const t = await tree();
+    const archive = await openArchive({ root: t.archive, host: 'h', hostId: 'h' });
+    const vms = ['5a5a5a5a-0000-4000-8000-000000000001', '5a5a5a5a-0000-4000-8000-000000000002', '5a5a5a5a-0000-4000-8000-000000000003'];
+    for (const [i, uuid] of vms.entries())
+      for (const n of [1, 2, 3]) await archive.add(uuid, Buffer.alloc(4096, n), { kind: 'archive', reason: 'release (shutdown)', vmName: `vm${i + 1}` });
+    expect(byName(await runDoctor(t.opts))['archive integrity']).toMatchObject({ verdict: 'ok', detail: expect.stringMatching(/^no generations moved aside as corrupt in 3 VM archives/) });
+
+    await archive.quarantine(vms[0]!, 1);
+    await archive.quarantine(vms[0]!, 2);
+    await archive.quarantine(vms[2]!, 3);
+    expect(byName(await runDoctor(t.opts))['archive integrity']).toEqual({
+      check: 'archive integrity',
+      verdict: 'warn',
+      detail: `3 generations moved aside as corrupt in 2 VMs (${vms[0]} (vm1): 1, 2; ${vms[2]} (vm3): 3)`,
+      fix: `look at a VM's generations: ovmf-hook nvram list <VM> (the corrupt files stay in ${t.archive}/<uuid>/ for inspection); ovmf-hook nvram repair verifies every generation`,
+    });
+  });
+
+  it('archive integrity: ok without an archive, not checked when the archive line fails', async () => {
+    const t = await tree();
+    await fs.rmdir(t.archive);
+    expect(byName(await runDoctor(t.opts))['archive integrity']).toMatchObject({ verdict: 'ok', detail: `no archive yet at ${t.archive}: nothing moved aside as corrupt` });
+    await fs.mkdir(t.archive, { mode: 0o700 });
+    chmodSync(t.archive, 0o777);
+    const c = byName(await runDoctor(t.opts));
+    expect(c.archive.verdict).toBe('FAIL');
+    expect(c['archive integrity']).toMatchObject({ verdict: 'warn', detail: 'not checked: the archive is not usable (see the archive line)' });
   });
 });

@@ -59,6 +59,41 @@ describe('ovmf-hook nvram repair (built CLI)', () => {
   });
 });
 
+describe('ovmf-hook nvram: a generation with one byte flipped (built CLI)', () => {
+  it('list marks it corrupt and puts * on the newest valid one; repair moves it aside (exit 1, one line); list and show then report it moved aside', async () => {
+    const h = await host();
+    try {
+      const data = path.join(h.dir, 'gen-000002.fd');
+      const b = await fs.readFile(data);
+      b[2048] ^= 0x01;
+      await fs.writeFile(data, b);
+
+      const before = h.run('list', UUID);
+      expect(before).toMatchObject({ code: 0, stderr: '' });
+      expect(before.stdout).toMatch(/^\*1\s+archive\s/m);
+      expect(before.stdout).toMatch(/^2\s+archive CORRUPT\s/m);
+      expect(before.stdout).toContain(`\ngeneration 2 is corrupt (sha256 mismatch): it is never restored; \`ovmf-hook nvram repair ${UUID}\` moves it aside\n`);
+      const doc = JSON.parse(h.run('list', UUID, '--json').stdout);
+      expect(doc).toMatchObject({ newestRestorable: 1, corrupt: [], generations: [{ generation: 1, data: 'ok' }, { generation: 2, data: 'corrupt', problem: 'sha256 mismatch' }] });
+
+      const r = h.run('repair');
+      expect(r.code).toBe(1);
+      expect(r.stdout).toBe(`${UUID}  no leftovers; moved aside corrupt generation 2\n`);
+      expect(r.stderr).toMatch(/^ovmf-hook: moved aside corrupt generation 2 of [^\n]*\n$/);
+
+      const after = h.run('list', UUID).stdout;
+      expect(after).toMatch(/^\*1\s+archive\s/m);
+      expect(after).toMatch(/^2\s+archive, moved aside \(corrupt\)\s/m);
+      expect(JSON.parse(h.run('list', UUID, '--json').stdout)).toMatchObject({ newestRestorable: 1, generations: [{ generation: 1 }], corrupt: [{ generation: 2, data: 'corrupt', movedAside: true }] });
+      const show = h.run('show', UUID, '--generation', '2');
+      expect(show).toMatchObject({ code: 0, stderr: '' });
+      expect(show.stdout).toMatch(/^data\s+CORRUPT \(moved aside; kept as gen-000002\.corrupt\.fd for inspection\)$/m);
+    } finally {
+      h.cleanup();
+    }
+  });
+});
+
 describe('ovmf-hook nvram: a number option that is not a number (built CLI)', () => {
   it.each([
     [['show', UUID, '--generation', 'abc'], '--generation must be a whole number ≥ 1, got "abc"'],

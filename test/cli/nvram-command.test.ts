@@ -70,6 +70,12 @@ async function world(o: { state?: string; local?: Buffer | null; libvirtDown?: b
 }
 
 const json = (stdout: string) => JSON.parse(stdout);
+/** Flip one byte of a file in place (bit rot in an archived generation's data). */
+const flipByte = async (file: string, at = 100) => {
+  const b = await fs.readFile(file);
+  b[at] ^= 0xff;
+  await fs.writeFile(file, b);
+};
 const kinds = (metas: GenerationMeta[]) => metas.map((m) => `${m.generation}:${m.kind}`);
 /** An error: exit code, nothing on stdout, exactly one `ovmf-hook: …` line on stderr. */
 const expectOneLineError = (r: { code: number; stdout: string; stderr: string }, code: number, re: RegExp) => {
@@ -142,8 +148,64 @@ describe('nvram list', () => {
       [UUID, VM, 3],
     ]);
     const lines = (await w.run('list')).stdout.trimEnd().split('\n');
-    expect(lines[0]).toMatch(/^UUID\s+NAME\s+GENS\s+NEWEST\s+TIME\s+CLAIM$/);
+    expect(lines[0]).toMatch(/^UUID\s+NAME\s+GENS\s+NEWEST\s+TIME\s+CLAIM\s+CORRUPT$/);
     expect(lines[2]).toMatch(new RegExp(`^${UUID}\\s+${VM}\\s+3\\s+3 displaced\\s`));
+  });
+
+  it('marks a generation with one byte flipped as corrupt; * and the note point at the newest valid one; nothing is moved', async () => {
+    const w = await world();
+    await flipByte(w.dataFile(2));
+    const { code, stdout } = await w.run('list', VM);
+    expect(code).toBe(0);
+    const lines = stdout.trimEnd().split('\n');
+    expect(lines[1]).toMatch(/^GEN\s+KIND\s+SHA256\s+SIZE\s+TIME\s+HOST\s+REASON$/);
+    expect(lines[2]).toMatch(/^\*1\s+archive\s/);
+    expect(lines[3]).toMatch(new RegExp(`^2\\s+archive CORRUPT\\s+${sha256(GEN2).slice(0, 12)}\\s`));
+    expect(lines[4]).toMatch(/^3\s+displaced\s/);
+    expect(lines[5]).toBe('* = the newest auto-restorable generation whose data verifies (what the next start restores)');
+    expect(lines[6]).toBe(`generation 2 is corrupt (sha256 mismatch): it is never restored; \`ovmf-hook nvram repair ${VM}\` moves it aside`);
+    expect(stdout).toMatch(/^local\s+.*: differs from generation 1, the newest/m);
+    await fs.stat(w.dataFile(2)); // listing only looks
+  });
+
+  it('--json gives each generation data ok|corrupt (+ problem), newestRestorable = the newest valid one', async () => {
+    const w = await world();
+    await flipByte(w.dataFile(2));
+    const doc = json((await w.run('list', VM, '--json')).stdout);
+    expect(doc.generations.map((g: { generation: number; data: string; problem?: string }) => [g.generation, g.data, g.problem])).toEqual([
+      [1, 'ok', undefined],
+      [2, 'corrupt', 'sha256 mismatch'],
+      [3, 'ok', undefined],
+    ]);
+    expect(doc.newestRestorable).toBe(1);
+    expect(doc.corrupt).toEqual([]);
+  });
+
+  it('lists a generation moved aside as corrupt, and marks its VM in the list of all VMs', async () => {
+    const w = await world();
+    await flipByte(w.dataFile(2));
+    await w.archive.quarantine(UUID, 2); // what a restore or repair does with it
+    const { stdout } = await w.run('list', VM);
+    const lines = stdout.trimEnd().split('\n');
+    expect(lines[2]).toMatch(/^\*1\s+archive\s/);
+    expect(lines[3]).toMatch(new RegExp(`^2\\s+archive, moved aside \\(corrupt\\)\\s+${sha256(GEN2).slice(0, 12)}\\s+${GEN2.length}\\s`));
+    expect(lines[4]).toMatch(/^3\s+displaced\s/);
+    expect(stdout).toContain('\ngeneration 2 was moved aside as corrupt (never restored; gen-NNNNNN.corrupt.fd/.json kept for inspection)\n');
+    expect(stdout).not.toContain('is corrupt (');
+    const doc = json((await w.run('list', VM, '--json')).stdout);
+    expect(doc.generations.map((g: GenerationMeta) => g.generation)).toEqual([1, 3]);
+    expect(doc.corrupt).toEqual([expect.objectContaining({ generation: 2, kind: 'archive', sha256: sha256(GEN2), data: 'corrupt', movedAside: true })]);
+    expect(doc.newestRestorable).toBe(1);
+
+    const all = (await w.run('list')).stdout;
+    expect(all).toMatch(new RegExp(`^${UUID}\\s+${VM}\\s+2\\s+3 displaced\\s.*\\s2 moved aside$`, 'm'));
+    expect(all).toMatch(new RegExp(`^${GONE_UUID}\\s.*\\s-$`, 'm'));
+    expect(all).toMatch(/^CORRUPT = generations found corrupt and moved aside \(never restored\); details: ovmf-hook nvram list VM$/m);
+    const allDoc = json((await w.run('list', '--json')).stdout);
+    expect(allDoc.vms.map((v: { uuid: string; corrupt: number[] }) => [v.uuid, v.corrupt])).toEqual([
+      [GONE_UUID, []],
+      [UUID, [2]],
+    ]);
   });
 
   it('never creates a missing archive: the VM is listed with its local file, show says the archive is missing', async () => {
@@ -184,6 +246,22 @@ describe('nvram show', () => {
     expect(text).toMatch(/^generation\s+2 of 3 \(the newest auto-restorable\)$/m);
     expect(text).toMatch(new RegExp(`^sha256\\s+${sha256(GEN2)}$`, 'm'));
     expect(text).toMatch(/^data\s+ok \(size and sha256 verified\)$/m);
+  });
+
+  it('shows a generation moved aside as corrupt: its metadata and data CORRUPT (moved aside)', async () => {
+    const w = await world();
+    await flipByte(w.dataFile(2));
+    await w.archive.quarantine(UUID, 2);
+    const r = await w.run('show', VM, '--generation', '2');
+    expect(r).toMatchObject({ code: 0, stderr: '' });
+    expect(r.stdout).toMatch(/^generation\s+2 \(moved aside: never restored; its number is not reused\)$/m);
+    expect(r.stdout).toMatch(new RegExp(`^sha256\\s+${sha256(GEN2)}$`, 'm'));
+    expect(r.stdout).toMatch(/^kind\s+archive$/m);
+    expect(r.stdout).toMatch(/^data\s+CORRUPT \(moved aside; kept as gen-000002\.corrupt\.fd for inspection\)$/m);
+    const doc = json((await w.run('show', VM, '--generation', '2', '--json')).stdout);
+    expect(doc).toMatchObject({ generation: 2, kind: 'archive', sha256: sha256(GEN2), autoRestorable: false, newestRestorable: false, data: { ok: false, movedAside: true } });
+    // the newest valid one is now the newest auto-restorable
+    expect((await w.run('show', VM, '--generation', '1')).stdout).toMatch(/^generation\s+1 of 3 \(the newest auto-restorable\)$/m);
   });
 
   it('reports a generation whose data no longer matches its sha256', async () => {
@@ -296,13 +374,34 @@ describe('nvram repair', () => {
     await fs.stat(young);
   });
 
-  it('reports a corrupt generation with exit 1 and one line, and lists it', async () => {
+  it('moves a corrupt generation aside, says so, exits 1 with one line; list and show then report it moved aside', async () => {
     const w = await world();
     await fs.writeFile(w.dataFile(2), 'tampered');
     const r = await w.run('repair');
     expect(r.code).toBe(1);
-    expect(r.stdout).toMatch(new RegExp(`^${UUID}\\s+no leftovers; CORRUPT generations 2$`, 'm'));
-    expect(r.stderr).toMatch(/^ovmf-hook: 1 VM archive has problems \(corrupt generation 2 of [0-9a-f-]+\); move the named files out of .* and run nvram repair again\n$/);
+    expect(r.stdout).toMatch(new RegExp(`^${UUID}\\s+no leftovers; moved aside corrupt generation 2$`, 'm'));
+    expect(r.stdout).toMatch(new RegExp(`^${GONE_UUID}\\s+no leftovers; all generations verify$`, 'm'));
+    expect(r.stderr).toBe(
+      `ovmf-hook: moved aside corrupt generation 2 of ${UUID} (never restored; the newest valid generation is restored instead); see: ovmf-hook nvram list ${UUID}\n`,
+    );
+    await fs.stat(w.dataFile(2).replace(/\.fd$/, '.corrupt.fd'));
+    const list = (await w.run('list', VM)).stdout.split('\n');
+    expect(list[2]).toMatch(/^\*1\s+archive\s/);
+    expect(list[3]).toMatch(/^2\s+archive, moved aside \(corrupt\)\s/);
+    expect((await w.run('show', VM, '--generation', '2')).stdout).toMatch(/^data\s+CORRUPT \(moved aside/m);
+    // moved aside: the next repair finds nothing (exit 0)
+    expect(await w.run('repair', VM)).toMatchObject({ code: 0, stdout: `${UUID}  no leftovers; all generations verify\n`, stderr: '' });
+  });
+
+  it('repair --json still lists the corrupt generations it moved aside (exit 1)', async () => {
+    const w = await world();
+    await flipByte(w.dataFile(1));
+    await flipByte(w.dataFile(3));
+    const r = await w.run('repair', VM, '--json');
+    expect(r.code).toBe(1);
+    expect(json(r.stdout)).toEqual({ vms: [{ uuid: UUID, removed: [], kept: [], corrupt: [1, 3] }] });
+    expect(r.stderr).toMatch(new RegExp(`^ovmf-hook: moved aside corrupt generations 1, 3 of ${UUID} \\([^\n]*\n$`));
+    expect(kinds(await w.archive.list(UUID))).toEqual(['2:archive']);
   });
 });
 

@@ -107,7 +107,7 @@ describeLibvirt('the hook in the real libvirtd (installed by install.sh)', () =>
     rmSync(HOOK_D, { recursive: true, force: true });
     rmSync(HOOK, { force: true });
     writeFileSync(HOOK, FOREIGN, { mode: 0o755 });
-    rmSync(join(CONF_DIR, 'install-state'), { force: true });
+    rmSync(join(CONF_DIR, 'installs', 'etc-libvirt-hooks'), { force: true }); // install.sh's record of /etc/libvirt/hooks
     mkdirSync(CONF_DIR, { recursive: true });
     writeFileSync(join(CONF_DIR, 'config.json'), JSON.stringify(config, null, 2));
     mkdirSync(archiveDir, { mode: 0o700 });

@@ -244,6 +244,23 @@ describe.skipIf(!asRoot)('install.sh (as root, into temp directories)', () => {
     expect(exists(t.bin)).toBe(false);
   });
 
+  it('(e) the installed CLI checks the config: valid → one line; unusable → shown with its fix, the install goes on', () => {
+    const t = tree();
+    const conf = join(t.conf, 'config.json');
+    const r = doInstall(t);
+    okRun(r);
+    expect(r.out).toContain(`ovmf-hook install: config check: ${conf}: valid\n`);
+
+    writeFileSync(conf, '{"archivedir": "/srv/archive"}');
+    const bad = doInstall(t);
+    okRun(bad);
+    expect(ours(t.hook)).toBe(true);
+    expect(bad.err).toContain('******** CONFIG PROBLEM ********');
+    expect(bad.err).toContain(`ovmf-hook install: ${conf}: unknown key "archivedir" (did you mean "archiveDir"?)`);
+    expect(bad.err).toContain(`the hook refuses UEFI VM starts (BIOS ones and archive="no" ones go ahead) until it is fixed; fix ${conf} as the line above says, then run: ${t.bin} config check --file ${conf}\n`);
+    expect(readFileSync(conf, 'utf8')).toBe('{"archivedir": "/srv/archive"}'); // never overwritten
+  });
+
   it('touched none of the host\'s install paths', () => {
     expect(HOST_PATHS.map(fingerprint)).toEqual(hostBefore);
   });

@@ -7,11 +7,13 @@ import { execFileSync } from 'node:child_process';
 import { accessSync, closeSync, constants, existsSync, lstatSync, openSync, readdirSync, readFileSync, readSync, realpathSync, statSync } from 'node:fs';
 import { posix } from 'node:path';
 import type { Argv, CommandModule } from 'yargs';
-import { CONFIG_PATH, DEFAULT_CONFIG, loadConfig, qemuOwnerNames, type Config } from '../../config';
+import { configPath, hostIdentity, qemuOwnerNames, type Config } from '../../config';
 import { isOvmfHookError, RefusedError } from '../../errors';
 import { loadCatalog, statSizes } from '../../firmware';
+import { openArchive, type Archive } from '../../nvram';
 import { ensurePrivateDir } from '../../nvram/safe-fs';
 import { table } from '../table';
+import { checkConfig } from './config';
 import { flashOf } from './firmware';
 
 export type Verdict = 'ok' | 'warn' | 'FAIL';
@@ -78,16 +80,27 @@ const realpath = (p: string): string => {
   }
 };
 
-// ─── config ─────────────────────────────────────────────────────────────────────────────────
+// ─── config and log file ────────────────────────────────────────────────────────────────────
 
-function configCheck(path: string): { check: DoctorCheck; config: Config } {
-  const defaults = { ...DEFAULT_CONFIG, policy: { ...DEFAULT_CONFIG.policy } };
-  try {
-    const config = loadConfig(path);
-    return { check: ok('config', existsSync(path) ? `${path} is valid` : `${path} absent: built-in defaults`), config };
-  } catch (e) {
-    return { check: fail('config', `${message(e)} (the checks below use the defaults)`, `fix ${path} or remove it to use the defaults`), config: defaults };
+/** The `config` line and, when `logFile` is set, the `log file` line: both from checkConfig (`ovmf-hook config check`). */
+function configChecks(path: string): { checks: DoctorCheck[]; config: Config } {
+  const c = checkConfig(path);
+  const checks = [
+    c.valid
+      ? ok('config', c.absent ? `${path} absent: built-in defaults` : `${path} is valid`)
+      : fail('config', `${c.error} (until it is fixed the hook refuses UEFI starts, BIOS ones go ahead; the checks below use the defaults)`, `fix ${path} or remove it to use the defaults`),
+  ];
+  if (c.logFile) {
+    const { file, problem } = c.logFile;
+    if (!problem) checks.push(ok('log file', `${file}: the hook can write it`));
+    else {
+      // logFileProblem's texts end with their fix: "<problem>; <fix>"
+      const cut = problem.lastIndexOf('; ');
+      const detail = `${file}: the hook will not write it: ${cut < 0 ? problem : problem.slice(0, cut)}`;
+      checks.push(fail('log file', detail, cut < 0 ? `point "logFile" in ${path} at a file in a root-owned directory, or remove the key` : problem.slice(cut + 2)));
+    }
   }
+  return { checks, config: c.config };
 }
 
 // ─── hook, its interpreter, qemu.d ──────────────────────────────────────────────────────────
@@ -299,6 +312,58 @@ async function privateDirCheck(check: string, dir: string, opts: { ancestors: bo
   return ok(check, `${dir} is root-only (0700) and writable`);
 }
 
+/** VM archives looked at at once by the integrity line. */
+const ARCHIVE_SCAN_CONCURRENCY = 16;
+
+/**
+ * Generations moved aside as corrupt (`gen-N.corrupt.*`, see archive.ts) across the archive. Only
+ * directory listings are read: verifying every generation's data (size + sha256) reads the whole
+ * archive — 10,000 VMs × 10 generations × 4 MiB on shared storage — far too slow for doctor;
+ * `ovmf-hook nvram repair` does that.
+ */
+async function archiveIntegrityCheck(config: Config, archiveLine: DoctorCheck): Promise<DoctorCheck> {
+  const check = 'archive integrity';
+  const root = config.archiveDir;
+  if (!existsSync(root)) return ok(check, `no archive yet at ${root}: nothing moved aside as corrupt`);
+  if (archiveLine.verdict === 'FAIL') return warn(check, 'not checked: the archive is not usable (see the archive line)', 'fix the archive line first');
+  let vms: string[];
+  let archive: Archive;
+  try {
+    const { host, hostId } = hostIdentity(config);
+    archive = await openArchive({ root, host, hostId });
+    vms = await archive.listVms();
+  } catch (e) {
+    return warn(check, `cannot list ${root}: ${message(e)}`, 'run doctor as root; see the archive line');
+  }
+  const corrupt: { uuid: string; name?: string; generations: number[] }[] = [];
+  const unreadable: string[] = [];
+  let next = 0;
+  const worker = async (): Promise<void> => {
+    for (let i = next++; i < vms.length; i = next++) {
+      const uuid = vms[i]!;
+      try {
+        const gens = await archive.listCorrupt(uuid);
+        if (gens.length) corrupt.push({ uuid, name: gens.find((g) => g.meta)?.meta?.vmName, generations: gens.map((g) => g.generation) });
+      } catch (e) {
+        unreadable.push(`${uuid}: ${message(e)}`);
+      }
+    }
+  };
+  await Promise.all(Array.from({ length: Math.min(ARCHIVE_SCAN_CONCURRENCY, vms.length) }, worker));
+  corrupt.sort((a, b) => (a.uuid < b.uuid ? -1 : 1));
+  const plural = (n: number, w: string) => `${n} ${w}${n === 1 ? '' : 's'}`;
+  const fix = `look at a VM's generations: ovmf-hook nvram list <VM> (the corrupt files stay in ${root}/<uuid>/ for inspection); ovmf-hook nvram repair verifies every generation`;
+  if (corrupt.length) {
+    const gens = corrupt.reduce((n, c) => n + c.generations.length, 0);
+    const shown = corrupt.slice(0, 3).map((c) => `${c.uuid}${c.name ? ` (${c.name})` : ''}: ${c.generations.join(', ')}`);
+    const more = corrupt.length > 3 ? `, +${corrupt.length - 3} more` : '';
+    const also = unreadable.length ? `; ${plural(unreadable.length, 'VM archive')} could not be read (${unreadable[0]})` : '';
+    return warn(check, `${plural(gens, 'generation')} moved aside as corrupt in ${plural(corrupt.length, 'VM')} (${shown.join('; ')}${more})${also}`, fix);
+  }
+  if (unreadable.length) return warn(check, `${plural(unreadable.length, 'VM archive')} of ${vms.length} could not be read (${unreadable[0]})`, 'run doctor as root; then: ovmf-hook nvram repair');
+  return ok(check, `no generations moved aside as corrupt in ${plural(vms.length, 'VM archive')} (data not verified here: ovmf-hook nvram repair does that)`);
+}
+
 // ─── qemu user ──────────────────────────────────────────────────────────────────────────────
 
 /** Numeric id of `name` in a passwd/group file ("+N" and plain numbers are ids already). */
@@ -328,20 +393,22 @@ export async function runDoctor(o: DoctorOptions = {}): Promise<DoctorCheck[]> {
   const hooksDir = o.hooksDir ?? '/etc/libvirt/hooks';
   const hook = posix.join(hooksDir, 'qemu');
   const hookDir = posix.join(hooksDir, 'qemu.d');
-  const { check: cfg, config } = configCheck(o.configPath ?? (process.env.OVMF_HOOK_CONFIG || CONFIG_PATH));
+  const { checks: cfg, config } = configChecks(o.configPath ?? configPath());
   const h = hookCheck(hook);
+  const archive = await privateDirCheck('archive', config.archiveDir, {
+    ancestors: true,
+    missing: () =>
+      warn('archive', `${config.archiveDir} does not exist; the hook creates it at the first VM start`, `if it is shared storage, mount it first; else run: install -d -m 0700 ${config.archiveDir}`),
+  });
   return [
-    cfg,
+    ...cfg,
     nodeCheck(h.interpreter, o.execPath ?? process.execPath, o.nodeVersion ?? process.versions.node),
     h.check,
     hookDirCheck(hookDir),
     reloadCheck(hook, hookDir, o.pidFiles ?? ['/run/libvirtd.pid', '/run/virtqemud.pid'], o.procDir ?? '/proc'),
     ...firmwareChecks(config, o.firmwareExists),
-    await privateDirCheck('archive', config.archiveDir, {
-      ancestors: true,
-      missing: () =>
-        warn('archive', `${config.archiveDir} does not exist; the hook creates it at the first VM start`, `if it is shared storage, mount it first; else run: install -d -m 0700 ${config.archiveDir}`),
-    }),
+    archive,
+    await archiveIntegrityCheck(config, archive),
     await privateDirCheck('state', config.stateDir, {
       ancestors: false,
       missing: () => ok('state', `${config.stateDir} does not exist yet; the hook creates it at the first VM start`),
@@ -357,7 +424,7 @@ export function renderDoctor(checks: readonly DoctorCheck[]): string {
 export function makeDoctorCommand(options: DoctorOptions = {}): CommandModule<object, any> {
   return {
     command: 'doctor',
-    describe: 'Check that this host is ready for the hook (node, hook install, libvirt, OVMF, archive, config)',
+    describe: 'Check that this host is ready for the hook (config, log file, node, hook install, libvirt, OVMF, archive, archive integrity)',
     builder: (y: Argv) => y.option('json', { type: 'boolean', default: false, describe: 'one JSON document on stdout' }),
     handler: async (argv) => {
       const checks = await runDoctor(options);

@@ -25,10 +25,12 @@ import {
   sha256,
   type Archive,
   type ClaimInfo,
+  type CorruptGeneration,
   type GenerationMeta,
   type LocalState,
   type NvramOwner,
 } from '../../nvram';
+import { withNvramDir } from '../../nvram/nvram-dir';
 import { table } from '../table';
 import { domainState } from '../virsh';
 import { cliContext, managedNvram, requireShutOff, resolveVm, type CliContext, type CliDeps, type Vm } from '../vm';
@@ -43,6 +45,41 @@ const short = (sha: string) => sha.slice(0, 12);
 const when = (iso: string | null | undefined) => (iso ? iso.replace('T', ' ').replace(/\.\d+Z$/, 'Z') : '-');
 const vmRef = (vm: Vm) => ({ name: vm.name, uuid: vm.uuid, defined: vm.defined });
 const newestRestorable = (metas: readonly GenerationMeta[]) => metas.filter((m) => isAutoRestorable(m.kind)).at(-1) ?? null;
+const plural = (n: number, one: string, many: string) => (n === 1 ? one : many);
+const numbers = (ns: readonly number[]) => `${plural(ns.length, 'generation', 'generations')} ${ns.join(', ')}`;
+/** How the admin names the VM on the command line: its name here, its UUID when only the archive knows it. */
+const cliName = (vm: Vm) => (vm.defined ? vm.name : vm.uuid);
+
+/** A listed generation with its data verified (size and sha256 against the metadata). */
+type CheckedGeneration = GenerationMeta & { data: 'ok' | 'corrupt'; problem?: string };
+
+/** Verify each generation's data, one at a time (≤ keepGenerations × a few MiB); one pruned meanwhile is left out. */
+async function checkGenerations(archive: Archive, uuid: string, metas: readonly GenerationMeta[]): Promise<CheckedGeneration[]> {
+  const checked: CheckedGeneration[] = [];
+  for (const m of metas) {
+    let problem: string | null;
+    try {
+      problem = await archive.verify(uuid, m.generation);
+    } catch (e) {
+      if (e instanceof UsageError) continue; // pruned since it was listed
+      throw e;
+    }
+    checked.push(problem === null ? { ...m, data: 'ok' } : { ...m, data: 'corrupt', problem });
+  }
+  return checked;
+}
+
+/** The newest auto-restorable generation whose data verifies: what a start restores (corrupt ones are skipped). */
+async function newestValid(archive: Archive, uuid: string, metas: readonly GenerationMeta[]): Promise<GenerationMeta | null> {
+  for (const m of metas.filter((g) => isAutoRestorable(g.kind)).reverse()) {
+    const problem = await archive.verify(uuid, m.generation).catch((e) => {
+      if (e instanceof UsageError) return 'pruned';
+      throw e;
+    });
+    if (problem === null) return m;
+  }
+  return null;
+}
 const claimText = (c: ClaimInfo | null) =>
   c ? `held by host ${c.host} (${c.hostId}) since ${when(c.since)}, expires ${c.expires ? when(c.expires) : 'never'}` : 'none';
 const isExpired = (c: ClaimInfo, now: Date) => c.expires !== null && Date.parse(c.expires) <= now.getTime();
@@ -111,29 +148,49 @@ async function listOne(ctx: CliContext, target: string, asJson: boolean): Promis
   const vm = await resolveVm(target, ctx);
   // a VM defined here before anything was archived: show its local NVRAM, do not create the archive
   const archive = existsSync(ctx.config.archiveDir) ? await ctx.archive() : null;
-  const [metas, claim] = archive ? await Promise.all([archive.list(vm.uuid), archive.claimInfo(vm.uuid)]) : [[], null];
-  const local = await localNvramInfo(vm, metas, ctx.config);
-  const newest = newestRestorable(metas);
+  const [metas, claim, moved] = archive
+    ? await Promise.all([archive.list(vm.uuid), archive.claimInfo(vm.uuid), archive.listCorrupt(vm.uuid)])
+    : [[], null, [] as CorruptGeneration[]];
+  const generations = archive ? await checkGenerations(archive, vm.uuid, metas) : [];
+  // what a start restores: corrupt generations are skipped for the newest valid one
+  const valid = generations.filter((g) => g.data === 'ok');
+  const local = await localNvramInfo(vm, valid, ctx.config);
+  const newest = newestRestorable(valid);
   const root = archive?.root ?? ctx.config.archiveDir;
   if (asJson) {
-    printJson({ vm: vmRef(vm), archive: root, generations: metas, newestRestorable: newest?.generation ?? null, claim, local });
+    const corrupt = moved.map((c) => ({ ...(c.meta ?? { generation: c.generation }), data: 'corrupt', movedAside: true }));
+    printJson({ vm: vmRef(vm), archive: root, generations, corrupt, newestRestorable: newest?.generation ?? null, claim, local });
     return;
   }
-  const rows = metas.map((m) => [
-    `${m.generation === newest?.generation ? '*' : ''}${m.generation}`,
-    m.kind,
-    short(m.sha256),
-    String(m.size),
-    when(m.time),
-    m.host,
-    m.reason,
-  ]);
+  const rows: { n: number; cells: string[] }[] = [
+    ...generations.map((g) => ({
+      n: g.generation,
+      cells: [`${g.generation === newest?.generation ? '*' : ''}${g.generation}`, g.data === 'ok' ? g.kind : `${g.kind} CORRUPT`, short(g.sha256), String(g.size), when(g.time), g.host, g.reason],
+    })),
+    ...moved.map(({ generation: n, meta: m }) => ({
+      n,
+      cells: m
+        ? [String(n), `${m.kind}, moved aside (corrupt)`, short(m.sha256), String(m.size), when(m.time), m.host, m.reason]
+        : [String(n), 'moved aside (corrupt)', '-', '-', '-', '-', '-'],
+    })),
+  ].sort((a, b) => a.n - b.n);
+  const broken = generations.filter((g) => g.data === 'corrupt');
+  const notes = [
+    newest
+      ? '* = the newest auto-restorable generation whose data verifies (what the next start restores)'
+      : generations.length
+        ? `no ${broken.some((g) => isAutoRestorable(g.kind)) ? 'valid ' : ''}auto-restorable generation`
+        : null,
+    ...broken.map((g) => `generation ${g.generation} is corrupt (${g.problem}): it is never restored; \`ovmf-hook nvram repair ${cliName(vm)}\` moves it aside`),
+    moved.length
+      ? `${numbers(moved.map((c) => c.generation))} ${plural(moved.length, 'was', 'were')} moved aside as corrupt (never restored; gen-NNNNNN.corrupt.fd/.json kept for inspection)`
+      : null,
+  ].filter((l): l is string => l !== null);
   print(
     [
       `VM ${vm.name}  ${vm.uuid}${vm.defined ? '' : '  (not defined on this host)'}  archive ${root}`,
-      metas.length
-        ? table([['GEN', 'KIND', 'SHA256', 'SIZE', 'TIME', 'HOST', 'REASON'], ...rows]).trimEnd() +
-          (newest ? '\n* = the newest auto-restorable generation (what the next start restores)' : '\nno auto-restorable generation')
+      rows.length
+        ? [table([['GEN', 'KIND', 'SHA256', 'SIZE', 'TIME', 'HOST', 'REASON'], ...rows.map((r) => r.cells)]).trimEnd(), ...notes].join('\n')
         : 'no archived generations',
       table([
         ['claim', claimText(claim)],
@@ -147,18 +204,36 @@ async function listOne(ctx: CliContext, target: string, asJson: boolean): Promis
 async function listAll(archive: Archive, asJson: boolean): Promise<void> {
   const vms = await Promise.all(
     (await archive.listVms()).map(async (uuid) => {
-      const [metas, claim] = await Promise.all([archive.list(uuid), archive.claimInfo(uuid)]);
+      const [metas, claim, moved] = await Promise.all([archive.list(uuid), archive.claimInfo(uuid), archive.listCorrupt(uuid)]);
       const last = metas.at(-1) ?? null;
-      return { uuid, name: last?.vmName ?? claim?.vmName ?? null, generations: metas.length, newest: last, newestRestorable: newestRestorable(metas)?.generation ?? null, claim };
+      return {
+        uuid,
+        name: last?.vmName ?? claim?.vmName ?? [...moved].reverse().find((c) => c.meta)?.meta?.vmName ?? null,
+        generations: metas.length,
+        newest: last,
+        newestRestorable: newestRestorable(metas)?.generation ?? null,
+        claim,
+        // generations moved aside as corrupt (data is not verified here: see nvram list VM, nvram repair)
+        corrupt: moved.map((c) => c.generation),
+      };
     }),
   );
   if (asJson) return printJson({ archive: archive.root, vms });
   if (!vms.length) return print(`no VMs in the archive ${archive.root}`);
+  const moved = vms.filter((v) => v.corrupt.length);
   print(
     table([
-      ['UUID', 'NAME', 'GENS', 'NEWEST', 'TIME', 'CLAIM'],
-      ...vms.map((v) => [v.uuid, v.name ?? '-', String(v.generations), v.newest ? `${v.newest.generation} ${v.newest.kind}` : '-', when(v.newest?.time), v.claim?.host ?? '-']),
-    ]),
+      ['UUID', 'NAME', 'GENS', 'NEWEST', 'TIME', 'CLAIM', 'CORRUPT'],
+      ...vms.map((v) => [
+        v.uuid,
+        v.name ?? '-',
+        String(v.generations),
+        v.newest ? `${v.newest.generation} ${v.newest.kind}` : '-',
+        when(v.newest?.time),
+        v.claim?.host ?? '-',
+        v.corrupt.length ? `${v.corrupt.join(', ')} moved aside` : '-',
+      ]),
+    ]) + (moved.length ? 'CORRUPT = generations found corrupt and moved aside (never restored); details: ovmf-hook nvram list VM\n' : ''),
   );
 }
 
@@ -177,9 +252,13 @@ async function show(argv: { vm: string; generation?: number; json: boolean }, de
   const vm = await resolveVm(argv.vm, ctx);
   const archive = await ctx.archive();
   const metas = await archive.list(vm.uuid);
-  if (!metas.length) throw new UsageError(`${vm.name} has no archived generations (the archive gets one when the VM stops)`);
-  const meta = argv.generation === undefined ? metas.at(-1)! : metas.find((m) => m.generation === argv.generation);
-  if (!meta) throw new UsageError(`${vm.name} has no generation ${argv.generation}; see: ovmf-hook nvram list ${vm.name}`);
+  const meta = argv.generation === undefined ? metas.at(-1) : metas.find((m) => m.generation === argv.generation);
+  if (!meta) {
+    const moved = argv.generation === undefined ? undefined : (await archive.listCorrupt(vm.uuid)).find((c) => c.generation === argv.generation);
+    if (moved) return showMovedAside(vm, moved, argv.json);
+    if (!metas.length) throw new UsageError(`${vm.name} has no archived generations (the archive gets one when the VM stops)`);
+    throw new UsageError(`${vm.name} has no generation ${argv.generation}; see: ovmf-hook nvram list ${vm.name}`);
+  }
   let data: { ok: boolean; problem?: string };
   try {
     await archive.read(vm.uuid, meta.generation);
@@ -188,16 +267,17 @@ async function show(argv: { vm: string; generation?: number; json: boolean }, de
     if (!(e instanceof ArchiveCorruptError)) throw e;
     data = { ok: false, problem: e.message };
   }
-  const newest = newestRestorable(metas);
   const autoRestorable = isAutoRestorable(meta.kind);
+  // what a start restores: the newest auto-restorable generation whose data verifies
+  const isNewest = data.ok && autoRestorable && (await newestValid(archive, vm.uuid, metas))?.generation === meta.generation;
   if (argv.json) {
-    printJson({ vm: vmRef(vm), ...meta, autoRestorable, newestRestorable: meta.generation === newest?.generation, data });
+    printJson({ vm: vmRef(vm), ...meta, autoRestorable, newestRestorable: isNewest, data });
     return;
   }
   print(
     table([
       ['vm', `${meta.vmName} (${vm.uuid})`],
-      ['generation', `${meta.generation} of ${metas.at(-1)!.generation}${meta.generation === newest?.generation ? ' (the newest auto-restorable)' : ''}`],
+      ['generation', `${meta.generation} of ${metas.at(-1)!.generation}${isNewest ? ' (the newest auto-restorable)' : ''}`],
       ['kind', `${meta.kind}${autoRestorable ? '' : ' (never restored automatically; use nvram restore --generation)'}`],
       ['sha256', meta.sha256],
       ['size', String(meta.size)],
@@ -206,6 +286,34 @@ async function show(argv: { vm: string; generation?: number; json: boolean }, de
       ['reason', meta.reason],
       ['based on', meta.basedOn ? `generation ${meta.basedOn}` : '-'],
       ['data', data.ok ? 'ok (size and sha256 verified)' : `CORRUPT: ${data.problem}`],
+    ]),
+  );
+}
+
+/** A generation moved aside as corrupt: its metadata as far as it is readable, never restored. */
+function showMovedAside(vm: Vm, { generation, meta }: CorruptGeneration, asJson: boolean): void {
+  const file = `gen-${String(generation).padStart(6, '0')}.corrupt.fd`;
+  const problem = `moved aside as corrupt (${file}): never restored`;
+  if (asJson) {
+    printJson({ vm: vmRef(vm), ...(meta ?? { generation }), autoRestorable: false, newestRestorable: false, data: { ok: false, movedAside: true, problem } });
+    return;
+  }
+  print(
+    table([
+      ['vm', `${meta?.vmName ?? vm.name} (${vm.uuid})`],
+      ['generation', `${generation} (moved aside: never restored; its number is not reused)`],
+      ...(meta
+        ? [
+            ['kind', meta.kind],
+            ['sha256', meta.sha256],
+            ['size', String(meta.size)],
+            ['time', when(meta.time)],
+            ['host', `${meta.host} (${meta.hostId})`],
+            ['reason', meta.reason],
+            ['based on', meta.basedOn ? `generation ${meta.basedOn}` : '-'],
+          ]
+        : [['metadata', 'unreadable']]),
+      ['data', `CORRUPT (moved aside; kept as ${file} for inspection)`],
     ]),
   );
 }
@@ -219,18 +327,22 @@ async function restore(argv: { vm: string; generation?: number; json: boolean },
   const archive = await ctx.archive();
   const generation = argv.generation ?? (await archive.newest(vm.uuid))?.generation;
   if (generation === undefined) throw new UsageError(`${vm.name} has no auto-restorable generation; pick one with --generation N (see: ovmf-hook nvram list ${vm.name})`);
-  const r = await restoreGeneration({
-    archive,
-    stateDir: ctx.config.stateDir,
-    uuid: vm.uuid,
-    vmName: vm.name,
-    nvramPath,
-    generation,
-    owner: owner(ctx.config),
-    claimLeaseSeconds: ctx.config.claimLeaseSeconds,
-    // asked with the VM's lock held: no start can begin between this answer and the write
-    whileLocked: () => requireShutOff(vm, ctx.virsh, 'restore'),
-  });
+  const who = owner(ctx.config);
+  const r = await withNvramDir(ctx.config.nvramDir, [0, who.uid ?? 0], (dir) =>
+    restoreGeneration({
+      archive,
+      stateDir: ctx.config.stateDir,
+      uuid: vm.uuid,
+      vmName: vm.name,
+      nvramPath,
+      nvramIo: dir.file(nvramPath),
+      generation,
+      owner: who,
+      claimLeaseSeconds: ctx.config.claimLeaseSeconds,
+      // asked with the VM's lock held: no start can begin between this answer and the write
+      whileLocked: () => requireShutOff(vm, ctx.virsh, 'restore'),
+    }),
+  );
   if (argv.json) return printJson({ vm: vmRef(vm), nvram: nvramPath, ...r });
   print(
     `${vm.name}: restored generation ${r.from} to ${nvramPath}; ${r.generation === r.from ? 'it is the newest generation' : `archived again as generation ${r.generation}, the newest`}` +
@@ -244,17 +356,22 @@ async function reset(argv: { vm: string; json: boolean }, deps: CliDeps): Promis
   const nvramPath = managedNvram(vm);
   if (!vm.template) throw new UsageError(`${vm.name}: no OVMF VARS template known for its firmware; set <nvram template='…'> in the domain`);
   const archive = await ctx.archive({ create: true });
-  const r = await resetNvram({
-    archive,
-    stateDir: ctx.config.stateDir,
-    uuid: vm.uuid,
-    vmName: vm.name,
-    nvramPath,
-    templatePath: vm.template,
-    owner: owner(ctx.config),
-    claimLeaseSeconds: ctx.config.claimLeaseSeconds,
-    whileLocked: () => requireShutOff(vm, ctx.virsh, 'reset'),
-  });
+  const who = owner(ctx.config);
+  const template = vm.template;
+  const r = await withNvramDir(ctx.config.nvramDir, [0, who.uid ?? 0], (dir) =>
+    resetNvram({
+      archive,
+      stateDir: ctx.config.stateDir,
+      uuid: vm.uuid,
+      vmName: vm.name,
+      nvramPath,
+      nvramIo: dir.file(nvramPath),
+      templatePath: template,
+      owner: who,
+      claimLeaseSeconds: ctx.config.claimLeaseSeconds,
+      whileLocked: () => requireShutOff(vm, ctx.virsh, 'reset'),
+    }),
+  );
   if (argv.json) return printJson({ vm: vmRef(vm), nvram: nvramPath, template: vm.template, ...r });
   print(
     `${vm.name}: reset ${nvramPath} to the template ${vm.template} (archived as generation ${r.generation})` +
@@ -341,15 +458,26 @@ async function repair(argv: { vm?: string; json: boolean }, deps: CliDeps): Prom
           r.uuid,
           r.error
             ? `FAILED: ${r.error}`
-            : [leftoverText(r), r.corrupt.length ? `CORRUPT generations ${r.corrupt.join(', ')}` : 'all generations verify'].join('; '),
+            : [leftoverText(r), r.corrupt.length ? `moved aside corrupt ${numbers(r.corrupt)}` : 'all generations verify'].join('; '),
         ]),
       ),
     );
-  const bad = results.filter((r) => r.error || r.corrupt.length);
-  if (bad.length)
-    throw new RefusedError(
-      `${bad.length} VM archive${bad.length > 1 ? 's have' : ' has'} problems (${bad[0]!.error ?? `corrupt generation ${bad[0]!.corrupt.join(', ')} of ${bad[0]!.uuid}`}); move the named files out of ${archive.root} and run nvram repair again`,
-    );
+  // exit 1 either way: corrupt data (now moved aside, never restored) is for the admin to look into
+  const corrupt = results.filter((r) => !r.error && r.corrupt.length);
+  const failed = results.filter((r) => r.error);
+  const problems = [
+    ...(corrupt.length
+      ? [
+          `moved aside corrupt ${corrupt.map((r) => `${numbers(r.corrupt)} of ${r.uuid}`).join('; ')} (never restored; the newest valid generation is restored instead); see: ovmf-hook nvram list ${corrupt.length === 1 ? corrupt[0]!.uuid : 'VM'}`,
+        ]
+      : []),
+    ...(failed.length
+      ? [
+          `${failed.length} VM archive${failed.length > 1 ? 's' : ''} could not be repaired (${failed[0]!.error}); move the named files out of ${archive.root} and run nvram repair again`,
+        ]
+      : []),
+  ];
+  if (problems.length) throw new RefusedError(problems.join('; '));
 }
 
 // ─── unlock ─────────────────────────────────────────────────────────────────────────────────
@@ -445,7 +573,7 @@ export function makeNvramCommand(deps: NvramCommandDeps = {}): CommandModule<obj
     },
     {
       command: 'repair [vm]',
-      describe: 'Remove leftovers of interrupted writes (older than 1 h) and verify every generation',
+      describe: 'Remove leftovers of interrupted writes (older than 1 h), verify every generation and move corrupt ones aside',
       builder: (y: Argv) => y.positional('vm', { type: 'string', describe: 'VM name or UUID (default: every VM in the archive)' }).option('json', jsonOption),
       handler: (a) => repair({ vm: a.vm === undefined ? undefined : String(a.vm), json: a.json === true }, deps),
     },
