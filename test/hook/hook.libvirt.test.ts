@@ -10,7 +10,7 @@
  * starting meanwhile are left alone; this file's VMs opt in with `<ovmf:policy archive="yes"/>`.
  * Archive, state and log live in a temp directory.
  */
-import { spawnSync } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import { chmodSync, copyFileSync, existsSync, lstatSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -182,6 +182,93 @@ describeLibvirt('the hook in the real libvirtd (installed by install.sh)', () =>
       expect(nvramList(vm).generations).toHaveLength(1); // unchanged content is not archived again
     });
   });
+
+  // --- reliability round 2 (issue 11): the findings that came through libvirt, through libvirt
+
+  /** Start paused (the firmware never runs, so the NVRAM stays as prepare left it) and destroy: one prepare + release. */
+  const cycle = (vm: string) => {
+    virsh(['start', '--paused', vm]);
+    destroyDomain(vm);
+  };
+  const uidOf = (user: string) => Number(sh('id', ['-u', user]).out.trim());
+
+  it('finding 1: `virsh start` while `nvram restore` replaces the file is refused naming the restore; the restore lands, owned by the QEMU user before and after the next run', async () => {
+    const vm = uniqueVmName('hook-race');
+    expectOurInstall();
+    await withTempDomain(archived(makeDomainXml({ name: vm, machine: 'q35', firmware: 'ovmf', serialLog: scratchPath(`${vm}.log`) })), async () => {
+      cycle(vm); // generation 1: the template as provisioned
+      const gen1 = sha256(readFileSync(nvramOf(vm)));
+      writeFileSync(nvramOf(vm), Buffer.alloc(readFileSync(nvramOf(vm)).length, 0x5a)); // the guest changed it
+      cycle(vm); // generation 2
+      expect(nvramList(vm).generations.map((g) => g.generation)).toEqual([1, 2]);
+
+      // every rename of the CLI waits 3 s: the window between "shut off?" and the rename, made wide
+      const restore = spawn('strace', ['-f', '-qq', '-o', '/dev/null', '-e', 'trace=rename,renameat,renameat2', '-e', 'inject=rename,renameat,renameat2:delay_enter=3000000', 'node', CLI_BIN, 'nvram', 'restore', vm, '--generation', '1'], { stdio: ['ignore', 'pipe', 'pipe'] });
+      let err = '';
+      restore.stderr.on('data', (d) => (err += d));
+      const restored = new Promise<number | null>((r) => restore.on('close', r));
+      await new Promise((r) => setTimeout(r, 2000));
+      const start = virsh(['start', vm], { allowFail: true });
+      expect(start.code).not.toBe(0);
+      expect(start.stderr).toMatch(/not started: its NVRAM is being changed by ovmf-hook nvram restore \(pid \d+\); start it again once that has finished/);
+      expect(domainState(vm)).toBe('shut off');
+      expect(await restored, err).toBe(0);
+
+      const qemuUid = uidOf('libvirt-qemu');
+      expect(sha256(readFileSync(nvramOf(vm)))).toBe(gen1);
+      expect(lstatSync(nvramOf(vm)).uid).toBe(qemuUid);
+      cycle(vm); // runs on the restored file; libvirt hands the file back to its owner at stop
+      expect(sha256(readFileSync(nvramOf(vm)))).toBe(gen1);
+      expect(lstatSync(nvramOf(vm)).uid, 'not root:root after the stop').toBe(qemuUid);
+    });
+  }, 120_000);
+
+  it('finding 2: the newest generation corrupt and no local NVRAM: `virsh start` restores the newest valid one (not a template copy) and the log says why', async () => {
+    const vm = uniqueVmName('hook-corrupt');
+    expectOurInstall();
+    await withTempDomain(archived(makeDomainXml({ name: vm, machine: 'q35', firmware: 'ovmf', serialLog: scratchPath(`${vm}.log`) })), async () => {
+      cycle(vm);
+      const size = readFileSync(nvramOf(vm)).length;
+      writeFileSync(nvramOf(vm), Buffer.alloc(size, 0x11));
+      cycle(vm); // generation 2 = 0x11…
+      writeFileSync(nvramOf(vm), Buffer.alloc(size, 0x22));
+      cycle(vm); // generation 3 = 0x22…
+      const uuid = virsh(['domuuid', vm]).stdout.trim();
+      const gen3 = join(archiveDir, uuid, 'gen-000003.fd');
+      const b = readFileSync(gen3);
+      b[4096] ^= 0x01;
+      writeFileSync(gen3, b);
+      rmSync(nvramOf(vm));
+
+      virsh(['start', '--paused', vm]);
+      expect(sha256(readFileSync(nvramOf(vm)))).toBe(sha256(Buffer.alloc(size, 0x11)));
+      expect(hookLog()).toMatch(new RegExp(`${vm}: archive generation 3 is corrupt, moved aside \\(never restored\\)`));
+      expect(hookLog()).toContain(`${vm}: prepare: restore generation 2`);
+      destroyDomain(vm);
+      const listed = nvramList(vm) as NvramList & { corrupt?: Array<{ generation: number }> };
+      expect(listed.generations.map((g) => g.generation)).toEqual([1, 2]);
+      expect(listed.corrupt?.map((g) => g.generation)).toEqual([3]);
+    });
+  }, 120_000);
+
+  it("finding 3: a domain whose <nvram> points at another domain's file does not start, and that file is neither archived as its own nor overwritten", async () => {
+    const a = uniqueVmName('hook-own-a');
+    const b = uniqueVmName('hook-own-b');
+    expectOurInstall();
+    await withTempDomain(archived(makeDomainXml({ name: b, machine: 'q35', firmware: 'ovmf', serialLog: scratchPath(`${b}.log`) })), async () => {
+      cycle(b);
+      writeFileSync(nvramOf(b), Buffer.alloc(readFileSync(nvramOf(b)).length, 0x33));
+      const bBytes = sha256(readFileSync(nvramOf(b)));
+      const wrong = archived(makeDomainXml({ name: a, machine: 'q35', firmware: 'ovmf', nvramPath: nvramOf(b), serialLog: scratchPath(`${a}.log`) }));
+      await withTempDomain(wrong, async () => {
+        const start = virsh(['start', a], { allowFail: true });
+        expect(start.code).not.toBe(0);
+        expect(start.stderr).toMatch(new RegExp(`${a}: its <nvram> ${nvramOf(b)} is the NVRAM of domain ${b} \\(`));
+        expect(domainState(a)).toBe('shut off');
+        expect(sha256(readFileSync(nvramOf(b)))).toBe(bBytes);
+      });
+    });
+  }, 120_000);
 
   it("<os firmware='efi'>: the hook provisions libvirt's NVRAM path from the template libvirt then picks, and the VM boots", async () => {
     const vm = uniqueVmName('hook-efi');
