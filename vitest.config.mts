@@ -1,7 +1,7 @@
 import { defineConfig } from 'vitest/config';
 
 // Three projects: `unit` (pure, fast, no libvirt); `unit-sync-io`, the NVRAM layer's tests again
-// with the synchronous file API that the hook uses on local disks (src/nvram/io.ts; the `unit` run
+// with the synchronous file API that the hook uses on local disks (src/io/fs-api.ts; the `unit` run
 // covers fs.promises, the API of network filesystems); and `libvirt` (real libvirtd + QEMU + OVMF,
 // run one file at a time because they share one daemon). `npm test` runs all three.
 export default defineConfig({

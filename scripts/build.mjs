@@ -64,7 +64,7 @@ const fromPayload = {
 };
 const hook = await build({ ...common, entryPoints: ['hooks/qemu.ts'], format: 'cjs', write: false, plugins: [fromPayload], metafile: true });
 const hookInputs = Object.keys(hook.metafile.inputs);
-if (hookInputs.some((p) => p.startsWith('src/') && !['src/hook/args.ts', 'src/errors.ts'].includes(p)))
+if (hookInputs.some((p) => p.startsWith('src/') && !['src/hook/args.ts', 'src/core/errors.ts'].includes(p)))
   throw new Error(`the hook loader must stay small; it pulls in ${hookInputs.filter((p) => p.startsWith('src/')).join(', ')}`);
 replaceFile(
   'dist/hooks/qemu',
@@ -212,7 +212,7 @@ function trainer() {
 
   if (kind === 'cli') {
     fs.writeFileSync(d('domain.xml'), bios);
-    // libvirt for `convert`: answers the one batched virsh call (src/cli/virsh.ts batchScript) as
+    // libvirt for `convert`: answers the one batched virsh call (src/io/virsh.ts batchScript) as
     // libvirt 9.0 does, for a shut-off BIOS domain without snapshots
     require('node:child_process').execFile = (file, args, opts, cb) => {
       let stdout = '';
@@ -247,7 +247,7 @@ function trainer() {
   const { runHook } = run();
   const uefi = domain(uefiOs(d('fw'), d('nvram')));
   const moved = domain(uefiOs('/opt/elsewhere', '/opt/elsewhere/nvram'));
-  // stdin: the hook reopens /proc/self/fd/0 (src/hook/io.ts); here that name opens a file holding the XML
+  // stdin: the hook reopens /proc/self/fd/0 (src/hook/stdio.ts); here that name opens a file holding the XML
   const stdinFile = d('stdin.xml');
   const openSync = fs.openSync;
   fs.openSync = (p, ...rest) => openSync(p === '/proc/self/fd/0' ? stdinFile : p, ...rest);

@@ -2,11 +2,12 @@
  * Bench-only entry bundled by scripts/bench.mjs: the pure rewrite core for in-process timing, and
  * a catalog-backed firmware picker (what the admin CLI passes as `pickFirmware`).
  */
-import { loadCatalog, matchFirmware, type FirmwareDescriptor } from '../../src/firmware';
-import type { FirmwarePick, FirmwareRequest } from '../../src/rewrite';
+import { loadCatalog } from '../../src/io';
+import { matchFirmware, type FirmwareDescriptor } from '../../src/core/firmware';
+import type { FirmwarePick, FirmwareRequest } from '../../src/core/rewrite';
 
-export { rewriteXml } from '../../src/rewrite';
-export { parseDomain } from '../../src/domain';
+export { rewriteXml } from '../../src/core/rewrite';
+export { parseDomain } from '../../src/core/domain';
 
 /** `pickFirmware` over the host's firmware descriptors (built-in table when there are none). */
 export function catalogPicker(roots?: readonly string[]): (req: FirmwareRequest) => FirmwarePick {

@@ -148,7 +148,7 @@ ${devices(n, { pciAddresses: false })}
 `;
 }
 
-/** Generation metadata as src/nvram/archive.ts writes it. */
+/** Generation metadata as src/io/archive.ts writes it. */
 export function generationMeta({ generation, data, vmName, kind = 'archive', time = '2025-01-01T00:00:00.000Z' }) {
   return {
     generation,

@@ -15,7 +15,7 @@ function headStart(): void {
   const words = argv.slice(1).filter((a) => !a.startsWith('-'));
   if (argv[0] !== 'convert' || words.length !== 1 || argv.some((a) => a === '--all' || a === '--help' || a === '-h')) return;
   // eslint-disable-next-line @typescript-eslint/no-require-imports
-  const { convertQuestions, startVirshBatch } = require('./virsh') as typeof import('./virsh');
+  const { convertQuestions, startVirshBatch } = require('../io/virsh') as typeof import('../io/virsh');
   startVirshBatch(convertQuestions(words[0]!, { dryRun: argv.includes('--dry-run'), force: argv.includes('--force') }));
 }
 

@@ -5,7 +5,7 @@
  */
 import yargs from 'yargs';
 import { hideBin } from 'yargs/helpers';
-import { UsageError } from '../errors';
+import { UsageError } from '../core/errors';
 import { commands } from './commands';
 import { GLOBAL_OPTIONS } from './fast';
 import { reportError } from './report';

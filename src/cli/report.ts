@@ -2,7 +2,7 @@
  * What the CLI does with an error a command threw: one line on stderr (`ovmf-hook: …`; with
  * --debug also the stack) and the exit code: the error's own for OvmfHookError, 70 otherwise.
  */
-import { isOvmfHookError } from '../errors';
+import { isOvmfHookError } from '../core/errors';
 
 export function reportError(e: unknown, debug: boolean): number {
   if (isOvmfHookError(e)) {

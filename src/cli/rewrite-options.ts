@@ -3,11 +3,12 @@
  * catalog, and the layering of options (defaults < config < domain metadata policy < flags).
  */
 import type { Argv } from 'yargs';
-import { resolvePolicy, type Config } from '../config';
-import type { Domain } from '../domain';
-import { FirmwareNotFoundError, UsageError } from '../errors';
-import { loadCatalog, matchFirmware, type FirmwareCatalog } from '../firmware';
-import { rewriteDomain, type FirmwarePick, type FirmwareRequest, type RewriteResult } from '../rewrite';
+import { resolvePolicy, type Config } from '../core/config';
+import type { Domain } from '../core/domain';
+import { FirmwareNotFoundError, UsageError } from '../core/errors';
+import { loadCatalog, type FirmwareCatalog } from '../io';
+import { matchFirmware } from '../core/firmware';
+import { rewriteDomain, type FirmwarePick, type FirmwareRequest, type RewriteResult } from '../core/rewrite';
 
 /** The flags; undefined = not given (the config / the domain's metadata decide). */
 export interface RewriteFlags {

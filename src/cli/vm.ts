@@ -5,13 +5,14 @@
  * or the UUID of a VM that only the archive still knows.
  */
 import { existsSync } from 'node:fs';
-import { hostIdentity, loadConfig, type Config } from '../config';
-import { parseDomain } from '../domain';
-import { isOvmfHookError, RefusedError, UsageError } from '../errors';
-import { loadCatalog } from '../firmware';
-import { uefiFiles } from '../hook/firmware-paths';
-import { normalizeUuid, openArchive, type Archive } from '../nvram';
-import { domainState, runVirsh, virshError, type VirshBatchRunner, type VirshRunner } from './virsh';
+import { hostIdentity, loadConfig } from '../io';
+import { type Config } from '../core/config';
+import { parseDomain } from '../core/domain';
+import { isOvmfHookError, RefusedError, UsageError } from '../core/errors';
+import { loadCatalog } from '../io';
+import { uefiFiles } from '../core/domain/uefi-files';
+import { normalizeUuid, openArchive, type Archive } from '../io';
+import { domainState, runVirsh, virshError, type VirshBatchRunner, type VirshRunner } from '../io/virsh';
 
 /** Injection points of the CLI commands (unit tests replace libvirt and the config file). */
 export interface CliDeps {

@@ -3,7 +3,7 @@
  * (`extra` is `-` when absent; `release end` carries the shutoff reason since libvirt 10.5).
  * Pure.
  */
-import { UsageError } from '../errors';
+import { UsageError } from '../core/errors';
 
 export interface HookArgs {
   vm: string;

@@ -13,17 +13,20 @@
  */
 import { existsSync, statSync, writeSync } from 'node:fs';
 import { dirname } from 'node:path';
-import { configPath, DEFAULT_CONFIG, domainPolicy, hostIdentity, loadConfigAsync, policyViolations, qemuOwnerNames, resolveIds, resolvePolicy, type Config } from '../config';
-import { parseDomain, type Domain } from '../domain';
-import { ArchiveCorruptError, ConfigError, isOvmfHookError, OvmfHookError, RefusedError, UnsafePathError, UsageError } from '../errors';
-import { checkFlashPair, loadCatalog, statSizes } from '../firmware';
-import { getLocalState, lockVm, markStartRefused, withinStartWindow, NAME_MAX, openArchive, prepareNvram, type NvramOwner, releaseNvram, setLocalState, useSyncIoOnLocalDirs } from '../nvram';
+import { configPath, hostIdentity, loadConfigAsync, qemuOwnerNames, resolveIds } from '../io';
+import { DEFAULT_CONFIG, domainPolicy, policyViolations, resolvePolicy, type Config } from '../core/config';
+import { parseDomain, type Domain } from '../core/domain';
+import { ArchiveCorruptError, ConfigError, isOvmfHookError, OvmfHookError, RefusedError, UnsafePathError, UsageError } from '../core/errors';
+import { checkFlashPair } from '../core/firmware';
+import { loadCatalog, statSizes } from '../io';
+import { getLocalState, lockVm, markStartRefused, NAME_MAX, openArchive, prepareNvram, type NvramOwner, releaseNvram, setLocalState, useSyncIoOnLocalDirs } from '../io';
+import { withinStartWindow } from '../core/nvram';
 import { checkVmName, FILTER_OPS, NEVER_FAIL, parseHookArgs, type HookArgs } from './args';
-import { openNvramDir } from '../nvram/nvram-dir';
-import { mapFirmwarePaths } from './filter';
-import { uefiFiles } from './firmware-paths';
-import { readStdin, writeAll, writeStdout } from './io';
-import { flushLog, makeLogger, oneLine, type Logger } from './log';
+import { openNvramDir } from '../io/nvram-dir';
+import { mapFirmwarePaths } from '../core/firmware/cross-host';
+import { uefiFiles } from '../core/domain/uefi-files';
+import { readStdin, writeAll, writeStdout } from './stdio';
+import { flushLog, makeLogger, oneLine, type Logger } from '../io/log';
 
 /** present in the root of a real archive (see requireArchiveMarker) */
 export const ARCHIVE_MARKER = '.ovmf-hook-archive';

@@ -8,7 +8,7 @@ import { execFileSync, spawn, spawnSync } from 'node:child_process';
 import { closeSync, existsSync, promises as fs, openSync, readdirSync, readFileSync, statSync } from 'node:fs';
 import path from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
-import { openArchive } from '../../src/nvram';
+import { openArchive } from '../../src/io';
 // @ts-expect-error: a plain .mjs helper of the bench, without types
 import { i440fxDomain } from '../../scripts/bench/domains.mjs';
 import { tempDir } from './nvram-support';

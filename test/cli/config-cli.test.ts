@@ -7,7 +7,8 @@ import { spawnSync } from 'node:child_process';
 import { mkdirSync, symlinkSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { DEFAULT_CONFIG, loadConfig, parseConfig } from '../../src/config';
+import { DEFAULT_CONFIG, parseConfig } from '../../src/core/config';
+import { loadConfig } from '../../src/io';
 import { buildCli, runCli, scratchDir, type CliRun } from './support';
 
 let cli: string;

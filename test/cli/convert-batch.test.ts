@@ -7,8 +7,8 @@ import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { runConvert, type ConvertArgs } from '../../src/cli/commands/convert';
-import type { VirshBatchRunner, VirshResult, VirshRunner } from '../../src/cli/virsh';
-import { DEFAULT_CONFIG, type Config } from '../../src/config';
+import type { VirshBatchRunner, VirshResult, VirshRunner } from '../../src/io/virsh';
+import { DEFAULT_CONFIG, type Config } from '../../src/core/config';
 import { capture } from './support';
 
 const BIOS = readFileSync(join(__dirname, '..', 'fixtures', 'domains', 'bios-i440fx-linux.xml'), 'utf8').replace(/<name>[^<]*<\/name>/, '<name>vm</name>');

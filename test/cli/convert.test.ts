@@ -7,9 +7,9 @@ import { existsSync, readFileSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { runConvert, type ConvertArgs } from '../../src/cli/commands/convert';
-import type { VirshRunner } from '../../src/cli/virsh';
-import { DEFAULT_CONFIG, type Config } from '../../src/config';
-import { OvmfHookError, RefusedError, UsageError } from '../../src/errors';
+import type { VirshRunner } from '../../src/io/virsh';
+import { DEFAULT_CONFIG, type Config } from '../../src/core/config';
+import { OvmfHookError, RefusedError, UsageError } from '../../src/core/errors';
 import { applyUnified, capture } from './support';
 
 const DOMAINS = join(__dirname, '..', 'fixtures', 'domains');

@@ -2,7 +2,7 @@ import { chmodSync, promises as fs, realpathSync } from 'node:fs';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { makeDoctorCommand, runDoctor, type DoctorCheck, type DoctorOptions } from '../../src/cli/commands/doctor';
-import { openArchive } from '../../src/nvram';
+import { openArchive } from '../../src/io';
 import { runCommand, tempDir } from './nvram-support';
 
 const MARKER = '// ovmf-hook: libvirt QEMU hook (installed by ovmf-hook\'s install.sh; do not edit, re-run it)';

@@ -1,7 +1,7 @@
 /**
  * A fake `virsh` executable for tests that run the built CLI as a child process: put `env.PATH`
  * in its environment and every `virsh …` the CLI runs (single commands and the batches of
- * src/cli/virsh.ts, `virsh -c URI 'echo M; cmd …; …'`) is answered from `domains` instead of the
+ * src/io/virsh.ts, `virsh -c URI 'echo M; cmd …; …'`) is answered from `domains` instead of the
  * host's libvirt, so those tests never reach a real VM. Calls are recorded (`calls()`), and a
  * `define` stores the new XML (`defined()`).
  *

@@ -6,7 +6,7 @@
 import { promises as fs } from 'node:fs';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { openArchive } from '../../src/nvram';
+import { openArchive } from '../../src/io';
 import { fakeVirshBin } from './fake-virsh-bin';
 import { buildCli, runCli, scratchDir, writeConfig } from './support';
 

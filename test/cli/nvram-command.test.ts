@@ -2,7 +2,8 @@ import { promises as fs } from 'node:fs';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { makeNvramCommand } from '../../src/cli/commands/nvram';
-import { openArchive, sha256, type Archive, type GenerationMeta } from '../../src/nvram';
+import { openArchive, sha256, type Archive } from '../../src/io';
+import { type GenerationMeta } from '../../src/core/nvram';
 import { buildStore, u16 } from '../nvram/varstore/store-builder';
 import { biosDomainXml, fakeVirsh, runCommand, tempConfig, tempDir, uefiDomainXml, type FakeDomain } from './nvram-support';
 

@@ -5,9 +5,9 @@ import path from 'node:path';
 import { afterEach, vi } from 'vitest';
 import yargs from 'yargs';
 import type { CommandModule } from 'yargs';
-import type { VirshRunner } from '../../src/cli/virsh';
-import { DEFAULT_CONFIG, type Config } from '../../src/config';
-import { isOvmfHookError, UsageError } from '../../src/errors';
+import type { VirshRunner } from '../../src/io/virsh';
+import { DEFAULT_CONFIG, type Config } from '../../src/core/config';
+import { isOvmfHookError, UsageError } from '../../src/core/errors';
 
 const made: string[] = [];
 afterEach(async () => {

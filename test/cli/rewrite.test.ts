@@ -8,8 +8,8 @@ import { join } from 'node:path';
 import { Readable } from 'node:stream';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { runRewrite, type RewriteArgs } from '../../src/cli/commands/rewrite';
-import { DEFAULT_CONFIG, parseConfig, type Config } from '../../src/config';
-import { FirmwareNotFoundError, UsageError, XmlInputError } from '../../src/errors';
+import { DEFAULT_CONFIG, parseConfig, type Config } from '../../src/core/config';
+import { FirmwareNotFoundError, UsageError, XmlInputError } from '../../src/core/errors';
 import { applyUnified, buildCli, capture, runCli, scratchDir, writeConfig } from './support';
 
 const DOMAINS = join(__dirname, '..', 'fixtures', 'domains');

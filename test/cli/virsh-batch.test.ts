@@ -1,12 +1,12 @@
 /**
- * Several virsh commands in one virsh process (src/cli/virsh.ts): the command string, and the
+ * Several virsh commands in one virsh process (src/io/virsh.ts): the command string, and the
  * split of its output back into one result per command, as if each had run alone. Checked on
  * virsh's own output through libvirt's built-in test driver (test:///default, no daemon) when
  * virsh is installed, and on fixed outputs in the shape virsh 9.0 prints.
  */
 import { spawnSync } from 'node:child_process';
 import { describe, expect, it } from 'vitest';
-import { batchScript, splitBatch, virshWord, type VirshResult } from '../../src/cli/virsh';
+import { batchScript, splitBatch, virshWord, type VirshResult } from '../../src/io/virsh';
 
 const HAVE_VIRSH = spawnSync('sh', ['-c', 'command -v virsh'], { encoding: 'utf8' }).status === 0;
 const M = 'ovmf-hook-0123456789abcdef01234567';

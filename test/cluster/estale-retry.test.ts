@@ -9,7 +9,7 @@ import { promises as fs } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { afterEach, describe, expect, it, vi } from 'vitest';
-import { readRegularFile } from '../../src/nvram/safe-fs';
+import { readRegularFile } from '../../src/io/safe-fs';
 
 /** What Node 20 really throws for ESTALE on Linux (libuv has no name for it). */
 const estale = (): NodeJS.ErrnoException =>

@@ -7,7 +7,7 @@
  */
 import * as fs from 'node:fs';
 import { createInterface } from 'node:readline';
-import { readRegularFile } from '../../src/nvram/safe-fs';
+import { readRegularFile } from '../../src/io/safe-fs';
 
 const code = (e: unknown): string => String((e as NodeJS.ErrnoException)?.code ?? e);
 

@@ -9,12 +9,12 @@ import { promises as fs } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
-import { openArchive, type Archive } from '../../src/nvram/archive';
-import { markStartRefused, prepareNvram, releaseNvram } from '../../src/nvram/lifecycle';
-import { START_WINDOW_MS } from '../../src/nvram/types';
-import { getLocalState, setLocalState } from '../../src/nvram/local-state';
-import { planRelease, type ReleaseInput } from '../../src/nvram/plan';
-import { sha256 } from '../../src/nvram/safe-fs';
+import { openArchive, type Archive } from '../../src/io/archive';
+import { markStartRefused, prepareNvram, releaseNvram } from '../../src/io/lifecycle';
+import { START_WINDOW_MS } from '../../src/core/nvram/types';
+import { getLocalState, setLocalState } from '../../src/io/local-state';
+import { planRelease, type ReleaseInput } from '../../src/core/nvram/plan';
+import { sha256 } from '../../src/io/safe-fs';
 
 const UUID = '5e1f0a6b-7c2d-4e3f-8a9b-0c1d2e3f4a5b';
 const SIZE = 4096;

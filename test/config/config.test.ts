@@ -1,7 +1,8 @@
 import { describe, expect, it } from 'vitest';
-import { DEFAULT_CONFIG, domainPolicy, parseConfig, parseQemuConfOwner, policyViolations, resolvePolicy, secureBootConfigured } from '../../src/config';
-import { parseDomain } from '../../src/domain';
-import { UsageError } from '../../src/errors';
+import { DEFAULT_CONFIG, domainPolicy, parseConfig, policyViolations, resolvePolicy, secureBootConfigured } from '../../src/core/config';
+import { parseQemuConfOwner } from '../../src/io';
+import { parseDomain } from '../../src/core/domain';
+import { UsageError } from '../../src/core/errors';
 
 const dom = (os: string, extra = '') =>
   parseDomain(`<domain type='qemu'><name>vm1</name><uuid>0a1f4f0e-0b1d-4c2e-9e01-000000000001</uuid>${extra}<os>${os}</os><devices/></domain>`);

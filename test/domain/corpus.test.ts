@@ -8,9 +8,9 @@ import { spawn, spawnSync } from 'node:child_process';
 import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { parseDomain, parseXml, serialize } from '../../src/domain';
-import { XmlInputError } from '../../src/errors';
-import { rewriteXml, type RewriteInput } from '../../src/rewrite';
+import { parseDomain, parseXml, serialize } from '../../src/core/domain';
+import { XmlInputError } from '../../src/core/errors';
+import { rewriteXml, type RewriteInput } from '../../src/core/rewrite';
 import { debianPicker } from '../rewrite/support';
 
 const repoRoot = path.resolve(__dirname, '..', '..');

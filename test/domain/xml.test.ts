@@ -3,8 +3,8 @@
  * and every rejection with its one-line message.
  */
 import { describe, expect, it } from 'vitest';
-import { element, parseXml, serialize, type XmlElement } from '../../src/domain';
-import { XmlInputError } from '../../src/errors';
+import { element, parseXml, serialize, type XmlElement } from '../../src/core/domain';
+import { XmlInputError } from '../../src/core/errors';
 
 const roundTrip = (xml: string) => serialize(parseXml(xml));
 /** the error parseXml throws (fails the test when it does not throw) */

@@ -1,17 +1,8 @@
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { FirmwareNotFoundError, NvramSizeMismatch } from '../../src/errors';
-import {
-  checkFlashPair,
-  equivalentFirmware,
-  globMatch,
-  loadCatalog,
-  matchFirmware,
-  orderDescriptorFiles,
-  sizeClass,
-  type FirmwareDescriptor,
-  type FirmwareRequest,
-} from '../../src/firmware';
+import { FirmwareNotFoundError, NvramSizeMismatch } from '../../src/core/errors';
+import { checkFlashPair, equivalentFirmware, globMatch, matchFirmware, orderDescriptorFiles, sizeClass, type FirmwareDescriptor, type FirmwareRequest } from '../../src/core/firmware';
+import { loadCatalog } from '../../src/io';
 
 const fixtures = join(__dirname, 'fixtures');
 const load = (...dirs: string[]) => loadCatalog({ roots: dirs.map((d) => join(fixtures, d)) }).descriptors;

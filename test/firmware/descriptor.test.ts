@@ -1,8 +1,8 @@
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { FirmwareDescriptorError } from '../../src/errors';
-import { descriptorWarnings, parseDescriptor } from '../../src/firmware';
+import { FirmwareDescriptorError } from '../../src/core/errors';
+import { descriptorWarnings, parseDescriptor } from '../../src/core/firmware';
 
 const fixtures = join(__dirname, 'fixtures');
 const src = { file: '50-test.json', dir: '/etc/qemu/firmware' };

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { descriptorWarnings, KNOWN_FIRMWARE, knownFirmwareFor } from '../../src/firmware';
+import { descriptorWarnings, KNOWN_FIRMWARE, knownFirmwareFor } from '../../src/core/firmware';
 
 describe('built-in known paths', () => {
   it('every entry passes libvirt sanity checks and has a unique name', () => {

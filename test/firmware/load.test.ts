@@ -2,7 +2,8 @@ import { existsSync, mkdirSync, mkdtempSync, rmSync, symlinkSync, writeFileSync 
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
-import { checkFlashPair, loadCatalog, matchFirmware, statSizes } from '../../src/firmware';
+import { checkFlashPair, matchFirmware } from '../../src/core/firmware';
+import { loadCatalog, statSizes } from '../../src/io';
 
 const fixtures = join(__dirname, 'fixtures');
 

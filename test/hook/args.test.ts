@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { checkVmName, FILTER_OPS, HANDLED, NEVER_FAIL, parseHookArgs } from '../../src/hook/args';
-import { UsageError } from '../../src/errors';
+import { UsageError } from '../../src/core/errors';
 
 describe('parseHookArgs', () => {
   it.each([

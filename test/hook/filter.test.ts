@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
-import { parseDomain } from '../../src/domain';
-import { FirmwareNotFoundError } from '../../src/errors';
-import { mapFirmwarePaths } from '../../src/hook/filter';
+import { parseDomain } from '../../src/core/domain';
+import { FirmwareNotFoundError } from '../../src/core/errors';
+import { mapFirmwarePaths } from '../../src/core/firmware/cross-host';
 import { CODE_SIZE, descriptorsIn, domainXml, VARS_SIZE, PURE_FIRMWARE, type XmlSpec } from './harness';
 
 const fw = PURE_FIRMWARE;

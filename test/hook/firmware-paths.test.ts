@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
-import { parseDomain } from '../../src/domain';
-import { UsageError } from '../../src/errors';
-import { uefiFiles } from '../../src/hook/firmware-paths';
+import { parseDomain } from '../../src/core/domain';
+import { UsageError } from '../../src/core/errors';
+import { uefiFiles } from '../../src/core/domain/uefi-files';
 import { descriptorsIn, domainXml, PURE_FIRMWARE, type XmlSpec } from './harness';
 
 const fw = PURE_FIRMWARE;

@@ -15,7 +15,7 @@ import { closeSync, constants, existsSync, mkdirSync, mkdtempSync, openSync, rea
 import { tmpdir } from 'node:os';
 import { join, posix, relative } from 'node:path';
 import { promisify } from 'node:util';
-import { parseDescriptor, type FirmwareDescriptor } from '../../src/firmware';
+import { parseDescriptor, type FirmwareDescriptor } from '../../src/core/firmware';
 
 export const ROOT = join(__dirname, '..', '..');
 export const HOOK_BIN = join(ROOT, 'dist', 'hooks', 'qemu');

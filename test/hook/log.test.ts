@@ -1,5 +1,5 @@
 /**
- * The hook's journal lines (src/hook/log.ts) against a stand-in for journald's stream socket: the
+ * The hook's journal lines (src/io/log.ts) against a stand-in for journald's stream socket: the
  * header sd_journal_stream_fd() writes, one line per message, and flushLog, after which the hook
  * may exit at once (hooks/qemu.ts calls process.exit) without losing a line. And the log file
  * (`logFile`), which the hook appends to as root: never followed through a symlink, never a file
@@ -29,7 +29,7 @@ import { createServer, type Server } from 'node:net';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterEach, describe, expect, it, vi } from 'vitest';
-import { flushLog, logFileProblem, makeLogger } from '../../src/hook/log';
+import { flushLog, logFileProblem, makeLogger } from '../../src/io/log';
 
 const dirs: string[] = [];
 const servers: Server[] = [];

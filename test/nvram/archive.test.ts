@@ -1,10 +1,10 @@
 import { promises as fs } from 'node:fs';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { ArchiveCorruptError, UnsafePathError, UsageError } from '../../src/errors';
-import { ARCHIVE_ADD_STEPS, openArchive, type AddOptions } from '../../src/nvram/archive';
-import type { Faults } from '../../src/nvram/safe-fs';
-import type { GenerationMeta } from '../../src/nvram/types';
+import { ArchiveCorruptError, UnsafePathError, UsageError } from '../../src/core/errors';
+import { ARCHIVE_ADD_STEPS, openArchive, type AddOptions } from '../../src/io/archive';
+import type { Faults } from '../../src/io/safe-fs';
+import type { GenerationMeta } from '../../src/core/nvram/types';
 import { bytes, killAt, recorder, tempDir, throwAt } from './helpers';
 
 const UUID = '0f6c7e0a-1b2c-4d3e-8f90-a1b2c3d4e5f6';

@@ -1,8 +1,8 @@
 import { promises as fs } from 'node:fs';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { RefusedError } from '../../src/errors';
-import { openArchive } from '../../src/nvram/archive';
+import { RefusedError } from '../../src/core/errors';
+import { openArchive } from '../../src/io/archive';
 import { tempDir } from './helpers';
 
 const UUID = '11111111-2222-4333-8444-555555555555';

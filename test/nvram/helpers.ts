@@ -2,7 +2,7 @@ import { promises as fs } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { afterEach } from 'vitest';
-import type { Faults } from '../../src/nvram/safe-fs';
+import type { Faults } from '../../src/io/safe-fs';
 
 const made: string[] = [];
 

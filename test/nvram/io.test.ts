@@ -2,7 +2,7 @@ import { mkdtempSync, realpathSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
-import { ioFor, isLocalFilesystem, setSyncIoRoots, useSyncIoOnLocalDirs } from '../../src/nvram/io';
+import { ioFor, isLocalFilesystem, setSyncIoRoots, useSyncIoOnLocalDirs } from '../../src/io/fs-api';
 
 const tmp = realpathSync(tmpdir());
 const initialRoots = (): string[] => (ioFor(path.join(tmp, 'x')) === ioFor('/nonexistent-root/x') ? [] : [tmp]);

@@ -1,11 +1,11 @@
 import { promises as fs } from 'node:fs';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { RefusedError, UnsafePathError } from '../../src/errors';
-import { openArchive } from '../../src/nvram/archive';
-import { prepareNvram, releaseNvram, resetNvram, restoreGeneration, type PrepareOptions, type ReleaseOptions } from '../../src/nvram/lifecycle';
-import { getLocalState } from '../../src/nvram/local-state';
-import { ATOMIC_WRITE_STEPS, sha256 } from '../../src/nvram/safe-fs';
+import { RefusedError, UnsafePathError } from '../../src/core/errors';
+import { openArchive } from '../../src/io/archive';
+import { prepareNvram, releaseNvram, resetNvram, restoreGeneration, type PrepareOptions, type ReleaseOptions } from '../../src/io/lifecycle';
+import { getLocalState } from '../../src/io/local-state';
+import { ATOMIC_WRITE_STEPS, sha256 } from '../../src/io/safe-fs';
 import { bytes, killAt, tempDir, throwAt } from './helpers';
 
 const UUID = 'aaaaaaaa-bbbb-4ccc-8ddd-eeeeeeeeeeee';

@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
-import { planPrepare, planRelease, type PrepareInput, type ReleaseInput } from '../../src/nvram/plan';
-import type { GenerationMeta, LocalState } from '../../src/nvram/types';
+import { planPrepare, planRelease, type PrepareInput, type ReleaseInput } from '../../src/core/nvram/plan';
+import type { GenerationMeta, LocalState } from '../../src/core/nvram/types';
 
 const SIZE = 540672;
 const sha = (c: string): string => c.repeat(64);

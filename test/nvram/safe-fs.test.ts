@@ -2,8 +2,8 @@ import { execFileSync } from 'node:child_process';
 import { promises as fs } from 'node:fs';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { UnsafePathError } from '../../src/errors';
-import { ATOMIC_WRITE_STEPS, cleanupTemps, readNvramSafely, readRegularFile, sha256, writeFileAtomic } from '../../src/nvram/safe-fs';
+import { UnsafePathError } from '../../src/core/errors';
+import { ATOMIC_WRITE_STEPS, cleanupTemps, readNvramSafely, readRegularFile, sha256, writeFileAtomic } from '../../src/io/safe-fs';
 import { bytes, killAt, recorder, tempDir, throwAt } from './helpers';
 
 const isRoot = process.geteuid?.() === 0;

@@ -13,11 +13,11 @@
 import { existsSync, promises as fs } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { dropLocksOfThisProcess } from '../../src/nvram/vm-lock';
+import { dropLocksOfThisProcess } from '../../src/io/vm-lock';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { openArchive, type Archive } from '../../src/nvram/archive';
-import { prepareNvram, releaseNvram, restoreGeneration } from '../../src/nvram/lifecycle';
-import type { Faults } from '../../src/nvram/safe-fs';
+import { openArchive, type Archive } from '../../src/io/archive';
+import { prepareNvram, releaseNvram, restoreGeneration } from '../../src/io/lifecycle';
+import type { Faults } from '../../src/io/safe-fs';
 import { domainXml, ensureBuilt, makeFirmware, makeHost, pattern, tempRoot, type HookHost } from '../hook/harness';
 import { checkArchive, prng, sha256, tempFilesUnder } from './support';
 

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { diskSuffix, ideToSata } from '../../src/rewrite/ide-to-sata';
+import { diskSuffix, ideToSata } from '../../src/core/rewrite/ide-to-sata';
 import { domainXml, runRule } from './support';
 
 const disk = (dev: string, bus: string | undefined, extra = '', device = 'disk', src = dev) =>

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { machineQ35 } from '../../src/rewrite/machine-q35';
+import { machineQ35 } from '../../src/core/rewrite/machine-q35';
 import { domainXml, runRule } from './support';
 
 describe('machine-q35 (R6)', () => {

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { nicE1000e } from '../../src/rewrite/nic-e1000e';
+import { nicE1000e } from '../../src/core/rewrite/nic-e1000e';
 import { domainXml, runRule } from './support';
 
 const nic = (model: string, mac = '52:54:00:0f:00:01', rom = '') =>

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { pcieRootPorts } from '../../src/rewrite/pcie-root-ports';
+import { pcieRootPorts } from '../../src/core/rewrite/pcie-root-ports';
 import { domainXml, runRule } from './support';
 
 const ROOT = "    <controller type='pci' model='pcie-root'/>\n";

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { removePciIdeControllers } from '../../src/rewrite/remove-pci-ide-controllers';
+import { removePciIdeControllers } from '../../src/core/rewrite/remove-pci-ide-controllers';
 import { domainXml, runRule } from './support';
 
 const USB = `    <controller type='usb' index='0' model='piix3-uhci'>

@@ -5,9 +5,9 @@
 import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { parseDomain, type Domain } from '../../src/domain';
-import { UsageError } from '../../src/errors';
-import { RULES, rewriteDomain, rewriteXml, type RewriteInput } from '../../src/rewrite';
+import { parseDomain, type Domain } from '../../src/core/domain';
+import { UsageError } from '../../src/core/errors';
+import { RULES, rewriteDomain, rewriteXml, type RewriteInput } from '../../src/core/rewrite';
 import { debianPicker, domainXml, OVMF } from './support';
 
 const PIPELINE = path.join(__dirname, 'fixtures', 'pipeline');
@@ -215,8 +215,8 @@ describe('rewrite pipeline: domains it leaves alone', () => {
 });
 
 describe('rewrite engine layout', () => {
-  it('RULES lists every rule file of src/rewrite, each once', async () => {
-    const dir = path.join(__dirname, '..', '..', 'src', 'rewrite');
+  it('RULES lists every rule file of src/core/rewrite, each once', async () => {
+    const dir = path.join(__dirname, '..', '..', 'src', 'core', 'rewrite');
     const support = new Set(['index.ts', 'types.ts', 'change.ts', 'guards.ts']);
     const ruleFiles = readdirSync(dir).filter((f) => f.endsWith('.ts') && !support.has(f));
     const ids = ruleFiles.map((f) => f.replace(/\.ts$/, '')).sort();

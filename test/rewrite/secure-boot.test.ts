@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { secureBoot } from '../../src/rewrite/secure-boot';
+import { secureBoot } from '../../src/core/rewrite/secure-boot';
 import { domainXml, runRule } from './support';
 
 const UEFI_OS = (loaderAttrs: string) =>

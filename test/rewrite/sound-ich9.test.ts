@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { soundIch9 } from '../../src/rewrite/sound-ich9';
+import { soundIch9 } from '../../src/core/rewrite/sound-ich9';
 import { domainXml, runRule } from './support';
 
 describe('sound-ich9 (R12)', () => {

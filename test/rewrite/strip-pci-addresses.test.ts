@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { stripPciAddresses } from '../../src/rewrite/strip-pci-addresses';
+import { stripPciAddresses } from '../../src/core/rewrite/strip-pci-addresses';
 import { domainXml, runRule } from './support';
 
 const pci = (slot: string, extra = '') => `      <address type='pci' domain='0x0000' bus='0x00' slot='${slot}' function='0x0'${extra}/>\n`;

@@ -1,7 +1,7 @@
 /** Shared bits of the rewrite tests: a Debian 12 firmware picker and a one-rule runner. */
-import { parseDomain } from '../../src/domain';
-import { DEFAULT_REWRITE_OPTIONS } from '../../src/rewrite';
-import type { Change, FirmwarePick, FirmwareRequest, RewriteOptions, Rule } from '../../src/rewrite/types';
+import { parseDomain } from '../../src/core/domain';
+import { DEFAULT_REWRITE_OPTIONS } from '../../src/core/rewrite';
+import type { Change, FirmwarePick, FirmwareRequest, RewriteOptions, Rule } from '../../src/core/rewrite/types';
 
 export const OVMF = {
   code: '/usr/share/OVMF/OVMF_CODE_4M.fd',

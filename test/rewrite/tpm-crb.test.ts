@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { tpmCrb } from '../../src/rewrite/tpm-crb';
+import { tpmCrb } from '../../src/core/rewrite/tpm-crb';
 import { domainXml, runRule } from './support';
 
 const TPM = "    <tpm model='tpm-crb'>\n      <backend type='emulator' version='2.0'/>\n    </tpm>\n";

@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
-import { FirmwareNotFoundError, XmlInputError } from '../../src/errors';
-import type { FirmwareRequest } from '../../src/rewrite/types';
-import { uefiFirmware } from '../../src/rewrite/uefi-firmware';
+import { FirmwareNotFoundError, XmlInputError } from '../../src/core/errors';
+import type { FirmwareRequest } from '../../src/core/rewrite/types';
+import { uefiFirmware } from '../../src/core/rewrite/uefi-firmware';
 import { OVMF, debianPicker, domainXml, runRule } from './support';
 
 /** a q35 domain; `firmware` becomes `<os firmware=…>` */

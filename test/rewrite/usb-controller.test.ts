@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { usbController } from '../../src/rewrite/usb-controller';
+import { usbController } from '../../src/core/rewrite/usb-controller';
 import { domainXml, runRule } from './support';
 
 const XHCI = "    <controller type='usb' index='0' model='qemu-xhci' ports='15'/>\n";

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { videoCirrus } from '../../src/rewrite/video-cirrus';
+import { videoCirrus } from '../../src/core/rewrite/video-cirrus';
 import { domainXml, runRule } from './support';
 
 const video = (type: string) => `    <video>\n      <model type='${type}' vram='16384' heads='1' primary='yes'/>\n    </video>\n`;

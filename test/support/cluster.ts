@@ -14,7 +14,7 @@ import { existsSync, mkdirSync, readFileSync, readdirSync, rmSync, writeFileSync
 import { join } from 'node:path';
 import type { Readable } from 'node:stream';
 import { afterAll, beforeAll, beforeEach, describe, it } from 'vitest';
-import type { ClaimInfo, GenerationMeta } from '../../src/nvram';
+import type { ClaimInfo, GenerationMeta } from '../../src/core/nvram';
 import { makeDomainXml, type VirshResult } from './libvirt';
 
 const REPO_ROOT = join(__dirname, '..', '..');

@@ -12,11 +12,12 @@
  */
 import { existsSync } from 'node:fs';
 import type { Argv, CommandModule } from 'yargs';
-import { configFileForm, configPath, DEFAULT_CONFIG, loadConfig, type Config } from '../../config';
-import { ConfigError, RefusedError } from '../../errors';
-// The CLI takes the hook's own log-file check (only this function: src/hook/log.ts needs node:fs
+import { configFileForm, DEFAULT_CONFIG, type Config } from '../../core/config';
+import { configPath, loadConfig } from '../../io';
+import { ConfigError, RefusedError } from '../../core/errors';
+// The CLI takes the hook's own log-file check (only this function: src/io/log.ts needs node:fs
 // and path, nothing of the hook's main). A later redesign moves it out of src/hook.
-import { logFileProblem } from '../../hook/log';
+import { logFileProblem } from '../../io/log';
 
 export interface ConfigCheck {
   file: string;

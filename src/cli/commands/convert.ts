@@ -11,13 +11,14 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { Argv, CommandModule } from 'yargs';
-import { loadConfig } from '../../config';
-import { parseDomain } from '../../domain';
-import { isOvmfHookError, OvmfHookError, RefusedError, UsageError } from '../../errors';
-import { globMatch, loadCatalog, type FirmwareCatalog } from '../../firmware';
+import { loadConfig } from '../../io';
+import { parseDomain } from '../../core/domain';
+import { isOvmfHookError, OvmfHookError, RefusedError, UsageError } from '../../core/errors';
+import { globMatch } from '../../core/firmware';
+import { loadCatalog, type FirmwareCatalog } from '../../io';
 import { unifiedDiff } from '../diff';
 import { catalogPicker, rewriteWithPolicy, withRewriteFlags, type RewriteFlags } from '../rewrite-options';
-import { convertQuestions, runVirsh, runVirshBatch, virshError, type VirshBatchRunner, type VirshResult, type VirshRunner } from '../virsh';
+import { convertQuestions, runVirsh, runVirshBatch, virshError, type VirshBatchRunner, type VirshResult, type VirshRunner } from '../../io/virsh';
 import type { CliDeps } from '../vm';
 
 export interface ConvertArgs extends RewriteFlags {

@@ -1,14 +1,8 @@
 /** `ovmf-hook firmware list [--json] [--root DIR...]`: the host's firmware catalog in match order. */
 import type { Argv, CommandModule } from 'yargs';
-import { isOvmfHookError } from '../../errors';
-import {
-  checkFlashPair,
-  loadCatalog,
-  sizeClass,
-  statSizes,
-  type FirmwareDescriptor,
-  type SizeMap,
-} from '../../firmware';
+import { isOvmfHookError } from '../../core/errors';
+import { checkFlashPair, sizeClass, type FirmwareDescriptor, type SizeMap } from '../../core/firmware';
+import { loadCatalog, statSizes } from '../../io';
 import { table } from '../table';
 
 interface ListArgs {

@@ -8,8 +8,8 @@
  */
 import { readFileSync, statSync } from 'node:fs';
 import type { Argv, CommandModule } from 'yargs';
-import { UsageError, VarstoreError } from '../../errors';
-import { readNvramSafely } from '../../nvram';
+import { UsageError, VarstoreError } from '../../core/errors';
+import { readNvramSafely } from '../../io';
 import {
   diffToJson,
   diffVarstores,
@@ -18,7 +18,7 @@ import {
   renderVarsTable,
   varstoreToJson,
   type ParsedVarstore,
-} from '../../nvram/varstore';
+} from '../../core/varstore';
 import { cliContext, resolveVm, type CliContext, type CliDeps, type Vm } from '../vm';
 
 /** Largest image we read: a combined 4 MiB OVMF.fd, with room to spare. */

@@ -14,25 +14,14 @@
  */
 import { existsSync } from 'node:fs';
 import type { Argv, CommandModule } from 'yargs';
-import { qemuOwnerNames, resolveIds, type Config } from '../../config';
-import { ArchiveCorruptError, isOvmfHookError, RefusedError, UsageError } from '../../errors';
-import {
-  getLocalState,
-  isAutoRestorable,
-  readNvramSafely,
-  resetNvram,
-  restoreGeneration,
-  sha256,
-  type Archive,
-  type ClaimInfo,
-  type CorruptGeneration,
-  type GenerationMeta,
-  type LocalState,
-  type NvramOwner,
-} from '../../nvram';
-import { withNvramDir } from '../../nvram/nvram-dir';
+import { qemuOwnerNames, resolveIds } from '../../io';
+import { type Config } from '../../core/config';
+import { ArchiveCorruptError, isOvmfHookError, RefusedError, UsageError } from '../../core/errors';
+import { getLocalState, readNvramSafely, resetNvram, restoreGeneration, sha256, type Archive, type CorruptGeneration, type NvramOwner } from '../../io';
+import { isAutoRestorable, type ClaimInfo, type GenerationMeta, type LocalState } from '../../core/nvram';
+import { withNvramDir } from '../../io/nvram-dir';
 import { table } from '../table';
-import { domainState } from '../virsh';
+import { domainState } from '../../io/virsh';
 import { cliContext, managedNvram, requireShutOff, resolveVm, type CliContext, type CliDeps, type Vm } from '../vm';
 import { generationArg, makeNvramDiffCommand, makeNvramVarsCommand, numberOption } from './nvram-vars';
 

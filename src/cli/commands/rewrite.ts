@@ -5,9 +5,10 @@
  */
 import { createReadStream, statSync } from 'node:fs';
 import type { Argv, CommandModule } from 'yargs';
-import { loadConfig, type Config } from '../../config';
-import { DEFAULT_MAX_BYTES, parseDomain } from '../../domain';
-import { UsageError, XmlInputError } from '../../errors';
+import { loadConfig } from '../../io';
+import { type Config } from '../../core/config';
+import { DEFAULT_MAX_BYTES, parseDomain } from '../../core/domain';
+import { UsageError, XmlInputError } from '../../core/errors';
 import { unifiedDiff } from '../diff';
 import { catalogPicker, rewriteWithPolicy, withRewriteFlags, type RewriteFlags } from '../rewrite-options';
 

@@ -1,7 +1,7 @@
 import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { VarstoreError } from '../../../src/errors';
+import { VarstoreError } from '../../../src/core/errors';
 import {
   decodeLoadOption,
   decodeOrder,
@@ -13,7 +13,7 @@ import {
   parseVarstore,
   secureBootSummary,
   type ParsedVarstore,
-} from '../../../src/nvram/varstore';
+} from '../../../src/core/varstore';
 import { buildStore, END, GLOBAL, guidBytes, loadOption, node, u16, u32, u64, utf16z } from './store-builder';
 
 const OVMF = '/usr/share/OVMF';

@@ -6,7 +6,7 @@ import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { describe, expect, it } from 'vitest';
-import { VarstoreError } from '../../../src/errors';
+import { VarstoreError } from '../../../src/core/errors';
 import { rng } from '../../support/rng';
 import {
   decodeLoadOption,
@@ -16,7 +16,7 @@ import {
   parseVarstore,
   renderVarsTable,
   secureBootSummary,
-} from '../../../src/nvram/varstore';
+} from '../../../src/core/varstore';
 
 
 const sources = [

@@ -1,8 +1,8 @@
 import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { VarstoreError } from '../../../src/errors';
-import { parseVarstore } from '../../../src/nvram/varstore';
+import { VarstoreError } from '../../../src/core/errors';
+import { parseVarstore } from '../../../src/core/varstore';
 import { buildStore, GLOBAL } from './store-builder';
 
 const OVMF = '/usr/share/OVMF';

@@ -2,8 +2,8 @@ import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it, vi } from 'vitest';
 import { loadBytes, nvramDiffCommand, nvramVarsCommand } from '../../../src/cli/commands/nvram-vars';
-import { UsageError, VarstoreError } from '../../../src/errors';
-import { diffVarstores, parseVarstore, renderDiff, renderVarsTable } from '../../../src/nvram/varstore';
+import { UsageError, VarstoreError } from '../../../src/core/errors';
+import { diffVarstores, parseVarstore, renderDiff, renderVarsTable } from '../../../src/core/varstore';
 
 const BOOTED = join(__dirname, 'fixtures/booted-4m.fd');
 const MS = '/usr/share/OVMF/OVMF_VARS_4M.ms.fd';

@@ -5,10 +5,10 @@
  */
 import { existsSync, readdirSync, readFileSync, statSync } from 'node:fs';
 import { posix } from 'node:path';
-import { isOvmfHookError } from '../errors';
-import { orderDescriptorFiles, type DirListing, type SizeMap } from './catalog';
-import { descriptorWarnings, parseDescriptor, type FirmwareDescriptor } from './descriptor';
-import { KNOWN_FIRMWARE } from './known-paths';
+import { isOvmfHookError } from '../core/errors';
+import { orderDescriptorFiles, type DirListing, type SizeMap } from '../core/firmware/catalog';
+import { descriptorWarnings, parseDescriptor, type FirmwareDescriptor } from '../core/firmware/descriptor';
+import { KNOWN_FIRMWARE } from '../core/firmware/known-paths';
 
 /** Where libvirt's system daemon reads descriptors, least specific first. */
 export const DEFAULT_FIRMWARE_ROOTS: readonly string[] = ['/usr/share/qemu/firmware', '/etc/qemu/firmware'];

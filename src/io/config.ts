@@ -2,8 +2,8 @@
 import { closeSync, constants as C, fstatSync, openSync, promises as fsp, readFileSync, type Stats } from 'node:fs';
 import type { FileHandle } from 'node:fs/promises';
 import { hostname } from 'node:os';
-import { ConfigError, OvmfHookError } from '../errors';
-import { CONFIG_PATH, DEFAULT_CONFIG, parseConfig, type Config } from './config';
+import { ConfigError, OvmfHookError } from '../core/errors';
+import { CONFIG_PATH, DEFAULT_CONFIG, parseConfig, type Config } from '../core/config/config';
 
 export const MAX_CONFIG_BYTES = 64 * 1024;
 

@@ -12,7 +12,7 @@
  * Every offset and length read from the image is checked against the store; a corrupt or hostile
  * image raises VarstoreError.
  */
-import { VarstoreError } from '../../errors';
+import { VarstoreError } from '../errors';
 
 export type Layout = '2M' | '4M' | 'unknown';
 

@@ -17,10 +17,10 @@
  * lease shorter than a VM's run time needs a periodic refresh (claim() again from the same host).
  */
 import path from 'node:path';
-import { ArchiveCorruptError, RefusedError } from '../errors';
-import { ioFor } from './io';
+import { ArchiveCorruptError, RefusedError } from '../core/errors';
+import { ioFor } from './fs-api';
 import { fsyncDir, linkExclusive, randomHex, readRegularFile, step, unlinkQuiet, writeFileAtomic, writeTemp, type Faults } from './safe-fs';
-import type { ClaimInfo } from './types';
+import type { ClaimInfo } from '../core/nvram/types';
 
 export const CLAIM_FILE = 'claim.json';
 

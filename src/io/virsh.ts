@@ -3,8 +3,8 @@
  * libvirt). Commands take a `VirshRunner` so unit tests can answer for libvirt.
  */
 import { execFile } from 'node:child_process';
-import { RefusedError } from '../errors';
-import { randomHex } from '../nvram/safe-fs';
+import { RefusedError } from '../core/errors';
+import { randomHex } from './safe-fs';
 
 export const LIBVIRT_URI = 'qemu:///system';
 export const VIRSH_TIMEOUT_SECONDS = 30;

@@ -1,6 +1,4 @@
-/** Public API of the NVRAM archive, safe file layer and lifecycle (the varstore parser lives in ./varstore). */
-export type { ClaimInfo, GenerationKind, GenerationMeta, LocalNvram, LocalState } from './types';
-export { AUTO_RESTORE_KINDS, isAutoRestorable, START_WINDOW_MS, withinStartWindow } from './types';
+/** The I/O shell: safe files, the NVRAM archive and claims, per-host state, the lifecycle executor, loaders of the config and the firmware catalog. */
 export { lockVm, type VmLock } from './vm-lock';
 export { checkFileOwner, claimFile, getFileOwner, type FileOwner } from './local-state';
 export {
@@ -26,9 +24,8 @@ export {
   type RepairReport,
 } from './archive';
 export type { ClaimOptions, ClaimResult } from './claims';
-export { isLocalFilesystem, useSyncIoOnLocalDirs } from './io';
+export { isLocalFilesystem, useSyncIoOnLocalDirs } from './fs-api';
 export { clearLocalState, DEFAULT_STATE_DIR, getLocalState, setLocalState } from './local-state';
-export { planPrepare, planRelease, type PrepareInput, type PreparePlan, type ReleaseInput, type ReleasePlan } from './plan';
 export {
   markStartRefused,
   prepareNvram,
@@ -43,3 +40,6 @@ export {
   type ResetOptions,
   type RestoreGenerationOptions,
 } from './lifecycle';
+export { configPath, hostIdentity, loadConfig, loadConfigAsync, MAX_CONFIG_BYTES, parseQemuConfOwner, qemuOwnerNames, resolveIds } from './config';
+export { DEFAULT_FIRMWARE_ROOTS, loadCatalog, statSizes, type FirmwareCatalog, type LoadCatalogOptions } from './firmware';
+export { openNvramDir, withNvramDir, type NvramDir } from './nvram-dir';

@@ -13,7 +13,7 @@
  */
 import { createConnection, createServer, type Server } from 'node:net';
 import { realpathSync } from 'node:fs';
-import { RefusedError } from '../errors';
+import { RefusedError } from '../core/errors';
 import { normalizeUuid } from './archive';
 
 export interface VmLock {

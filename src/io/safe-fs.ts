@@ -12,8 +12,8 @@ import { closeSync, constants as C, openSync, readSync, type Stats } from 'node:
 import { constants as osConstants } from 'node:os';
 import { setTimeout as delay } from 'node:timers/promises';
 import path from 'node:path';
-import { UnsafePathError } from '../errors';
-import { ioFor, type IoHandle } from './io';
+import { UnsafePathError } from '../core/errors';
+import { ioFor, type IoHandle } from './fs-api';
 
 /** Fault-injection hook: called before each named step; throw to fail there, never resolve to "kill". */
 export interface Faults {

@@ -14,14 +14,14 @@
  * back; the destination then archives normally at its own release.
  */
 import path from 'node:path';
-import { ArchiveCorruptError, RefusedError, UsageError } from '../errors';
+import { ArchiveCorruptError, RefusedError, UsageError } from '../core/errors';
 import { normalizeUuid, type Archive } from './archive';
 import type { ClaimResult } from './claims';
 import { checkFileOwner, claimFile, clearLocalState, getLocalState, setLocalState, stageLocalState, type FileOwner } from './local-state';
 import { lockVm } from './vm-lock';
-import { planPrepare, planRelease, type PreparePlan } from './plan';
+import { planPrepare, planRelease, type PreparePlan } from '../core/nvram/plan';
 import { cleanupTemps, MAX_NVRAM_BYTES, readNvramSafely, readRegularFile, sha256, stageFileAtomic, writeFileAtomic, type Faults } from './safe-fs';
-import { isAutoRestorable, withinStartWindow, type GenerationMeta, type LocalState } from './types';
+import { isAutoRestorable, withinStartWindow, type GenerationMeta, type LocalState } from '../core/nvram/types';
 
 export interface NvramOwner {
   uid?: number;

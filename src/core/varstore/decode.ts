@@ -4,7 +4,7 @@
  * plus a store-to-store diff. Malformed data raises VarstoreError.
  */
 import { X509Certificate } from 'node:crypto';
-import { VarstoreError } from '../../errors';
+import { VarstoreError } from '../errors';
 import { devicePathsToText } from './devicepath';
 import {
   EFI_CERT_SHA256,

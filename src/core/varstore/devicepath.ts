@@ -2,7 +2,7 @@
  * UEFI device path → text, following edk2's DevicePathToText (non display-only form) for the node
  * types seen in VMs; anything else is rendered as `Path(type,subtype,hexdata)`. Pure.
  */
-import { VarstoreError } from '../../errors';
+import { VarstoreError } from '../errors';
 import { readGuid, readUtf16z } from './parse';
 
 const MSG_VENDOR_NAMES: Readonly<Record<string, string>> = {

@@ -24,9 +24,9 @@
  * writer on another host still in progress is not disturbed). prune() removes json before data.
  */
 import path from 'node:path';
-import { ArchiveCorruptError, UnsafePathError, UsageError } from '../errors';
+import { ArchiveCorruptError, UnsafePathError, UsageError } from '../core/errors';
 import { breakClaim, readClaim, releaseClaim, takeClaim, type ClaimOptions, type ClaimResult } from './claims';
-import { ioFor } from './io';
+import { ioFor } from './fs-api';
 import {
   ensurePrivateDir,
   fsyncDir,
@@ -42,7 +42,7 @@ import {
   writeTemp,
   type Faults,
 } from './safe-fs';
-import { AUTO_RESTORE_KINDS, isAutoRestorable, type ClaimInfo, type GenerationKind, type GenerationMeta } from './types';
+import { AUTO_RESTORE_KINDS, isAutoRestorable, type ClaimInfo, type GenerationKind, type GenerationMeta } from '../core/nvram/types';
 
 export const DEFAULT_ARCHIVE_ROOT = '/var/lib/ovmf-hook/archive';
 

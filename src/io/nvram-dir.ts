@@ -11,7 +11,7 @@
  */
 import { constants as C, existsSync, promises as fsp } from 'node:fs';
 import type { FileHandle } from 'node:fs/promises';
-import { UnsafePathError, UsageError } from '../errors';
+import { UnsafePathError, UsageError } from '../core/errors';
 
 export interface NvramDir {
   /** the directory as configured (for messages and records) */

@@ -3,7 +3,7 @@
  * or, for `<os firmware='efi'>` on libvirt 9.0 (which picks after `prepare`), computed exactly as
  * libvirt will pick them from the firmware descriptors. Pure over (domain, catalog, config).
  */
-import type { Domain } from '../domain';
+import type { Domain } from './index';
 import { matchFirmware, type FirmwareDescriptor } from '../firmware';
 import { UsageError } from '../errors';
 

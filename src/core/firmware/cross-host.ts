@@ -5,7 +5,7 @@
  */
 import { posix } from 'node:path';
 import type { Domain } from '../domain';
-import type { FirmwareDescriptor, SizeMap } from '../firmware';
+import type { FirmwareDescriptor, SizeMap } from './index';
 import { FirmwareNotFoundError } from '../errors';
 
 export interface FilterInput {

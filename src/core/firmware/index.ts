@@ -1,3 +1,4 @@
+/** QEMU firmware descriptors, libvirt's matcher, flash size classes (pure; src/io/firmware.ts reads them from disk). */
 export {
   parseDescriptor,
   descriptorWarnings,
@@ -26,10 +27,3 @@ export {
   type EquivalentFirmware,
 } from './catalog';
 export { KNOWN_FIRMWARE, BUILTIN_DIR, knownFirmwareFor } from './known-paths';
-export {
-  loadCatalog,
-  statSizes,
-  DEFAULT_FIRMWARE_ROOTS,
-  type FirmwareCatalog,
-  type LoadCatalogOptions,
-} from './load';

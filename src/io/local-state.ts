@@ -6,10 +6,10 @@
  */
 import path from 'node:path';
 import { normalizeUuid } from './archive';
-import { ioFor } from './io';
-import { RefusedError } from '../errors';
+import { ioFor } from './fs-api';
+import { RefusedError } from '../core/errors';
 import { ensurePrivateDir, fsyncDir, readRegularFile, sha256, stageFileAtomic, writeFileAtomic, type Faults, type StagedFile } from './safe-fs';
-import type { LocalState } from './types';
+import type { LocalState } from '../core/nvram/types';
 
 export const DEFAULT_STATE_DIR = '/var/lib/ovmf-hook/state';
 

@@ -5,7 +5,7 @@
  * writes are async and a process exit can cut them), and nothing but domain XML ever goes to stdout.
  */
 import { closeSync, constants as C, openSync, readSync, writeSync } from 'node:fs';
-import { XmlInputError } from '../errors';
+import { XmlInputError } from '../core/errors';
 
 const CHUNK = 64 * 1024;
 /** After this long without data, poll every POLL_MS instead of at once (a stdin that never closes). */
