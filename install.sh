@@ -102,18 +102,28 @@ prefix_in_use() {
   [ "$2" != "$DEFAULT_BIN_LINK" ] && [ "$(readlink "$DEFAULT_BIN_LINK" 2>/dev/null)" = "$1/dist/cli.cjs" ]
 }
 
+# A reload leaves no trace in the daemon's process (its start time stays): note which daemon process
+# was reloaded when, for `ovmf-hook doctor` (RELOAD_RECORDS, cleared at boot with /run).
+RELOAD_RECORDS=${OVMF_HOOK_RUN_DIR:-/run/ovmf-hook}
+note_reload() { # name pid
+  install -d -m 0755 "$RELOAD_RECORDS" && printf 'pid=%s\ntime_ms=%s\n' "$2" "$(date +%s%3N)" > "$RELOAD_RECORDS/reload-$1" || true
+}
+
 reload_daemons() {
   [ "$RELOAD" = 1 ] || { say "not reloading libvirt (--no-reload): run 'systemctl reload libvirtd' (or virtqemud)"; return; }
-  local done=0 unit pidfile
+  local done=0 unit pidfile pid
   if command -v systemctl >/dev/null 2>&1 && [ -d /run/systemd/system ]; then
     for unit in libvirtd virtqemud; do
-      if systemctl is-active --quiet "$unit"; then systemctl reload "$unit" && say "reloaded $unit" && done=1; fi
+      if systemctl is-active --quiet "$unit"; then
+        systemctl reload "$unit" && say "reloaded $unit" && done=1 && note_reload "$unit" "$(systemctl show -p MainPID --value "$unit")"
+      fi
     done
   fi
   if [ "$done" = 0 ]; then
     for pidfile in /run/libvirtd.pid /run/virtqemud.pid; do
       if [ -s "$pidfile" ] && kill -0 "$(cat "$pidfile")" 2>/dev/null; then
-        kill -HUP "$(cat "$pidfile")" && say "sent SIGHUP to $(basename "$pidfile" .pid) (hooks are rescanned on reload)" && done=1
+        pid=$(cat "$pidfile")
+        kill -HUP "$pid" && say "sent SIGHUP to $(basename "$pidfile" .pid) (hooks are rescanned on reload)" && done=1 && note_reload "$(basename "$pidfile" .pid)" "$pid"
       fi
     done
   fi
@@ -198,10 +208,10 @@ fi
 
 # --- node: the hook runs in libvirt's bare environment, so its interpreter path is fixed now
 NODE=$(command -v node || true)
-[ -n "$NODE" ] || die "node (>= 20) not found; install Node.js 20+ (e.g. from NodeSource) and retry"
+[ -n "$NODE" ] || die "node (>= 18) not found; install Node.js 18+ (Debian 12: apt install nodejs) and retry"
 NODE=$(readlink -f "$NODE")
 NODE_MAJOR=$("$NODE" -p 'process.versions.node.split(".")[0]')
-[ "$NODE_MAJOR" -ge 20 ] || die "node $("$NODE" --version) is too old; ovmf-hook needs Node.js >= 20"
+[ "$NODE_MAJOR" -ge 18 ] || die "node $("$NODE" --version) is too old; ovmf-hook needs Node.js >= 18"
 [ -x /usr/bin/node ] && [ "$(readlink -f /usr/bin/node)" = "$NODE" ] && NODE=/usr/bin/node
 case "$NODE" in
   /usr/bin/*|/bin/*) ;;

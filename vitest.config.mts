@@ -1,9 +1,10 @@
 import { defineConfig } from 'vitest/config';
 
 // Three projects: `unit` (pure, fast, no libvirt); `unit-sync-io`, the NVRAM layer's tests again
-// with the synchronous file API that the hook uses on local disks (src/io/fs-api.ts; the `unit` run
-// covers fs.promises, the API of network filesystems); and `libvirt` (real libvirtd + QEMU + OVMF,
-// run one file at a time because they share one daemon). `npm test` runs all three.
+// with the synchronous file API that the hook uses on local disks (src/io/fs-api.ts; its setup file
+// makes the tests' helpers pass that API down; the `unit` run covers fs.promises, the API of network
+// filesystems); and `libvirt` (real libvirtd + QEMU + OVMF, run one file at a time because they
+// share one daemon). `npm test` runs all three.
 export default defineConfig({
   test: {
     projects: [

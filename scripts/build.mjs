@@ -1,35 +1,38 @@
-// Build two self-contained files with esbuild:
-//  - dist/hooks/qemu : the libvirt hook (node:fs + fast-xml-parser only; no yargs, no fs-extra)
-//  - dist/cli.cjs    : the admin CLI (yargs, fs-extra)
-// The hook is CommonJS (fastest start on Node 20) with a #!/usr/bin/node shebang: AppArmor lets
-// libvirtd's hooks exec interpreters from /usr/bin only, and libvirt gives hooks a bare PATH.
+// Builds the two self-contained product files with esbuild, in one function (buildProduct) that
+// `npm run build` (this file run as a script) and the tests (into a temp dir, without code caches)
+// both use:
+//  - <outDir>/hooks/qemu : the libvirt hook (node:fs + fast-xml-parser only; no yargs, no fs-extra)
+//  - <outDir>/cli.cjs    : the admin CLI (yargs, fs-extra)
+// Both are CommonJS (an ESM entry makes node start slower) for Node >= 18. The hook has a
+// #!/usr/bin/node shebang: AppArmor lets libvirtd's hooks exec interpreters from /usr/bin only, and
+// libvirt gives hooks a bare PATH.
 //
-// Layout of both files (numbers from `npm run bench` and perf/wait4 CPU times, docs/BENCH.md):
-//  - a small loader: for the hook, hooks/qemu.ts, which answers the operations the hook does not
-//    handle at once; only the handled ones `require('../src/hook/main')`, which this build serves
-//    from the payload below; for the CLI, an ESM loader (the .mjs name package.json's bin and
-//    install.sh expect);
+// Layout of both files (measurements in docs/BENCH.md):
+//  - a small CommonJS loader: for the hook, hooks/qemu.ts, which answers the operations the hook
+//    does not handle at once; only the handled ones `require('../src/hook/main')`, which this build
+//    serves from the payload below; for the CLI, the loader alone;
 //  - then, as trailing `//` comment lines, the base64 of the real bundle (CommonJS, wrapped like a
 //    CommonJS module) and of a V8 code cache for it.
 // The loader reads its own file, compiles the bundle with the cache (vm.Script cachedData) and runs
-// it. Why: V8 has to pre-parse every line of JavaScript in a file even when it never runs, which
-// cost the pass-through path ~4 ms with the 120 KiB hook bundle inline, while a comment is skipped
-// almost for free; and the code cache saves compiling the functions a run needs: ~6 ms of a
-// handled hook call, ~20 % of a CLI call. The caches are made here by training runs with the node
-// the shebang names, in a clean environment (hook: prepare/release/migrate/restore against a temp
-// tree; CLI: a rewrite and a convert --dry-run against a stand-in virsh). A cache that does not fit the node that runs it (another V8 version or
-// other flags) is rejected by V8, which then compiles as usual: slower, same behaviour.
-// OVMF_HOOK_CODE_CACHE=0 builds without caches.
+// it. Why: V8 has to pre-parse every line of JavaScript in a file even when it never runs, while a
+// comment is skipped almost for free; and the code cache saves compiling the functions a run needs.
+// The caches are made here by training runs with the node the shebang names, in a clean
+// environment (hook: prepare/release/migrate/restore against a temp tree; CLI: a rewrite and a
+// convert --dry-run against a stand-in virsh). Every training call must end as expected, or the
+// build fails with the trainer's stderr: a cache trained on a failure path would silently hold the
+// wrong functions. A cache that does not fit the node that runs it (another V8 version or other
+// flags) is rejected by V8, which then compiles as usual: slower, same behaviour.
+// As a script: OVMF_HOOK_NODE names the hook's node (default /usr/bin/node), OVMF_HOOK_CODE_CACHE=0
+// builds without caches.
 import { build } from 'esbuild';
 import { spawnSync } from 'node:child_process';
-import { accessSync, chmodSync, constants, mkdirSync, mkdtempSync, readFileSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { accessSync, chmodSync, constants, mkdirSync, mkdtempSync, readFileSync, realpathSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { join, resolve } from 'node:path';
+import { fileURLToPath, pathToFileURL } from 'node:url';
 
-const common = { bundle: true, platform: 'node', target: 'node20', minify: true, legalComments: 'none', logLevel: 'warning' };
-mkdirSync('dist/hooks', { recursive: true });
-const hookShebang = process.env.OVMF_HOOK_NODE || '/usr/bin/node';
-const withCache = process.env.OVMF_HOOK_CODE_CACHE !== '0';
+const REPO = resolve(fileURLToPath(new URL('..', import.meta.url)));
+const common = { bundle: true, platform: 'node', target: 'node18', minify: true, legalComments: 'none', logLevel: 'warning' };
 const CLI_ONLY = /node_modules\/(yargs|fs-extra|cliui|y18n)\//;
 const WRAP_HEAD = '(function (exports, require, module, __filename, __dirname) {';
 
@@ -49,47 +52,86 @@ const loaderJs = (file, req, mod) =>
     `ovmfScript.runInThisContext()(${mod}.exports, ${req}, ${mod}, ${file}, require('node:path').dirname(${file}));`,
   ].join('\n');
 
-// 1. the hook: the core (src/hook/main.ts, exporting runHook) as payload of hooks/qemu.ts
-const core = await build({ ...common, entryPoints: ['src/hook/main.ts'], format: 'cjs', write: false, metafile: true });
-const forbidden = Object.keys(core.metafile.inputs).filter((p) => CLI_ONLY.test(p));
-if (forbidden.length) throw new Error(`hook bundle must not include CLI-only modules: ${forbidden.slice(0, 3).join(', ')}`);
-const coreSource = `${WRAP_HEAD}${core.outputFiles[0].text}\n})`;
-const coreCache = withCache ? trainCodeCache('hook', coreSource) : null;
-const fromPayload = {
-  name: 'core-from-payload',
+/**
+ * yargs' CommonJS build, not the ESM one an `import` would pick: under its ESM build, cliui wraps
+ * help text in the middle of words (it has no wrap-ansi there).
+ */
+const yargsCommonJs = {
+  name: 'yargs-commonjs',
   setup(b) {
-    b.onResolve({ filter: /\/src\/hook\/main$/ }, (a) => (a.importer.endsWith('hooks/qemu.ts') ? { path: 'core', namespace: 'core-from-payload' } : undefined));
-    b.onLoad({ filter: /.*/, namespace: 'core-from-payload' }, () => ({ loader: 'js', contents: loaderJs('__filename', 'require', 'module') }));
+    b.onResolve({ filter: /^yargs(\/helpers)?$/ }, (a) => (a.kind === 'require-call' ? undefined : b.resolve(a.path, { kind: 'require-call', resolveDir: a.resolveDir })));
   },
 };
-const hook = await build({ ...common, entryPoints: ['hooks/qemu.ts'], format: 'cjs', write: false, plugins: [fromPayload], metafile: true });
-const hookInputs = Object.keys(hook.metafile.inputs);
-if (hookInputs.some((p) => p.startsWith('src/') && !['src/hook/args.ts', 'src/core/errors.ts'].includes(p)))
-  throw new Error(`the hook loader must stay small; it pulls in ${hookInputs.filter((p) => p.startsWith('src/')).join(', ')}`);
-replaceFile(
-  'dist/hooks/qemu',
-  `#!${hookShebang}\n// ovmf-hook: libvirt QEMU hook (installed by ovmf-hook's install.sh; do not edit, re-run it)\n${hook.outputFiles[0].text}${payload(coreSource, coreCache)}`,
-);
 
-// 2. the CLI: src/cli/bin.ts as CommonJS (yargs 18 is ESM-only; esbuild converts it, and
-// import.meta.url becomes the loader's file URL) as payload of a CommonJS loader like the hook's
-// (dist/cli.cjs: an ESM entry costs node ~4 ms more to start, measured)
-const cli = await build({ ...common, entryPoints: ['src/cli/bin.ts'], format: 'cjs', write: false, define: { 'import.meta.url': '__ovmfImportMetaUrl' } });
-const cliSource = `${WRAP_HEAD}var __ovmfImportMetaUrl = require('node:url').pathToFileURL(__filename).href;\n${cli.outputFiles[0].text}\n})`;
-const cliCache = withCache ? trainCodeCache('cli', cliSource) : null;
-replaceFile(
-  'dist/cli.cjs',
-  [
-    '#!/usr/bin/env node',
-    '// ovmf-hook admin CLI (built by scripts/build.mjs: this loader, then the bundle and its V8 code cache as base64 comment lines)',
-    loaderJs('__filename', 'require', 'module'),
-    payload(cliSource, cliCache),
-  ].join('\n'),
-);
-rmSync('dist/cli.mjs', { force: true }); // the ESM loader of earlier builds
-for (const f of ['dist/hooks/qemu', 'dist/cli.cjs']) console.log(`${f}  ${(statSync(f).size / 1024).toFixed(0)} KiB`);
-const kib = (b) => (b ? `${(b.length / 1024).toFixed(0)} KiB` : 'none');
-console.log(`code caches: hook ${kib(coreCache)}, cli ${kib(cliCache)}${coreCache || cliCache ? ` (${hookShebang} ${nodeVersion(hookShebang)})` : ''}`);
+/**
+ * Build `<outDir>/hooks/qemu` and `<outDir>/cli.cjs` from the sources in `root`.
+ * `codeCache`: train and embed the V8 code caches (with `node`, which is also the hook's shebang);
+ * throws when a training run fails. Returns the two files and the caches' sizes (0: none).
+ */
+export async function buildProduct({ root = REPO, outDir = join(root, 'dist'), codeCache = true, node = '/usr/bin/node' } = {}) {
+  const at = { ...common, absWorkingDir: root };
+  mkdirSync(join(outDir, 'hooks'), { recursive: true });
+  const train = (kind, source) => (codeCache ? trainCodeCache(node, kind, source) : null);
+
+  // 1. the hook: the core (src/hook/main.ts, exporting runHook) as payload of hooks/qemu.ts
+  const core = await build({ ...at, entryPoints: ['src/hook/main.ts'], format: 'cjs', write: false, metafile: true });
+  const forbidden = Object.keys(core.metafile.inputs).filter((p) => CLI_ONLY.test(p));
+  if (forbidden.length) throw new Error(`hook bundle must not include CLI-only modules: ${forbidden.slice(0, 3).join(', ')}`);
+  const coreSource = `${WRAP_HEAD}${core.outputFiles[0].text}\n})`;
+  const coreCache = train('hook', coreSource);
+  const fromPayload = {
+    name: 'core-from-payload',
+    setup(b) {
+      b.onResolve({ filter: /\/src\/hook\/main$/ }, (a) => (a.importer.endsWith('hooks/qemu.ts') ? { path: 'core', namespace: 'core-from-payload' } : undefined));
+      b.onLoad({ filter: /.*/, namespace: 'core-from-payload' }, () => ({ loader: 'js', contents: loaderJs('__filename', 'require', 'module') }));
+    },
+  };
+  const hook = await build({ ...at, entryPoints: ['hooks/qemu.ts'], format: 'cjs', write: false, plugins: [fromPayload], metafile: true });
+  const hookInputs = Object.keys(hook.metafile.inputs);
+  if (hookInputs.some((p) => p.startsWith('src/') && !['src/hook/args.ts', 'src/core/errors.ts'].includes(p)))
+    throw new Error(`the hook loader must stay small; it pulls in ${hookInputs.filter((p) => p.startsWith('src/')).join(', ')}`);
+  const hookFile = join(outDir, 'hooks', 'qemu');
+  replaceFile(
+    hookFile,
+    `#!${node}\n// ovmf-hook: libvirt QEMU hook (installed by ovmf-hook's install.sh; do not edit, re-run it)\n${hook.outputFiles[0].text}${payload(coreSource, coreCache)}`,
+  );
+
+  // 2. the CLI: src/cli/bin.ts as CommonJS, as payload of a CommonJS loader like the hook's
+  const cli = await build({ ...at, entryPoints: ['src/cli/bin.ts'], format: 'cjs', write: false, plugins: [yargsCommonJs] });
+  const cliSource = `${WRAP_HEAD}${cli.outputFiles[0].text}\n})`;
+  const cliCache = train('cli', cliSource);
+  const cliFile = join(outDir, 'cli.cjs');
+  replaceFile(
+    cliFile,
+    [
+      '#!/usr/bin/env node',
+      '// ovmf-hook admin CLI (built by scripts/build.mjs: this loader, then the bundle and its V8 code cache as base64 comment lines)',
+      loaderJs('__filename', 'require', 'module'),
+      payload(cliSource, cliCache),
+    ].join('\n'),
+  );
+  return { hook: hookFile, cli: cliFile, hookCache: coreCache?.length ?? 0, cliCache: cliCache?.length ?? 0 };
+}
+
+// `node scripts/build.mjs` (npm run build): dist/ in this repository
+if (isMain()) {
+  const node = process.env.OVMF_HOOK_NODE || '/usr/bin/node';
+  let codeCache = process.env.OVMF_HOOK_CODE_CACHE !== '0';
+  if (codeCache && !isExecutable(node)) {
+    console.warn(`warning: ${node} is not executable here; building without code caches`);
+    codeCache = false;
+  }
+  try {
+    const r = await buildProduct({ codeCache, node });
+    rmSync(join(REPO, 'dist', 'cli.mjs'), { force: true }); // the ESM loader of earlier builds
+    for (const f of [r.hook, r.cli]) console.log(`${f.slice(REPO.length + 1)}  ${(statSync(f).size / 1024).toFixed(0)} KiB`);
+    const kib = (n) => (n ? `${(n / 1024).toFixed(0)} KiB` : 'none');
+    console.log(`code caches: hook ${kib(r.hookCache)}, cli ${kib(r.cliCache)}${codeCache ? ` (${node} ${nodeVersion(node)})` : ''}`);
+  } catch (e) {
+    console.error(`build failed: ${e?.message ?? e}`);
+    process.exit(1);
+  }
+}
 
 // ---------------------------------------------------------------------------------------------
 
@@ -104,36 +146,48 @@ function replaceFile(file, text) {
   renameSync(tmp, file);
 }
 
+/** Whether this file is the script node runs (not a module imported by a test). */
+function isMain() {
+  try {
+    return import.meta.url === pathToFileURL(realpathSync(process.argv[1])).href;
+  } catch {
+    return false;
+  }
+}
+
+function isExecutable(file) {
+  try {
+    accessSync(file, constants.X_OK);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
 function nodeVersion(node) {
   return spawnSync(node, ['--version'], { env: { PATH: '/usr/bin:/bin' }, encoding: 'utf8' }).stdout?.trim() ?? '?';
 }
 
 /**
- * Run a bundle through a training run in a child process of the node the hook's shebang names
- * (install.sh gives the CLI the same one; clean environment, no NODE_OPTIONS: V8 only accepts a
- * cache made with the same flags) and return its code cache, which then holds every function the
- * run compiled. Null (with a warning) when that node is missing or the run fails.
+ * Run a bundle through a training run in a child process of `node` (the hook's shebang; install.sh
+ * gives the CLI the same one; clean environment, no NODE_OPTIONS: V8 only accepts a cache made with
+ * the same flags) and return its code cache, which then holds every function the run compiled.
+ * Throws, with the trainer's stderr, when the run fails or any of its calls ends unexpectedly.
  */
-function trainCodeCache(kind, source) {
-  try {
-    accessSync(hookShebang, constants.X_OK);
-  } catch {
-    console.warn(`warning: ${hookShebang} is not executable here; the ${kind} is built without a code cache`);
-    return null;
-  }
+function trainCodeCache(node, kind, source) {
   const dir = mkdtempSync(join(tmpdir(), 'ovmf-hook-build-'));
   try {
     writeFileSync(join(dir, 'bundle.js'), source);
     writeFileSync(join(dir, 'train.cjs'), `(${trainer.toString()})();\n`);
-    const r = spawnSync(hookShebang, [join(dir, 'train.cjs'), kind, join(dir, 'bundle.js'), join(dir, 'cache.bin'), dir], {
+    const r = spawnSync(node, [join(dir, 'train.cjs'), kind, join(dir, 'bundle.js'), join(dir, 'cache.bin'), dir], {
       env: { PATH: '/usr/sbin:/usr/bin:/sbin:/bin', LC_ALL: 'C' },
       stdio: ['ignore', 'ignore', 'pipe'],
       encoding: 'utf8',
       timeout: 120_000,
     });
-    if (r.status !== 0) {
-      console.warn(`warning: the ${kind} code-cache training run failed (${r.error?.message ?? `exit ${r.status}`}); built without a code cache\n${r.stderr}`);
-      return null;
+    if (r.status !== 0 || r.error) {
+      const why = r.error?.message ?? (r.signal ? `killed by ${r.signal}` : `exit ${r.status}`);
+      throw new Error(`the ${kind} code-cache training run (${node}) failed (${why}); its stderr:\n${r.stderr || '(empty)'}`);
     }
     return readFileSync(join(dir, 'cache.bin'));
   } finally {
@@ -144,23 +198,98 @@ function trainCodeCache(kind, source) {
 /**
  * The training run (serialized into the child process, so self-contained). Hermetic: fake
  * firmware and descriptors, archive/state/nvram in `work`, no journal or syslog lines and no child
- * processes (stubbed), stdout to /dev/null. `hook`: the core's runHook through every handled
- * operation, stdin fed per call. `cli`: the CLI (which runs on load) rewriting a domain file.
+ * processes (stand-ins), stdout to /dev/null. `hook`: the core's runHook through every handled
+ * operation, stdin fed per call. `cli`: the CLI (which runs on load) rewriting a domain file and
+ * converting a domain. Each call's exit code is checked; any other ends the run with exit 1 and a
+ * line on stderr (the build then fails and shows it).
  */
 function trainer() {
   const [, , kind, bundlePath, outPath, work] = process.argv;
   const fs = require('node:fs');
   const path = require('node:path');
   const vm = require('node:vm');
+  const net = require('node:net');
+  const { EventEmitter } = require('node:events');
   const script = new vm.Script(fs.readFileSync(bundlePath, 'utf8'), { filename: bundlePath });
   const run = () => {
     const mod = { exports: {} };
     script.runInThisContext()(mod.exports, require, mod, bundlePath, path.dirname(bundlePath));
     return mod.exports;
   };
-  const quiet = { on() { return this; }, setTimeout() { return this; }, end() {}, destroy() {}, unref() {} };
-  require('node:net').createConnection = () => quiet;
-  require('node:child_process').spawn = () => quiet;
+  const problems = [];
+  const expect = (what, code, wanted) => {
+    if (code !== wanted) problems.push(`${what}: exit ${code}, expected ${wanted}`);
+  };
+  const finish = () => {
+    if (problems.length) {
+      process.stderr.write(`${problems.map((p) => `training call failed: ${p}`).join('\n')}\n`);
+      process.exitCode = 1;
+      return;
+    }
+    fs.writeFileSync(outPath, script.createCachedData());
+    process.exitCode = 0;
+  };
+
+  /**
+   * Stand-in for a client socket (journald's stream socket, the holder of a VM lock) and for a
+   * spawned child (logger): a peer that accepts, takes what it is sent and closes. It has every
+   * method the product calls on them.
+   */
+  class StandIn extends EventEmitter {
+    constructor(onConnect) {
+      super();
+      this.destroyed = false;
+      setImmediate(() => {
+        if (this.destroyed) return;
+        if (onConnect) onConnect();
+        this.emit('connect');
+        this.emit('end');
+        this.destroy();
+      });
+    }
+    setEncoding() {
+      return this;
+    }
+    setTimeout() {
+      return this;
+    }
+    ref() {
+      return this;
+    }
+    unref() {
+      return this;
+    }
+    write(_data, cb) {
+      if (typeof cb === 'function') setImmediate(cb);
+      return true;
+    }
+    end(data, cb) {
+      if (typeof data === 'function') cb = data;
+      this.emit('finish');
+      if (typeof cb === 'function') setImmediate(cb);
+      return this;
+    }
+    destroy() {
+      if (!this.destroyed) {
+        this.destroyed = true;
+        setImmediate(() => this.emit('close'));
+      }
+      return this;
+    }
+  }
+  net.createConnection = (_where, onConnect) => new StandIn(typeof onConnect === 'function' ? onConnect : undefined);
+  net.connect = net.createConnection;
+  require('node:child_process').spawn = () => new StandIn();
+  // Servers are real (a VM lock binds a unix socket in the abstract namespace, unique to `work`);
+  // a lock lives until its process exits, so after each hook call they are closed as that exit would.
+  const servers = new Set();
+  const createServer = net.createServer;
+  net.createServer = (...a) => {
+    const server = createServer(...a);
+    servers.add(server);
+    return server;
+  };
+  const exitOfCall = () => Promise.all([...servers].map((server) => new Promise((resolve) => server.close(() => resolve())))).then(() => servers.clear());
 
   const d = (p) => path.join(work, p);
   for (const p of ['fw', 'descriptors', 'archive', 'state', 'nvram']) fs.mkdirSync(d(p), { recursive: true, mode: 0o700 });
@@ -226,18 +355,23 @@ function trainer() {
         else if (word === 'snapshot-list') stdout += '\n';
       }
       setImmediate(() => cb(null, stdout, stderr));
-      return quiet;
+      return new StandIn();
     };
     // a finished command exits at once (src/cli/bin.ts): here it only ends that run
+    let exited;
     process.exit = (code) => {
-      process.exitCode = code;
+      exited = code;
     };
     // rewrite, then convert --dry-run (each run of the bundle is one CLI call), then the cache
     const runs = [['rewrite', d('domain.xml')], ['convert', vmName, '--dry-run']];
+    let current;
     const next = () => {
-      const argv = runs.shift();
-      if (!argv) return fs.writeFileSync(outPath, script.createCachedData());
-      process.argv = [process.argv[0], bundlePath, ...argv];
+      if (current) expect(`ovmf-hook ${current.join(' ')}`, exited ?? process.exitCode ?? 0, 0);
+      current = runs.shift();
+      if (!current) return finish();
+      exited = undefined;
+      process.exitCode = undefined;
+      process.argv = [process.argv[0], bundlePath, ...current];
       process.once('beforeExit', next);
       run();
     };
@@ -251,27 +385,29 @@ function trainer() {
   const stdinFile = d('stdin.xml');
   const openSync = fs.openSync;
   fs.openSync = (p, ...rest) => openSync(p === '/proc/self/fd/0' ? stdinFile : p, ...rest);
-  const call = (args, xml) => {
+  /** One hook call (`wanted`: its exit code), then what the end of its process would release. */
+  const call = async (args, xml, wanted, what) => {
     fs.writeFileSync(stdinFile, xml);
-    return runHook([vmName, ...args]);
+    expect(`hook ${args.slice(0, 2).join(' ')} (${what})`, await runHook([vmName, ...args]), wanted);
+    await exitOfCall();
   };
   (async () => {
     const nvram = d(`nvram/${vmName}_VARS.fd`);
     for (let round = 0; round < 3; round++) {
       fs.rmSync(nvram, { force: true });
-      await call(['prepare', 'begin', '-'], uefi); // provision, later restore
+      await call(['prepare', 'begin', '-'], uefi, 0, round ? 'restore' : 'provision');
       fs.writeFileSync(nvram, Buffer.alloc(540672, round + 1));
-      await call(['release', 'end', '-'], uefi); // archive
-      await call(['prepare', 'begin', '-'], uefi); // keep
+      await call(['release', 'end', '-'], uefi, 0, 'archive');
+      await call(['prepare', 'begin', '-'], uefi, 0, 'keep');
       fs.rmSync(nvram, { force: true });
-      await call(['prepare', 'begin', '-'], uefi); // restore
-      await call(['migrate', 'begin', '-'], moved); // filter: map the paths
-      await call(['restore', 'begin', '-'], moved);
-      await call(['prepare', 'begin', '-'], bios); // refused by the policy
-      await call(['release', 'end', '-'], bios);
+      await call(['prepare', 'begin', '-'], uefi, 0, 'restore');
+      await call(['migrate', 'begin', '-'], moved, 0, 'filter: map the paths');
+      await call(['restore', 'begin', '-'], moved, 0, 'filter');
+      await call(['prepare', 'begin', '-'], bios, 0, 'breaks the policy: a warning (the default mode)');
+      await call(['release', 'end', '-'], bios, 0, 'a BIOS domain');
       // (no malformed input: fast-xml-parser, which only that needs, stays out of the cache)
     }
-    fs.writeFileSync(outPath, script.createCachedData());
+    finish();
   })().catch((e) => {
     process.stderr.write(`${e?.stack ?? e}\n`);
     process.exitCode = 1;

@@ -3,8 +3,8 @@
  * a catalog-backed firmware picker (what the admin CLI passes as `pickFirmware`).
  */
 import { loadCatalog } from '../../src/io';
-import { matchFirmware, type FirmwareDescriptor } from '../../src/core/firmware';
-import type { FirmwarePick, FirmwareRequest } from '../../src/core/rewrite';
+import { matchFirmware, type FirmwareDescriptor, type FirmwareRequest } from '../../src/core/firmware';
+import type { FirmwarePick } from '../../src/core/rewrite';
 
 export { rewriteXml } from '../../src/core/rewrite';
 export { parseDomain } from '../../src/core/domain';

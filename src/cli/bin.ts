@@ -6,22 +6,8 @@ import { reportError } from './report';
 
 const argv = process.argv.slice(2);
 
-/**
- * `convert NAME` with nothing but --flags: ask libvirt about NAME right away (one virsh process,
- * ~17 ms), while the convert code loads; convert then takes the answers (startVirshBatch). A wrong
- * guess (NAME was the value of an option) only costs answers nobody takes.
- */
-function headStart(): void {
-  const words = argv.slice(1).filter((a) => !a.startsWith('-'));
-  if (argv[0] !== 'convert' || words.length !== 1 || argv.some((a) => a === '--all' || a === '--help' || a === '-h')) return;
-  // eslint-disable-next-line @typescript-eslint/no-require-imports
-  const { convertQuestions, startVirshBatch } = require('../io/virsh') as typeof import('../io/virsh');
-  startVirshBatch(convertQuestions(words[0]!, { dryRun: argv.includes('--dry-run'), force: argv.includes('--force') }));
-}
-
 /** The command run without yargs, or undefined when yargs must parse the command line. */
 function quick(): Promise<number> | undefined {
-  headStart();
   /* eslint-disable @typescript-eslint/no-require-imports */
   const module =
     argv[0] === 'rewrite'

@@ -73,21 +73,29 @@ export function quickArgs(module: CommandModule<object, any>, argv: readonly str
 
   const all = new Map<string, Spec>([...Object.entries(GLOBAL_OPTIONS), ...decl.options] as [string, Spec][]);
   const options: NonNullable<ParseArgsConfig['options']> = {};
-  for (const [name, spec] of all) options[name] = { type: spec.type === 'boolean' ? 'boolean' : 'string' };
-  let parsed: { values: Record<string, string | boolean | undefined>; positionals: string[]; tokens: { kind: string; name?: string }[] };
-  try {
-    // allowNegative (node ≥ 20.16): --no-<boolean>, as yargs reads it
-    const config = { args: argv.slice(1), options, allowPositionals: true, strict: true, tokens: true, allowNegative: true };
-    parsed = parseArgs(config as ParseArgsConfig) as unknown as typeof parsed;
-  } catch {
-    return undefined;
+  // --no-<boolean> (false, as yargs reads it) is declared as an option of its own: parseArgs'
+  // allowNegative is newer than the oldest node the CLI runs on
+  const negated = (name: string) => `no-${name}`;
+  for (const [name, spec] of all) {
+    options[name] = { type: spec.type === 'boolean' ? 'boolean' : 'string' };
+    if (spec.type !== 'boolean') continue;
+    if (all.has(negated(name))) return undefined;
+    options[negated(name)] = { type: 'boolean' };
   }
+  let parsed: { values: Record<string, string | boolean | undefined>; positionals: string[]; tokens?: { kind: string; name?: string }[] };
+  try {
+    parsed = parseArgs({ args: argv.slice(1), options, allowPositionals: true, strict: true, tokens: true }) as unknown as typeof parsed;
+  } catch {
+    return undefined; // not plainly valid (or a node without parseArgs)
+  }
+  if (!parsed.tokens) return undefined; // a node whose parseArgs has no tokens
   const seen = new Set<string>();
   for (const t of parsed.tokens) {
     if (t.kind === 'option-terminator') return undefined;
     if (t.kind !== 'option') continue;
-    if (seen.has(t.name!)) return undefined;
-    seen.add(t.name!);
+    const name = t.name!.startsWith('no-') && all.get(t.name!.slice(3))?.type === 'boolean' ? t.name!.slice(3) : t.name!;
+    if (seen.has(name)) return undefined;
+    seen.add(name);
   }
 
   const args: ArgumentsCamelCase = { _: [argv[0]!], $0: 'ovmf-hook' };
@@ -96,7 +104,7 @@ export function quickArgs(module: CommandModule<object, any>, argv: readonly str
     args[camel(name)] = value;
   };
   for (const [name, spec] of all) {
-    const given = parsed.values[name];
+    const given = spec.type === 'boolean' && parsed.values[negated(name)] ? false : parsed.values[name];
     if (given === undefined) {
       if (spec.default !== undefined) set(name, spec.default);
     } else if (spec.type === 'boolean') set(name, given);

@@ -2,7 +2,7 @@
  * What the CLI does with an error a command threw: one line on stderr (`ovmf-hook: …`; with
  * --debug also the stack) and the exit code: the error's own for OvmfHookError, 70 otherwise.
  */
-import { isOvmfHookError } from '../core/errors';
+import { errorMessage, isOvmfHookError } from '../core/errors';
 
 export function reportError(e: unknown, debug: boolean): number {
   if (isOvmfHookError(e)) {
@@ -10,7 +10,7 @@ export function reportError(e: unknown, debug: boolean): number {
     if (debug) process.stderr.write(`${e.stack}\n`);
     return e.exitCode;
   }
-  process.stderr.write(`ovmf-hook: internal error: ${(e as Error)?.message ?? String(e)}\n`);
+  process.stderr.write(`ovmf-hook: internal error: ${errorMessage(e)}\n`);
   if (debug) process.stderr.write(`${(e as Error)?.stack}\n`);
   return 70;
 }

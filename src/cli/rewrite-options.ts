@@ -3,12 +3,12 @@
  * catalog, and the layering of options (defaults < config < domain metadata policy < flags).
  */
 import type { Argv } from 'yargs';
-import { resolvePolicy, type Config } from '../core/config';
+import { DEFAULT_CONFIG, resolvePolicy, type Config } from '../core/config';
 import type { Domain } from '../core/domain';
 import { FirmwareNotFoundError, UsageError } from '../core/errors';
 import { loadCatalog, type FirmwareCatalog } from '../io';
-import { matchFirmware } from '../core/firmware';
-import { rewriteDomain, type FirmwarePick, type FirmwareRequest, type RewriteResult } from '../core/rewrite';
+import { matchFirmware, type FirmwareRequest } from '../core/firmware';
+import { DEFAULT_REWRITE_OPTIONS, rewriteDomain, type FirmwarePick, type RewriteResult } from '../core/rewrite';
 
 /** The flags; undefined = not given (the config / the domain's metadata decide). */
 export interface RewriteFlags {
@@ -28,7 +28,7 @@ export const withRewriteFlags = <T>(y: Argv<T>): Argv<T & RewriteFlags> =>
     })
     .option('tpm', { type: 'boolean', describe: 'add an emulated TPM 2.0 (tpm-crb, needs swtpm) when the domain has none' })
     .option('uefi', { type: 'boolean', describe: 'convert BIOS to UEFI (default yes; --no-uefi converts the chipset only)' })
-    .option('root-ports', { type: 'number', describe: 'pcie-root-port controllers added by the Q35 conversion (default: config rootPorts, 14)' })
+    .option('root-ports', { type: 'number', describe: `pcie-root-port controllers added by the Q35 conversion (default: config rootPorts, ${DEFAULT_CONFIG.rootPorts})` })
     .option('firmware', {
       choices: ['manual', 'auto'] as const,
       describe: "manual: explicit <loader>/<nvram> from this host's firmware catalog (default); auto: <os firmware='efi'>",
@@ -68,7 +68,7 @@ export function rewriteWithPolicy(domain: Domain, config: Config, flags: Rewrite
       secureBoot: policy.secureBoot,
       tpm: policy.tpm,
       rootPorts: flags.rootPorts ?? config.rootPorts,
-      firmware: flags.firmware ?? 'manual',
+      firmware: flags.firmware ?? DEFAULT_REWRITE_OPTIONS.firmware,
       nvramDir: config.nvramDir,
       pickFirmware,
     });

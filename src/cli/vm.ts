@@ -8,7 +8,8 @@ import { existsSync } from 'node:fs';
 import { hostIdentity, loadConfig } from '../io';
 import { type Config } from '../core/config';
 import { parseDomain } from '../core/domain';
-import { isOvmfHookError, RefusedError, UsageError } from '../core/errors';
+import { errorMessage, isOvmfHookError, RefusedError, UsageError } from '../core/errors';
+import { UUID_RE } from '../core/nvram';
 import { loadCatalog } from '../io';
 import { uefiFiles } from '../core/domain/uefi-files';
 import { normalizeUuid, openArchive, type Archive } from '../io';
@@ -49,9 +50,6 @@ export interface Vm {
   unmanaged?: string;
 }
 
-const UUID_RE = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
-const isUuid = (s: string): boolean => UUID_RE.test(s);
-
 export function cliContext(deps: CliDeps = {}): CliContext {
   const config = (deps.config ?? loadConfig)();
   let opened: Promise<Archive> | undefined;
@@ -72,7 +70,7 @@ async function openCliArchive(config: Config): Promise<Archive> {
     return await openArchive({ root: config.archiveDir, host, hostId });
   } catch (e) {
     if (isOvmfHookError(e)) throw e;
-    throw new RefusedError(`cannot open the NVRAM archive ${config.archiveDir}: ${(e as Error)?.message ?? e}; run as root and check the archive mount`);
+    throw new RefusedError(`cannot open the NVRAM archive ${config.archiveDir}: ${errorMessage(e)}; run as root and check the archive mount`);
   }
 }
 
@@ -103,7 +101,7 @@ export async function resolveVm(target: string, ctx: CliContext): Promise<Vm> {
     };
   }
   const notFound = /failed to get domain|domain not found/i.test(r.stderr);
-  if (isUuid(target)) {
+  if (UUID_RE.test(target)) {
     const uuid = normalizeUuid(target);
     const name = await archivedName(await ctx.archive(), uuid);
     if (name === undefined)

@@ -69,6 +69,9 @@ export class NvramSizeMismatch extends OvmfHookError {
 
 export const isOvmfHookError = (e: unknown): e is OvmfHookError => e instanceof OvmfHookError;
 
+/** The message of anything thrown (an Error's message, else the value as text). */
+export const errorMessage = (e: unknown): string => (e instanceof Error ? e.message : String(e));
+
 /** A QEMU firmware descriptor file is not valid JSON or not shaped like docs/interop/firmware.json. */
 export class FirmwareDescriptorError extends OvmfHookError {
   constructor(

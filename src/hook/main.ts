@@ -19,9 +19,11 @@ import { parseDomain, type Domain } from '../core/domain';
 import { ArchiveCorruptError, ConfigError, isOvmfHookError, OvmfHookError, RefusedError, UnsafePathError, UsageError } from '../core/errors';
 import { checkFlashPair } from '../core/firmware';
 import { loadCatalog, statSizes } from '../io';
-import { getLocalState, lockVm, markStartRefused, NAME_MAX, openArchive, prepareNvram, type NvramOwner, releaseNvram, setLocalState, useSyncIoOnLocalDirs } from '../io';
+import { allAsync, ioForLocalDirs, localDirs, type IoFor } from '../io';
+import { clearIncomingMigration, clearStartRefused, getLocalState, markIncomingMigration, markStartRefused, type StateAccess } from '../io';
+import { lockVm, NAME_MAX, openArchive, prepareNvram, type NvramOwner, releaseNvram } from '../io';
 import { withinStartWindow } from '../core/nvram';
-import { checkVmName, FILTER_OPS, NEVER_FAIL, parseHookArgs, type HookArgs } from './args';
+import { checkVmName, handledOp, NEVER_FAIL, parseHookArgs, type HookArgs } from './args';
 import { openNvramDir } from '../io/nvram-dir';
 import { mapFirmwarePaths } from '../core/firmware/cross-host';
 import { uefiFiles } from '../core/domain/uefi-files';
@@ -39,6 +41,11 @@ interface Ctx {
   domain: Domain;
   log: Logger;
   progress: Progress;
+  /**
+   * The file API of each directory the call uses: fs.promises until probeIo has shown which of them
+   * are on a local disk, then decided once for the rest of the call and passed down.
+   */
+  io: IoFor;
 }
 
 /** How far the call got, for the watchdog: only a stuck archive may be "allowed" at prepare. */
@@ -91,23 +98,36 @@ async function runHookCall(argv: readonly string[]): Promise<number> {
     const xml = await readStdin(MAX_XML_BYTES);
     const domain = parseDomain(xml);
     if (domain.name !== args.vm) throw new UsageError(`hook called for "${args.vm}" but the XML on stdin is for "${domain.name}"`);
-    const ctx: Ctx = { args, config, domain, log, progress };
+    const ctx: Ctx = { args, config, domain, log, progress, io: allAsync };
     if (configError) {
       withoutConfig(ctx, configError);
       return 0;
     }
-    const key = `${args.op} ${args.subop}`;
-    if (key === 'prepare begin') {
-      await prepare(ctx).catch(async (e: unknown) => {
-        // libvirt runs `release` right after a refused start: tell it that nothing ran here
-        if (domain.uuid) await markStartRefused(config.stateDir, domain.uuid).catch(() => {});
-        throw e;
-      });
-      // this start goes ahead: a refusal mark left by an earlier attempt must not stop its archive
-      if (domain.uuid) await clearStartRefused(config.stateDir, domain.uuid);
+    const op = handledOp(args);
+    switch (op) {
+      case undefined: // a pass-through call (hooks/qemu.ts answers those before loading this module)
+        break;
+      case 'prepare begin':
+        await prepare(ctx).catch(async (e: unknown) => {
+          // libvirt runs `release` right after a refused start: tell it that nothing ran here
+          if (domain.uuid) await markStartRefused(config.stateDir, domain.uuid, new Date(), stateAccess(ctx)).catch(() => {});
+          throw e;
+        });
+        // this start goes ahead: a refusal mark left by an earlier attempt must not stop its archive
+        if (domain.uuid) await clearStartRefused(config.stateDir, domain.uuid, stateAccess(ctx)).catch(() => {});
+        break;
+      case 'release end':
+        await release(ctx);
+        break;
+      case 'migrate begin':
+      case 'restore begin':
+        await filter(ctx); // OPS[op].filter: the one kind of call that prints XML
+        break;
+      default: {
+        const missing: never = op; // a key added to OPS without a case here does not compile
+        throw new Error(`no dispatch for ${String(missing)}`);
+      }
     }
-    else if (key === 'release end') await release(ctx);
-    else if (FILTER_OPS.has(args.op) && args.subop === 'begin') await filter(ctx);
     return 0;
   } catch (e) {
     const msg = progress.shown(isOvmfHookError(e) ? e.message : `internal error: ${(e as Error)?.message ?? String(e)}`);
@@ -210,12 +230,11 @@ async function prepare(ctx: Ctx): Promise<void> {
   const nvramIo = await openNvram(ctx, files.nvram, owner.uid);
   let archive;
   try {
-    await useLocalSyncIo(config, nvramIo, files.template);
-    archive = await openHostArchive(config, host, hostId);
+    archive = await openHostArchive(config, host, hostId, await probeIo(ctx, nvramIo, files.template));
   } catch (e) {
     return archiveUnavailable(ctx, e, nvramIo);
   }
-  const state = await getLocalState(config.stateDir, uuid).catch(() => null);
+  const state = await getLocalState(config.stateDir, uuid, stateAccess(ctx)).catch(() => null);
   // set by `migrate begin` moments ago; an old flag (a migration that never got here) is ignored
   const incoming = state?.incomingMigration === true && withinStartWindow(state.time);
   // the CLI's nvram restore/reset must not replace the file while this start prepares it, nor the other way round
@@ -234,13 +253,11 @@ async function prepare(ctx: Ctx): Promise<void> {
       expectedSize: files.template ? sizes[files.template] : undefined,
       incomingMigration: incoming,
       claimLeaseSeconds: config.claimLeaseSeconds,
+      io: ctx.io,
       onAdopted: (prev) => log('warning', `${files.nvram} was the NVRAM of a domain of the same name that is gone (${prev.uuid}): it is this domain's now`),
       onCorrupt: (n, problem) => log('err', `archive generation ${n} is corrupt, moved aside (never restored): ${problem}`),
     });
-    if (incoming) {
-      const s = await getLocalState(config.stateDir, uuid);
-      if (s) await setLocalState(config.stateDir, uuid, { ...s, incomingMigration: undefined });
-    }
+    if (incoming) await clearIncomingMigration(config.stateDir, uuid, stateAccess(ctx));
     log('info', `prepare: ${incoming ? 'incoming migration, ' : ''}${r.action}${r.generation ? ` generation ${r.generation}` : ''}${r.displaced ? ` (local copy kept as generation ${r.displaced})` : ''}: ${r.why}`);
   } catch (e) {
     if (e instanceof OvmfHookError && !inArchive(e, config.archiveDir)) throw e;
@@ -293,25 +310,27 @@ function archiveUnavailable(ctx: Ctx, e: unknown, nvramIo: string): void {
   log('warning', `${why}; starting from the local NVRAM ("archiveUnavailable": "allow")`);
 }
 
-async function clearStartRefused(stateDir: string, uuid: string): Promise<void> {
-  const s = await getLocalState(stateDir, uuid).catch(() => null);
-  if (s?.startRefused) await setLocalState(stateDir, uuid, { ...s, startRefused: undefined }).catch(() => {});
+/**
+ * Decide, once per call, the file API of the directories it uses: synchronous calls in those of
+ * the archive, state and NVRAM directories (and the template's) that statfs shows on a local disk,
+ * fs.promises in the others (fs-api.ts; docs/BENCH.md has what that saves). The probe itself is
+ * asynchronous, so a hung mount is still the watchdog's.
+ */
+async function probeIo(ctx: Ctx, ...files: (string | undefined)[]): Promise<IoFor> {
+  const { config } = ctx;
+  ctx.io = ioForLocalDirs(await localDirs([config.archiveDir, config.stateDir, ...files.filter((f): f is string => !!f).map((f) => dirname(f))]));
+  return ctx.io;
 }
 
-/**
- * Synchronous file calls in those of the archive, state and NVRAM directories (and the template's)
- * that statfs shows on a local disk (nvram/io.ts): ~70–90 µs less per call, and a prepare makes
- * about a hundred. The probe is asynchronous, so a hung mount is still the watchdog's.
- */
-const useLocalSyncIo = (config: Config, ...files: (string | undefined)[]): Promise<string[]> =>
-  useSyncIoOnLocalDirs([config.archiveDir, config.stateDir, ...files.filter((f): f is string => !!f).map((f) => dirname(f))]);
+/** How this call reaches the per-host state directory. */
+const stateAccess = ({ io, config }: Ctx): StateAccess => ({ io: io(config.stateDir) });
 
 /** The archive, refused as unavailable when the config requires the marker of a mounted share and it is missing. */
-async function openHostArchive(config: Config, host: string, hostId: string) {
+async function openHostArchive(config: Config, host: string, hostId: string, io: IoFor) {
   if (config.requireArchiveMarker && !existsSync(`${config.archiveDir}/${ARCHIVE_MARKER}`)) {
     throw new Error(`${config.archiveDir}/${ARCHIVE_MARKER} is missing (is the shared archive mounted?)`);
   }
-  return openArchive({ root: config.archiveDir, host, hostId });
+  return openArchive({ root: config.archiveDir, host, hostId, io: io(config.archiveDir) });
 }
 
 /** The domain's loader/template/NVRAM; the firmware catalog is read only if the XML lacks a path. */
@@ -331,8 +350,7 @@ async function release(ctx: Ctx): Promise<void> {
   let nvramIo: string;
   try {
     nvramIo = await openNvram(ctx, files.nvram, resolveIds(qemuOwnerNames(config)).uid);
-    await useLocalSyncIo(config, nvramIo);
-    archive = await openHostArchive(config, host, hostId);
+    archive = await openHostArchive(config, host, hostId, await probeIo(ctx, nvramIo));
   } catch (e) {
     ctx.log('err', `ARCHIVE FAILED, the local NVRAM is kept and the next start retries: ${(e as Error)?.message ?? e}`);
     return;
@@ -344,6 +362,7 @@ async function release(ctx: Ctx): Promise<void> {
     vmName: args.vm,
     nvramPath: files.nvram,
     nvramIo,
+    io: ctx.io,
     reason: args.extra,
     keep: config.keepGenerations,
     onCorrupt: (n, problem) => ctx.log('err', `archive generation ${n} is corrupt, moved aside (never restored): ${problem}; archiving the local copy again`),
@@ -370,9 +389,8 @@ async function filter(ctx: Ctx): Promise<void> {
     // tell the prepare that follows that QEMU's migration stream brings the NVRAM content; only
     // once the filter accepted the domain: a cancelled migration must not make the next ordinary
     // start on this host skip its archive restore and claim
-    await useLocalSyncIo(config);
-    const prev = await getLocalState(config.stateDir, domain.uuid).catch(() => null);
-    await setLocalState(config.stateDir, domain.uuid, { generation: prev?.generation ?? null, sha256: prev?.sha256 ?? null, ...prev, time: new Date().toISOString(), incomingMigration: true });
+    await probeIo(ctx);
+    await markIncomingMigration(config.stateDir, domain.uuid, new Date(), stateAccess(ctx));
   }
   if (!r.xml) return;
   for (const m of r.mapped) log('info', `${args.op}: ${m.what} ${m.from} -> ${m.to}`);

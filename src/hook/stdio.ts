@@ -1,5 +1,5 @@
 /**
- * stdio for a libvirt hook (see shared/design/hook-engineering.md §3.3):
+ * stdio for a libvirt hook (docs/HOOK.md §3.3):
  * stdin is read without ever blocking the main thread (so the watchdog can still fire when it
  * never closes), stdout is written with a full-write loop on fd 1 (never process.stdout: pipe
  * writes are async and a process exit can cut them), and nothing but domain XML ever goes to stdout.

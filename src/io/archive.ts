@@ -26,7 +26,7 @@
 import path from 'node:path';
 import { ArchiveCorruptError, UnsafePathError, UsageError } from '../core/errors';
 import { breakClaim, readClaim, releaseClaim, takeClaim, type ClaimOptions, type ClaimResult } from './claims';
-import { ioFor } from './fs-api';
+import { asyncIo, type Io } from './fs-api';
 import {
   ensurePrivateDir,
   fsyncDir,
@@ -42,9 +42,7 @@ import {
   writeTemp,
   type Faults,
 } from './safe-fs';
-import { AUTO_RESTORE_KINDS, isAutoRestorable, type ClaimInfo, type GenerationKind, type GenerationMeta } from '../core/nvram/types';
-
-export const DEFAULT_ARCHIVE_ROOT = '/var/lib/ovmf-hook/archive';
+import { GENERATION_KINDS, isAutoRestorable, newestRestorable, UUID_RE, type ClaimInfo, type GenerationKind, type GenerationMeta } from '../core/nvram/types';
 
 /** Fault-injection points of add(), in order. */
 export const ARCHIVE_ADD_STEPS = [
@@ -56,10 +54,8 @@ export const ARCHIVE_ADD_STEPS = [
   'dir-fsync',
 ] as const;
 
-const UUID_RE = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
 const GEN_RE = /^gen-(\d{6,})\.(fd|json)$/;
 const CORRUPT_RE = /^gen-(\d{6,})\.corrupt\.(fd|json)$/;
-const KINDS: readonly GenerationKind[] = ['archive', 'displaced', 'fenced', 'reset', 'manual'];
 const MAX_RESERVE_ATTEMPTS = 64;
 
 /** Validate a libvirt domain UUID (the archive directory name); returns it in lower case. */
@@ -68,15 +64,21 @@ export function normalizeUuid(uuid: string): string {
   return uuid.toLowerCase();
 }
 
-const genBase = (n: number): string => `gen-${String(n).padStart(6, '0')}`;
+/** File name of generation `n` without its extension: `gen-NNNNNN` (`.fd`, `.json`, `.corrupt.fd`, …). */
+export const genBase = (n: number): string => `gen-${String(n).padStart(6, '0')}`;
 
 export interface ArchiveOptions {
-  /** Default /var/lib/ovmf-hook/archive. */
-  root?: string;
+  /** The archive directory (config `archiveDir`). */
+  root: string;
   /** Human-readable host name recorded in metadata and claims. */
   host: string;
   /** Stable host identity (e.g. /etc/machine-id): decides whether a claim is ours. */
   hostId: string;
+  /**
+   * The file API of the archive directory and everything in it (fs-api.ts): the hook passes the
+   * synchronous one when statfs showed a local disk. Default fs.promises.
+   */
+  io?: Io;
   faults?: Faults;
   /** repair() leaves leftovers younger than this alone (another host may be writing). Default 1 h. */
   staleAfterMs?: number;
@@ -160,15 +162,15 @@ function parseMeta(text: string, n: number): GenerationMeta | null {
       typeof m.sha256 === 'string' &&
       /^[0-9a-f]{64}$/.test(m.sha256) &&
       Number.isSafeInteger(m.size) &&
-      KINDS.includes(m.kind);
+      GENERATION_KINDS.includes(m.kind);
     return ok ? m : null;
   } catch {
     return null;
   }
 }
 
-const readdirOrEmpty = (dir: string): Promise<string[]> =>
-  ioFor(dir).readdir(dir).catch((e) => {
+const readdirOrEmpty = (dir: string, io: Io): Promise<string[]> =>
+  io.readdir(dir).catch((e) => {
     if ((e as NodeJS.ErrnoException).code === 'ENOENT') return [];
     throw e;
   });
@@ -183,22 +185,22 @@ const numbersIn = (names: string[]): number[] =>
 const nextNumber = (names: string[]): number => Math.max(0, ...numbersIn(names)) + 1;
 
 export async function openArchive(opts: ArchiveOptions): Promise<Archive> {
-  const root = path.resolve(opts.root ?? DEFAULT_ARCHIVE_ROOT);
-  const { host, hostId, faults, staleAfterMs = 3600_000, maxBytes = MAX_NVRAM_BYTES } = opts;
+  const root = path.resolve(opts.root);
+  const { host, hostId, faults, staleAfterMs = 3600_000, maxBytes = MAX_NVRAM_BYTES, io = asyncIo } = opts;
   if (!host || !hostId) throw new UsageError('archive: host and hostId must be non-empty');
-  await ensurePrivateDir(root, { create: true, checkAncestors: true });
+  await ensurePrivateDir(root, { create: true, checkAncestors: true, io });
 
   const vmDir = (uuid: string): string => path.join(root, normalizeUuid(uuid));
   /** The VM directory, checked; created when `create`, else null when missing. */
   const openVmDir = async (uuid: string, create: boolean): Promise<string | null> => {
     const dir = vmDir(uuid);
-    if (!create && !(await ioFor(dir).lstat(dir).then(() => true, () => false))) return null;
-    await ensurePrivateDir(dir, { create });
+    if (!create && !(await io.lstat(dir).then(() => true, () => false))) return null;
+    await ensurePrivateDir(dir, { create, io });
     return dir;
   };
 
   async function listIn(dir: string): Promise<{ metas: GenerationMeta[]; bad: number[]; names: string[] }> {
-    const names = await readdirOrEmpty(dir);
+    const names = await readdirOrEmpty(dir, io);
     const metas: GenerationMeta[] = [];
     const bad: number[] = [];
     await Promise.all(
@@ -206,7 +208,7 @@ export async function openArchive(opts: ArchiveOptions): Promise<Archive> {
         const m = GEN_RE.exec(name);
         if (!m || m[2] !== 'json') return;
         const n = Number(m[1]);
-        const r = await readRegularFile(path.join(dir, name), { maxBytes: 64 * 1024, singleLink: false }).catch((e) => {
+        const r = await readRegularFile(path.join(dir, name), { maxBytes: 64 * 1024, singleLink: false, io }).catch((e) => {
           if (e instanceof UnsafePathError) return { data: Buffer.alloc(0) }; // not a plain file: unreadable
           throw e; // I/O errors must not make an older generation look like the newest
         });
@@ -232,13 +234,10 @@ export async function openArchive(opts: ArchiveOptions): Promise<Archive> {
     return metas;
   };
 
-  const newestOf = (metas: GenerationMeta[], kinds: readonly GenerationKind[] = AUTO_RESTORE_KINDS): GenerationMeta | null =>
-    metas.filter((m) => kinds.includes(m.kind)).at(-1) ?? null;
-
   /** The generation's data, or what is wrong with it (missing, size, sha256). */
   async function checkData(dir: string, meta: GenerationMeta): Promise<{ file: string; data: Buffer; problem: null } | { file: string; data: null; problem: string }> {
     const file = path.join(dir, `${genBase(meta.generation)}.fd`);
-    const r = await readRegularFile(file, { maxBytes, singleLink: false });
+    const r = await readRegularFile(file, { maxBytes, singleLink: false, io });
     const problem = !r ? 'its data file is missing' : r.data.length !== meta.size ? `size ${r.data.length} ≠ ${meta.size}` : sha256(r.data) !== meta.sha256 ? 'sha256 mismatch' : null;
     return problem || !r ? { file, data: null, problem: problem ?? 'its data file is missing' } : { file, data: r.data, problem: null };
   }
@@ -259,21 +258,21 @@ export async function openArchive(opts: ArchiveOptions): Promise<Archive> {
     if (!dir) return;
     const base = path.join(dir, genBase(generation));
     const move = (ext: string) =>
-      ioFor(dir).rename(`${base}.${ext}`, `${base}.corrupt.${ext}`).catch((e) => {
+      io.rename(`${base}.${ext}`, `${base}.corrupt.${ext}`).catch((e) => {
         if ((e as NodeJS.ErrnoException).code !== 'ENOENT') throw e; // already moved (another host)
       });
     await move('fd');
     await move('json');
-    await fsyncDir(dir);
+    await fsyncDir(dir, io);
   }
 
   async function listCorrupt(uuid: string): Promise<CorruptGeneration[]> {
     const dir = await openVmDir(uuid, false);
     if (!dir) return [];
-    const names = await readdirOrEmpty(dir);
+    const names = await readdirOrEmpty(dir, io);
     const numbers = [...new Set(names.flatMap((n) => (CORRUPT_RE.test(n) ? [Number(CORRUPT_RE.exec(n)![1])] : [])))].sort((a, b) => a - b);
     const text = async (file: string): Promise<string | undefined> =>
-      (await readRegularFile(path.join(dir, file), { maxBytes: 64 * 1024, singleLink: false }).catch(() => null))?.data.toString('utf8');
+      (await readRegularFile(path.join(dir, file), { maxBytes: 64 * 1024, singleLink: false, io }).catch(() => null))?.data.toString('utf8');
     return Promise.all(
       numbers.map(async (n) => {
         const json = await text(`${genBase(n)}.corrupt.json`);
@@ -283,34 +282,34 @@ export async function openArchive(opts: ArchiveOptions): Promise<Archive> {
   }
 
   async function reserveNumber(dir: string, tmp: string): Promise<number> {
-    let n = nextNumber(await readdirOrEmpty(dir));
+    let n = nextNumber(await readdirOrEmpty(dir, io));
     for (let attempt = 1; ; attempt++) {
       await step(faults, 'data-link');
-      if (await linkExclusive(tmp, path.join(dir, `${genBase(n)}.fd`))) return n;
+      if (await linkExclusive(tmp, path.join(dir, `${genBase(n)}.fd`), io)) return n;
       if (attempt >= MAX_RESERVE_ATTEMPTS) throw new Error(`archive ${dir}: could not reserve a generation number after ${attempt} attempts`);
-      n = Math.max(n + 1, nextNumber(await readdirOrEmpty(dir)));
+      n = Math.max(n + 1, nextNumber(await readdirOrEmpty(dir, io)));
     }
   }
 
   async function add(uuid: string, data: Uint8Array, o: AddOptions): Promise<AddResult> {
-    if (!KINDS.includes(o.kind)) throw new UsageError(`unknown generation kind ${o.kind}`);
+    if (!GENERATION_KINDS.includes(o.kind)) throw new UsageError(`unknown generation kind ${o.kind}`);
     const dir = (await openVmDir(uuid, true)) as string;
     const { metas } = await listIn(dir);
     const sha = o.sha256 ?? sha256(data);
-    const same = isAutoRestorable(o.kind) ? newestOf(metas) : (metas.find((m) => m.sha256 === sha) ?? null);
+    const same = isAutoRestorable(o.kind) ? newestRestorable(metas) : (metas.find((m) => m.sha256 === sha) ?? null);
     if (same && same.sha256 === sha) return { skipped: 'identical', generation: same.generation };
 
-    const { tmp } = await writeTemp(path.join(dir, 'gen.fd'), data, { faults: prefixFaults(faults, 'data') });
+    const { tmp } = await writeTemp(path.join(dir, 'gen.fd'), data, { faults: prefixFaults(faults, 'data'), io });
     let n: number;
     try {
       n = await reserveNumber(dir, tmp);
     } finally {
-      await unlinkQuiet(tmp);
+      await unlinkQuiet(tmp, io);
     }
     const dataFile = path.join(dir, `${genBase(n)}.fd`);
     try {
       await step(faults, 'data-dir-fsync');
-      await fsyncDir(dir);
+      await fsyncDir(dir, io);
       const meta: GenerationMeta = {
         generation: n,
         sha256: sha,
@@ -326,19 +325,20 @@ export async function openArchive(opts: ArchiveOptions): Promise<Archive> {
       const metaFile = path.join(dir, `${genBase(n)}.json`);
       const { tmp: mtmp } = await writeTemp(path.join(dir, 'gen.json'), Buffer.from(`${JSON.stringify(meta, null, 2)}\n`), {
         faults: prefixFaults(faults, 'meta'),
+        io,
       });
       try {
         await step(faults, 'meta-link');
-        if (!(await linkExclusive(mtmp, metaFile))) throw new ArchiveCorruptError(metaFile, `${metaFile} exists without its data; run: ovmf-hook nvram repair`);
+        if (!(await linkExclusive(mtmp, metaFile, io))) throw new ArchiveCorruptError(metaFile, `${metaFile} exists without its data; run: ovmf-hook nvram repair`);
       } finally {
-        await unlinkQuiet(mtmp);
+        await unlinkQuiet(mtmp, io);
       }
       await step(faults, 'dir-fsync');
-      await fsyncDir(dir);
+      await fsyncDir(dir, io);
       return meta;
     } catch (e) {
-      const committed = await ioFor(dir).lstat(path.join(dir, `${genBase(n)}.json`)).then(() => true, () => false);
-      if (!committed) await unlinkQuiet(dataFile);
+      const committed = await io.lstat(path.join(dir, `${genBase(n)}.json`)).then(() => true, () => false);
+      if (!committed) await unlinkQuiet(dataFile, io);
       throw e;
     }
   }
@@ -349,16 +349,16 @@ export async function openArchive(opts: ArchiveOptions): Promise<Archive> {
     if (!dir) return [];
     const metas = await list(uuid); // refuses when some metadata is unreadable
     const protect = new Set(metas.slice(-keep).map((m) => m.generation));
-    const auto = newestOf(metas);
+    const auto = newestRestorable(metas);
     if (auto) protect.add(auto.generation);
     const drop = metas.filter((m) => !protect.has(m.generation)).map((m) => m.generation);
     for (const n of drop) {
       await step(faults, 'prune-meta');
-      await ioFor(dir).unlink(path.join(dir, `${genBase(n)}.json`)).catch(() => {}); // uncommit first
+      await io.unlink(path.join(dir, `${genBase(n)}.json`)).catch(() => {}); // uncommit first
       await step(faults, 'prune-data');
-      await unlinkQuiet(path.join(dir, `${genBase(n)}.fd`));
+      await unlinkQuiet(path.join(dir, `${genBase(n)}.fd`), io);
     }
-    if (drop.length) await fsyncDir(dir);
+    if (drop.length) await fsyncDir(dir, io);
     return drop;
   }
 
@@ -366,7 +366,7 @@ export async function openArchive(opts: ArchiveOptions): Promise<Archive> {
     const { olderThanMs = staleAfterMs, now = new Date(), verify = true } = o;
     const dir = await openVmDir(uuid, false);
     if (!dir) return { removed: [], kept: [], corrupt: [] };
-    const { removed, kept } = await sweepTemps(dir, undefined, { olderThanMs, now });
+    const { removed, kept } = await sweepTemps(dir, undefined, { olderThanMs, now, io });
     const { metas, bad, names } = await listIn(dir);
     const committed = new Set(names.filter((n) => n.endsWith('.json')));
     for (const name of names) {
@@ -374,13 +374,13 @@ export async function openArchive(opts: ArchiveOptions): Promise<Archive> {
       const leftover = (m && m[2] === 'fd' && !committed.has(`gen-${m[1]}.json`)) || name.startsWith('claim.released-');
       if (!leftover) continue;
       const p = path.join(dir, name);
-      const st = await ioFor(p).lstat(p).catch(() => null);
+      const st = await io.lstat(p).catch(() => null);
       if (!st) continue;
       if (olderThanMs > 0 && now.getTime() - st.mtimeMs < olderThanMs) {
         kept.push(p);
         continue;
       }
-      await unlinkQuiet(p);
+      await unlinkQuiet(p, io);
       removed.push(p);
     }
     const corrupt = [...bad];
@@ -392,7 +392,7 @@ export async function openArchive(opts: ArchiveOptions): Promise<Archive> {
     }
     // a full check moves what it found aside: the archive lists and restores again
     if (verify) for (const n of corrupt) await quarantine(uuid, n);
-    if (removed.length) await fsyncDir(dir);
+    if (removed.length) await fsyncDir(dir, io);
     return { removed, kept: kept.sort(), corrupt: corrupt.sort((a, b) => a - b) };
   }
 
@@ -401,7 +401,7 @@ export async function openArchive(opts: ArchiveOptions): Promise<Archive> {
     host,
     hostId,
     list,
-    newest: async (uuid, o = {}) => newestOf(await list(uuid), o.kinds),
+    newest: async (uuid, o = {}) => newestRestorable(await list(uuid), o.kinds),
     async read(uuid, generation) {
       const dir = await openVmDir(uuid, false);
       const meta = dir && (await listIn(dir)).metas.find((m) => m.generation === generation);
@@ -420,24 +420,24 @@ export async function openArchive(opts: ArchiveOptions): Promise<Archive> {
     prune,
     repair,
     async listVms() {
-      const names = await readdirOrEmpty(root);
+      const names = await readdirOrEmpty(root, io);
       const dirs = await Promise.all(
-        names.filter((n) => UUID_RE.test(n)).map(async (n) => ((await ioFor(root).lstat(path.join(root, n))).isDirectory() ? n : null)),
+        names.filter((n) => UUID_RE.test(n)).map(async (n) => ((await io.lstat(path.join(root, n))).isDirectory() ? n : null)),
       );
       return dirs.filter((n): n is string => n !== null).sort();
     },
-    claim: async (uuid, o) => takeClaim({ dir: (await openVmDir(uuid, true)) as string, host, hostId, faults: prefixFaults(faults, 'claim') }, o),
+    claim: async (uuid, o) => takeClaim({ dir: (await openVmDir(uuid, true)) as string, io, host, hostId, faults: prefixFaults(faults, 'claim') }, o),
     async releaseClaim(uuid, who) {
       const dir = await openVmDir(uuid, false);
-      return dir ? releaseClaim(dir, who, prefixFaults(faults, 'claim')) : false;
+      return dir ? releaseClaim(dir, who, io, prefixFaults(faults, 'claim')) : false;
     },
     async claimInfo(uuid) {
       const dir = await openVmDir(uuid, false);
-      return dir ? readClaim(dir) : null;
+      return dir ? readClaim(dir, io) : null;
     },
     async breakClaim(uuid) {
       const dir = await openVmDir(uuid, false);
-      return dir ? breakClaim(dir) : null;
+      return dir ? breakClaim(dir, io) : null;
     },
   };
 }

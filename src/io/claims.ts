@@ -18,14 +18,16 @@
  */
 import path from 'node:path';
 import { ArchiveCorruptError, RefusedError } from '../core/errors';
-import { ioFor } from './fs-api';
+import type { Io } from './fs-api';
 import { fsyncDir, linkExclusive, randomHex, readRegularFile, step, unlinkQuiet, writeFileAtomic, writeTemp, type Faults } from './safe-fs';
-import type { ClaimInfo } from '../core/nvram/types';
+import { isExpired, type ClaimInfo } from '../core/nvram/types';
 
 export const CLAIM_FILE = 'claim.json';
 
 export interface ClaimContext {
   dir: string;
+  /** The file API of the archive directory (fs-api.ts). */
+  io: Io;
   host: string;
   hostId: string;
   faults?: Faults;
@@ -49,8 +51,8 @@ export interface ClaimResult {
 
 const MAX_ATTEMPTS = 4;
 
-async function readClaimFile(file: string): Promise<ClaimInfo | null> {
-  const r = await readRegularFile(file, { maxBytes: 64 * 1024, singleLink: false });
+async function readClaimFile(file: string, io: Io): Promise<ClaimInfo | null> {
+  const r = await readRegularFile(file, { maxBytes: 64 * 1024, singleLink: false, io });
   if (!r) return null;
   try {
     const c = JSON.parse(r.data.toString('utf8')) as ClaimInfo;
@@ -61,25 +63,23 @@ async function readClaimFile(file: string): Promise<ClaimInfo | null> {
   throw new ArchiveCorruptError(file, `${file} is unreadable; if no host runs the VM, run: ovmf-hook nvram unlock`);
 }
 
-export const readClaim = (dir: string): Promise<ClaimInfo | null> => readClaimFile(path.join(dir, CLAIM_FILE));
+export const readClaim = (dir: string, io: Io): Promise<ClaimInfo | null> => readClaimFile(path.join(dir, CLAIM_FILE), io);
 
 /** "name" or "name (host id X)" when the id tells two hosts of the same name apart. */
 const holder = (c: ClaimInfo): string => (c.hostId === c.host ? c.host : `${c.host} (host id ${c.hostId})`);
-
-const isExpired = (c: ClaimInfo, now: Date): boolean => c.expires !== null && Date.parse(c.expires) <= now.getTime();
 
 const encode = (c: ClaimInfo): Buffer => Buffer.from(`${JSON.stringify(c, null, 2)}\n`);
 
 /** Create claim.json exclusively; false when one already exists. */
 async function linkNewClaim(ctx: ClaimContext, c: ClaimInfo): Promise<boolean> {
   const final = path.join(ctx.dir, CLAIM_FILE);
-  const { tmp } = await writeTemp(final, encode(c), { faults: ctx.faults });
+  const { tmp } = await writeTemp(final, encode(c), { faults: ctx.faults, io: ctx.io });
   try {
-    const ok = await linkExclusive(tmp, final);
-    if (ok) await fsyncDir(ctx.dir);
+    const ok = await linkExclusive(tmp, final, ctx.io);
+    if (ok) await fsyncDir(ctx.dir, ctx.io);
     return ok;
   } finally {
-    await unlinkQuiet(tmp);
+    await unlinkQuiet(tmp, ctx.io);
   }
 }
 
@@ -87,34 +87,34 @@ async function linkNewClaim(ctx: ClaimContext, c: ClaimInfo): Promise<boolean> {
  * Rename claim.json to `aside` if it still carries `token`. If it turns out to be someone else's
  * (it changed between read and rename) it is put back. Returns true when it is now aside.
  */
-async function moveAside(dir: string, token: string, aside: string): Promise<boolean> {
+async function moveAside(dir: string, token: string, aside: string, io: Io): Promise<boolean> {
   const final = path.join(dir, CLAIM_FILE);
   try {
-    await ioFor(dir).rename(final, aside);
+    await io.rename(final, aside);
   } catch (e) {
     if ((e as NodeJS.ErrnoException).code === 'ENOENT') return false;
     throw e;
   }
-  const moved = await readClaimFile(aside).catch(() => null);
+  const moved = await readClaimFile(aside, io).catch(() => null);
   if (moved?.token === token) {
-    await fsyncDir(dir);
+    await fsyncDir(dir, io);
     return true;
   }
-  if (await linkExclusive(aside, final)) await unlinkQuiet(aside); // put the other claim back
+  if (await linkExclusive(aside, final, io)) await unlinkQuiet(aside, io); // put the other claim back
   return false;
 }
 
 /** Take over the expired claim `old`: exclusive tombstone first, then an atomic replace. */
 async function takeOver(ctx: ClaimContext, old: ClaimInfo, c: ClaimInfo): Promise<boolean> {
   const tombstone = path.join(ctx.dir, `claim.stale-${old.token}.json`);
-  const { tmp } = await writeTemp(tombstone, encode(old), { faults: ctx.faults });
+  const { tmp } = await writeTemp(tombstone, encode(old), { faults: ctx.faults, io: ctx.io });
   try {
-    if (!(await linkExclusive(tmp, tombstone))) return false; // another host is taking it over
+    if (!(await linkExclusive(tmp, tombstone, ctx.io))) return false; // another host is taking it over
   } finally {
-    await unlinkQuiet(tmp);
+    await unlinkQuiet(tmp, ctx.io);
   }
-  if ((await readClaim(ctx.dir))?.token !== old.token) return false; // released meanwhile: start over
-  await writeFileAtomic(path.join(ctx.dir, CLAIM_FILE), encode(c), { faults: ctx.faults });
+  if ((await readClaim(ctx.dir, ctx.io))?.token !== old.token) return false; // released meanwhile: start over
+  await writeFileAtomic(path.join(ctx.dir, CLAIM_FILE), encode(c), { faults: ctx.faults, io: ctx.io });
   return true;
 }
 
@@ -131,7 +131,7 @@ export async function takeClaim(ctx: ClaimContext, o: ClaimOptions): Promise<Cla
     generation: o.generation ?? null,
   });
   for (let attempt = 0; attempt < MAX_ATTEMPTS; attempt++) {
-    const cur = await readClaim(ctx.dir);
+    const cur = await readClaim(ctx.dir, ctx.io);
     if (!cur) {
       const c = fresh();
       if (await linkNewClaim(ctx, c)) return { claim: c, how: 'new' };
@@ -139,7 +139,7 @@ export async function takeClaim(ctx: ClaimContext, o: ClaimOptions): Promise<Cla
     }
     if (cur.hostId === ctx.hostId) {
       const c: ClaimInfo = { ...fresh(), token: cur.token, since: cur.since };
-      await writeFileAtomic(path.join(ctx.dir, CLAIM_FILE), encode(c), { faults: ctx.faults });
+      await writeFileAtomic(path.join(ctx.dir, CLAIM_FILE), encode(c), { faults: ctx.faults, io: ctx.io });
       return { claim: c, how: 'refreshed', previous: cur };
     }
     if (!isExpired(cur, now)) {
@@ -149,7 +149,7 @@ export async function takeClaim(ctx: ClaimContext, o: ClaimOptions): Promise<Cla
     }
     const c = fresh();
     if (await takeOver(ctx, cur, c)) return { claim: c, how: 'took-over', previous: cur };
-    const now2 = await readClaim(ctx.dir);
+    const now2 = await readClaim(ctx.dir, ctx.io);
     if (now2 && now2.token !== cur.token) continue; // someone else won: the next round refuses
     if (now2) throw new RefusedError(`${o.vmName}: another host is taking over the expired NVRAM claim of ${cur.host}; try again, and if this persists run: ovmf-hook nvram unlock ${o.vmName}`);
   }
@@ -161,22 +161,22 @@ export async function takeClaim(ctx: ClaimContext, o: ClaimOptions): Promise<Cla
  * Fault steps: 'release-rename' (claim.json → claim.released-*), 'release-unlink' (the aside
  * copy; a crash in between leaves it for repair()).
  */
-export async function releaseClaim(dir: string, tokenOrHostId: string, faults?: Faults): Promise<boolean> {
-  const cur = await readClaim(dir);
+export async function releaseClaim(dir: string, tokenOrHostId: string, io: Io, faults?: Faults): Promise<boolean> {
+  const cur = await readClaim(dir, io);
   if (!cur || (cur.token !== tokenOrHostId && cur.hostId !== tokenOrHostId)) return false;
   const aside = path.join(dir, `claim.released-${cur.token}-${randomHex(6)}.json`);
   await step(faults, 'release-rename');
-  if (!(await moveAside(dir, cur.token, aside))) return false;
+  if (!(await moveAside(dir, cur.token, aside, io))) return false;
   await step(faults, 'release-unlink');
-  await unlinkQuiet(aside);
-  await fsyncDir(dir);
+  await unlinkQuiet(aside, io);
+  await fsyncDir(dir, io);
   return true;
 }
 
 /** Admin unlock: move any claim aside (its holder becomes fenced). Returns the removed claim. */
-export async function breakClaim(dir: string): Promise<ClaimInfo | null> {
-  const cur = await readClaim(dir);
+export async function breakClaim(dir: string, io: Io): Promise<ClaimInfo | null> {
+  const cur = await readClaim(dir, io);
   if (!cur) return null;
   const aside = path.join(dir, `claim.stale-${cur.token}-unlocked-${randomHex(6)}.json`);
-  return (await moveAside(dir, cur.token, aside)) ? cur : null;
+  return (await moveAside(dir, cur.token, aside, io)) ? cur : null;
 }

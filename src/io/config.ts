@@ -3,14 +3,12 @@ import { closeSync, constants as C, fstatSync, openSync, promises as fsp, readFi
 import type { FileHandle } from 'node:fs/promises';
 import { hostname } from 'node:os';
 import { ConfigError, OvmfHookError } from '../core/errors';
-import { CONFIG_PATH, DEFAULT_CONFIG, parseConfig, type Config } from '../core/config/config';
+import { CONFIG_PATH, defaultConfig, parseConfig, type Config } from '../core/config/config';
 
 export const MAX_CONFIG_BYTES = 64 * 1024;
 
 /** `$OVMF_HOOK_CONFIG`, else /etc/ovmf-hook/config.json. */
 export const configPath = (): string => process.env.OVMF_HOOK_CONFIG || CONFIG_PATH;
-
-const defaults = (): Config => ({ ...DEFAULT_CONFIG, policy: { ...DEFAULT_CONFIG.policy } });
 
 /** What the config file is when it is not a regular file (a FIFO would block a read, a device never ends). */
 function notRegular(st: Stats): string | null {
@@ -41,7 +39,7 @@ function configText(path: string, st: Stats, read: () => Buffer): string {
 const OPEN_FLAGS = C.O_RDONLY | C.O_NONBLOCK;
 
 function configFailure(path: string, e: unknown): Config {
-  if ((e as NodeJS.ErrnoException).code === 'ENOENT') return defaults();
+  if ((e as NodeJS.ErrnoException).code === 'ENOENT') return defaultConfig();
   if (e instanceof OvmfHookError) throw e instanceof ConfigError ? e : new ConfigError(path, e.message);
   throw new ConfigError(path, `${path} cannot be read (${(e as NodeJS.ErrnoException).code ?? (e as Error).message}); fix its permissions, or remove it to use the defaults`);
 }
@@ -100,6 +98,20 @@ export function qemuOwnerNames(config: Config, qemuConf = '/etc/libvirt/qemu.con
 }
 
 /**
+ * Numeric id of a user or group `name` in a passwd/group file (`name:x:id:…`); "+N" and plain
+ * numbers are ids already. Undefined when the name is not there or the file is unreadable.
+ */
+export function lookupId(file: string, name: string): number | undefined {
+  if (/^\+?\d+$/.test(name)) return Number(name.replace('+', ''));
+  try {
+    const line = readFileSync(file, 'utf8').split('\n').find((l) => l.split(':')[0] === name);
+    return line === undefined ? undefined : Number(line.split(':')[2]);
+  } catch {
+    return undefined;
+  }
+}
+
+/**
  * Resolve a user/group name (or "+uid") to numeric ids via /etc/passwd and /etc/group. A name that
  * is not there resolves to 0 (root) and is listed in `unresolved` (e.g. 'user "qemu"'), for the
  * caller to report.
@@ -107,17 +119,9 @@ export function qemuOwnerNames(config: Config, qemuConf = '/etc/libvirt/qemu.con
 export function resolveIds(names: { user: string; group: string }): { uid: number; gid: number; unresolved: string[] } {
   const unresolved: string[] = [];
   const lookup = (file: string, kind: string, name: string): number => {
-    if (/^\+?\d+$/.test(name)) return Number(name.replace('+', ''));
-    try {
-      for (const line of readFileSync(file, 'utf8').split('\n')) {
-        const f = line.split(':');
-        if (f[0] === name) return Number(f[2]);
-      }
-    } catch {
-      /* unreadable: as unknown */
-    }
-    unresolved.push(`${kind} "${name}"`);
-    return 0;
+    const id = lookupId(file, name);
+    if (id === undefined) unresolved.push(`${kind} "${name}"`);
+    return id ?? 0;
   };
   return { uid: lookup('/etc/passwd', 'user', names.user), gid: lookup('/etc/group', 'group', names.group), unresolved };
 }

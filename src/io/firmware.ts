@@ -5,16 +5,14 @@
  */
 import { existsSync, readdirSync, readFileSync, statSync } from 'node:fs';
 import { posix } from 'node:path';
-import { isOvmfHookError } from '../core/errors';
+import { DEFAULT_CONFIG } from '../core/config';
+import { errorMessage, isOvmfHookError } from '../core/errors';
 import { orderDescriptorFiles, type DirListing, type SizeMap } from '../core/firmware/catalog';
 import { descriptorWarnings, parseDescriptor, type FirmwareDescriptor } from '../core/firmware/descriptor';
 import { KNOWN_FIRMWARE } from '../core/firmware/known-paths';
 
-/** Where libvirt's system daemon reads descriptors, least specific first. */
-export const DEFAULT_FIRMWARE_ROOTS: readonly string[] = ['/usr/share/qemu/firmware', '/etc/qemu/firmware'];
-
 export interface LoadCatalogOptions {
-  /** Descriptor directories, least specific first; default DEFAULT_FIRMWARE_ROOTS. */
+  /** Descriptor directories, least specific first; default DEFAULT_CONFIG.firmwareDirs (where libvirt's system daemon reads them). */
   readonly roots?: readonly string[];
   /** Existence test for built-in paths; default fs.existsSync. */
   readonly exists?: (path: string) => boolean;
@@ -29,14 +27,12 @@ export interface FirmwareCatalog {
   readonly warnings: readonly string[];
 }
 
-const message = (e: unknown) => (e instanceof Error ? e.message : String(e));
-
 function listDir(dir: string, warnings: string[]): DirListing {
   let names: string[];
   try {
     names = readdirSync(dir);
   } catch (e) {
-    if ((e as NodeJS.ErrnoException).code !== 'ENOENT') warnings.push(`cannot list ${dir}: ${message(e)}`);
+    if ((e as NodeJS.ErrnoException).code !== 'ENOENT') warnings.push(`cannot list ${dir}: ${errorMessage(e)}`);
     return { dir, files: [] };
   }
   const files: { name: string; size: number }[] = [];
@@ -46,14 +42,14 @@ function listDir(dir: string, warnings: string[]): DirListing {
       const st = statSync(posix.join(dir, name)); // follows symlinks, like libvirt's stat()
       if (st.isFile()) files.push({ name, size: st.size });
     } catch (e) {
-      warnings.push(`cannot access ${posix.join(dir, name)}: ${message(e)}`);
+      warnings.push(`cannot access ${posix.join(dir, name)}: ${errorMessage(e)}`);
     }
   }
   return { dir, files };
 }
 
 export function loadCatalog(options: LoadCatalogOptions = {}): FirmwareCatalog {
-  const roots = options.roots ?? DEFAULT_FIRMWARE_ROOTS;
+  const roots = options.roots ?? DEFAULT_CONFIG.firmwareDirs;
   const exists = options.exists ?? existsSync;
   const warnings: string[] = [];
   const ordered = orderDescriptorFiles(roots.map((dir) => listDir(dir, warnings)));
@@ -73,7 +69,7 @@ export function loadCatalog(options: LoadCatalogOptions = {}): FirmwareCatalog {
       descriptors.push(d);
       warnings.push(...descriptorWarnings(d));
     } catch (e) {
-      warnings.push(isOvmfHookError(e) ? e.message : `cannot read ${posix.join(dir, name)}: ${message(e)}`);
+      warnings.push(isOvmfHookError(e) ? e.message : `cannot read ${posix.join(dir, name)}: ${errorMessage(e)}`);
     }
   }
   return { descriptors, source: 'descriptors', warnings };

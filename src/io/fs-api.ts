@@ -1,16 +1,18 @@
 /**
- * The file API a path gets: synchronous calls on directories proven local, `fs.promises` elsewhere.
+ * The two file APIs (`Io`) and the choice between them: synchronous calls on directories proven
+ * local, `fs.promises` elsewhere. Nothing here holds a mode: a caller decides once and passes the
+ * value down (openArchive's `io`, the local-state functions, the safe-fs options, the lifecycle's
+ * `io: IoFor`).
  *
  * libvirt waits for every hook call, and each `fs.promises` call is a round trip through libuv's
- * thread pool: ~70–90 µs in a fresh process (measured: 50 calls cost 4.2 ms more than the same
- * calls made synchronously), and a prepare makes about a hundred. A synchronous call costs only its
- * syscall, but one blocked on a hung network mount stalls the main thread, so the watchdog could
- * never fire (hook-engineering.md §3.4: "async I/O only on network filesystems"). So a directory
- * gets the synchronous API only after an asynchronous statfs() — which the watchdog still covers —
- * has shown that it lives on a local disk filesystem; NFS, FUSE (GlusterFS), CephFS, SMB, cluster
- * filesystems and anything unknown keep `fs.promises`, and so does every path under no probed
- * directory (the CLI and the library never probe). Both APIs go through the same code in
- * safe-fs.ts, archive.ts and claims.ts: same checks, same fsyncs, same order.
+ * thread pool, of which a prepare makes about a hundred (docs/BENCH.md has the figures). A
+ * synchronous call costs only its syscall, but one blocked on a hung network mount stalls the main
+ * thread, so the watchdog could never fire (docs/HOOK.md §3.4). So the hook gives a directory the
+ * synchronous API only after an asynchronous statfs() — which the watchdog still covers — has shown
+ * that it lives on a local disk filesystem (localDirs, ioForLocalDirs); NFS, FUSE (GlusterFS),
+ * CephFS, SMB, cluster filesystems and anything unknown keep `fs.promises`, and so does everything
+ * the CLI and the library do (they never probe: `asyncIo`, `allAsync`). Both APIs go through the
+ * same code in safe-fs.ts, archive.ts and claims.ts: same checks, same fsyncs, same order.
  */
 import * as nodeFs from 'node:fs';
 import type { MakeDirectoryOptions, Stats } from 'node:fs';
@@ -39,8 +41,11 @@ export interface Io {
   realpath(file: string): Promise<string>;
 }
 
+/** Which API a path gets (a caller touching several directories: the hook's lifecycle calls). */
+export type IoFor = (path: string) => Io;
+
 /** fs.promises (loaded on first use: a hook call that only touches local disks never loads it). */
-const asyncIo: Io = {
+export const asyncIo: Io = {
   open: (f, flags, mode) => nodeFs.promises.open(f, flags, mode),
   unlink: (f) => nodeFs.promises.unlink(f),
   rename: (a, b) => nodeFs.promises.rename(a, b),
@@ -77,7 +82,8 @@ class SyncHandle implements IoHandle {
   }
 }
 
-const syncIo: Io = {
+/** Only for directories on a local disk: a call blocked on a hung mount would stall the watchdog too. */
+export const syncIo: Io = {
   open: async (f, flags, mode) => new SyncHandle(nodeFs.openSync(f, flags, mode)),
   unlink: async (f) => nodeFs.unlinkSync(f),
   rename: async (a, b) => nodeFs.renameSync(a, b),
@@ -88,13 +94,22 @@ const syncIo: Io = {
   realpath: async (f) => nodeFs.realpathSync(f),
 };
 
-/** Directories (absolute, no trailing slash) whose files get the synchronous API. */
-let syncRoots: string[] = [];
+/** fs.promises everywhere: what the CLI and the library use. */
+export const allAsync: IoFor = () => asyncIo;
+
+/** A directory as ioForLocalDirs compares it: absolute, normalised, no trailing slash. */
+const normal = (d: string): string => path.resolve(d);
 
 const under = (p: string, root: string): boolean => p === root || p.startsWith(root === '/' ? '/' : `${root}/`);
 
-/** The API for `p`: synchronous under a directory proven local, else fs.promises. */
-export const ioFor = (p: string): Io => (syncRoots.length && syncRoots.some((r) => under(p, r)) ? syncIo : asyncIo);
+/**
+ * The synchronous API for paths under one of `localDirs` (directories shown local, see localDirs),
+ * fs.promises for every other path. Pure: the same directories always give the same answers.
+ */
+export function ioForLocalDirs(localDirs: readonly string[]): IoFor {
+  const roots = [...new Set(localDirs.map(normal))];
+  return roots.length ? (p) => (roots.some((r) => under(p, r)) ? syncIo : asyncIo) : allAsync;
+}
 
 /**
  * statfs(2) f_type of the disk filesystems that never hang on a remote peer (linux/magic.h):
@@ -102,26 +117,21 @@ export const ioFor = (p: string): Io => (syncRoots.length && syncRoots.some((r) 
  */
 const LOCAL_FS_TYPES = new Set([0xef53, 0x58465342, 0x9123683e, 0x01021994, 0x794c7630, 0x2fc12fc1, 0xf2f52010, 0xca451a4e, 0x858458f6, 0x3153464a, 0x52654973]);
 
-/** A directory as ioFor compares it: absolute, normalised, no trailing slash. */
-const normal = (d: string): string => path.resolve(d);
-
-/** Whether `dir` is on a local disk filesystem, by an asynchronous statfs (a missing dir: false). */
+/**
+ * Whether `dir` is on a local disk filesystem, by an asynchronous statfs (a missing dir: false;
+ * a node without fs.statfs, older than 18.15: false, so everything keeps fs.promises).
+ */
 export function isLocalFilesystem(dir: string): Promise<boolean> {
+  if (typeof nodeFs.statfs !== 'function') return Promise.resolve(false);
   return new Promise((resolve) => nodeFs.statfs(dir, (e, s) => resolve(!e && LOCAL_FS_TYPES.has(Number(s.type)))));
 }
 
 /**
- * Probe `dirs` (absolute) concurrently and give the local ones the synchronous API; resolves to
- * those. A probe on a hung mount never resolves: callers run it under their watchdog.
+ * Those of `dirs` (absolute) that are on a local disk filesystem, probed concurrently and
+ * normalised (no trailing slash, no duplicates). A probe on a hung mount never resolves: callers
+ * run it under their watchdog.
  */
-export async function useSyncIoOnLocalDirs(dirs: readonly string[]): Promise<string[]> {
+export async function localDirs(dirs: readonly string[]): Promise<string[]> {
   const wanted = [...new Set(dirs.map(normal))];
-  const local = (await Promise.all(wanted.map(async (d) => ((await isLocalFilesystem(d)) ? d : null)))).filter((d): d is string => d !== null);
-  syncRoots = [...new Set([...syncRoots, ...local])];
-  return local;
-}
-
-/** Tests: set (or with no argument, clear) the directories that get the synchronous API, unprobed. */
-export function setSyncIoRoots(dirs: readonly string[] = []): void {
-  syncRoots = dirs.map(normal);
+  return (await Promise.all(wanted.map(async (d) => ((await isLocalFilesystem(d)) ? d : null)))).filter((d): d is string => d !== null);
 }

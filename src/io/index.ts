@@ -13,7 +13,6 @@ export {
   type WriteOptions,
 } from './safe-fs';
 export {
-  DEFAULT_ARCHIVE_ROOT,
   normalizeUuid,
   openArchive,
   type AddOptions,
@@ -24,10 +23,17 @@ export {
   type RepairReport,
 } from './archive';
 export type { ClaimOptions, ClaimResult } from './claims';
-export { isLocalFilesystem, useSyncIoOnLocalDirs } from './fs-api';
-export { clearLocalState, DEFAULT_STATE_DIR, getLocalState, setLocalState } from './local-state';
+export { allAsync, asyncIo, ioForLocalDirs, isLocalFilesystem, localDirs, syncIo, type Io, type IoFor } from './fs-api';
+// the state's writers are the lifecycle (what its plans say) and these named operations
 export {
+  clearIncomingMigration,
+  clearStartRefused,
+  getLocalState,
+  markIncomingMigration,
   markStartRefused,
+  type StateAccess,
+} from './local-state';
+export {
   prepareNvram,
   releaseNvram,
   resetNvram,
@@ -40,6 +46,6 @@ export {
   type ResetOptions,
   type RestoreGenerationOptions,
 } from './lifecycle';
-export { configPath, hostIdentity, loadConfig, loadConfigAsync, MAX_CONFIG_BYTES, parseQemuConfOwner, qemuOwnerNames, resolveIds } from './config';
-export { DEFAULT_FIRMWARE_ROOTS, loadCatalog, statSizes, type FirmwareCatalog, type LoadCatalogOptions } from './firmware';
+export { configPath, hostIdentity, loadConfig, loadConfigAsync, lookupId, MAX_CONFIG_BYTES, parseQemuConfOwner, qemuOwnerNames, resolveIds } from './config';
+export { loadCatalog, statSizes, type FirmwareCatalog, type LoadCatalogOptions } from './firmware';
 export { openNvramDir, withNvramDir, type NvramDir } from './nvram-dir';

@@ -1,6 +1,7 @@
 /**
  * Executor of the NVRAM plans: gathers the facts (local file, archive, per-host state, claim),
- * asks plan.ts what to do and does it with the safe file layer.
+ * asks plan.ts what to do and does it with the safe file layer. The per-host state it writes is
+ * the plan's `state` (written by local-state.ts), never one of its own choosing.
  *
  * - prepareNvram  (`prepare begin`): claim, then keep / restore / provision, update the state.
  *   Throws OvmfHookError on refusal (the hook exits 1 and libvirt aborts the start).
@@ -17,11 +18,13 @@ import path from 'node:path';
 import { ArchiveCorruptError, RefusedError, UsageError } from '../core/errors';
 import { normalizeUuid, type Archive } from './archive';
 import type { ClaimResult } from './claims';
-import { checkFileOwner, claimFile, clearLocalState, getLocalState, setLocalState, stageLocalState, type FileOwner } from './local-state';
+import { allAsync, type Io, type IoFor } from './fs-api';
+import { checkFileOwner, claimFile, forgetClaimToken, getLocalState, recordSync, stageStateUpdate, writeStateUpdate, type FileOwner, type StateAccess } from './local-state';
 import { lockVm } from './vm-lock';
 import { planPrepare, planRelease, type PreparePlan } from '../core/nvram/plan';
+import type { StateUpdate } from '../core/nvram/state-update';
 import { cleanupTemps, MAX_NVRAM_BYTES, readNvramSafely, readRegularFile, sha256, stageFileAtomic, writeFileAtomic, type Faults } from './safe-fs';
-import { isAutoRestorable, withinStartWindow, type GenerationMeta, type LocalState } from '../core/nvram/types';
+import { newestRestorable, withinStartWindow, type GenerationMeta } from '../core/nvram/types';
 
 export interface NvramOwner {
   uid?: number;
@@ -32,7 +35,7 @@ export interface NvramOwner {
 
 interface Common {
   archive: Archive;
-  /** Per-host state directory (default /var/lib/ovmf-hook/state). */
+  /** Per-host state directory (config `stateDir`). */
   stateDir: string;
   uuid: string;
   vmName: string;
@@ -42,6 +45,11 @@ interface Common {
    * every read and write goes there; `nvramPath` stays the name recorded and shown.
    */
   nvramIo?: string;
+  /**
+   * The file API of each directory touched (NVRAM, state, template; fs-api.ts): the hook's choice
+   * after its statfs probe. Default fs.promises everywhere. The archive has its own (openArchive).
+   */
+  io?: IoFor;
   now?: Date;
   /** Told of each generation found corrupt (and moved aside) on the way. */
   onCorrupt?: (generation: number, problem: string) => void;
@@ -93,13 +101,18 @@ export type ReleaseResult =
 
 /** Where the local NVRAM is read and written (see Common.nvramIo). */
 const ioPath = (o: Common): string => o.nvramIo ?? o.nvramPath;
-const iso = (d?: Date): string => (d ?? new Date()).toISOString();
+/** The file API of `p` (see Common.io). */
+const ioOf = (o: Common, p: string): Io => (o.io ?? allAsync)(p);
+/** The local NVRAM's file API. */
+const nvramApi = (o: Common): Io => ioOf(o, ioPath(o));
+/** How the state directory is reached (its file API and fault injection). */
+const stateAccess = (o: Common): StateAccess => ({ io: ioOf(o, o.stateDir), faults: o.stateFaults });
 const localFacts = (l: { data: Buffer } | null) => l && { sha256: sha256(l.data), size: l.data.length };
 const generationOf = (r: GenerationMeta | { generation: number }): number => r.generation;
 
-async function readTemplate(templatePath: string | undefined): Promise<Buffer | null> {
+async function readTemplate(o: Common, templatePath: string | undefined): Promise<Buffer | null> {
   if (!templatePath) return null;
-  const r = await readRegularFile(templatePath, { noFollow: false, singleLink: false, maxBytes: MAX_NVRAM_BYTES });
+  const r = await readRegularFile(templatePath, { noFollow: false, singleLink: false, maxBytes: MAX_NVRAM_BYTES, io: ioOf(o, templatePath) });
   return r?.data ?? null;
 }
 
@@ -115,8 +128,8 @@ async function sweepLeftovers(o: Common, uuid: string, archive: boolean): Promis
   const quiet = (p: Promise<string[]>) => p.catch(() => [] as string[]);
   // three directories, independent of each other: swept at the same time
   const removed = await Promise.all([
-    quiet(cleanupTemps(path.dirname(ioPath(o)), path.basename(ioPath(o)), opts)),
-    quiet(cleanupTemps(o.stateDir, `${uuid}.json`, opts)),
+    quiet(cleanupTemps(path.dirname(ioPath(o)), path.basename(ioPath(o)), { ...opts, io: nvramApi(o) })),
+    quiet(cleanupTemps(o.stateDir, `${uuid}.json`, { ...opts, io: stateAccess(o).io })),
     archive ? quiet(o.archive.repair(uuid, { ...opts, verify: false }).then((r) => r.removed)) : [],
   ]);
   return removed.flat();
@@ -139,18 +152,19 @@ async function takeClaim(o: Common & { claimLeaseSeconds?: number }): Promise<Cl
 export async function prepareNvram(o: PrepareOptions): Promise<PrepareResult> {
   const uuid = normalizeUuid(o.uuid);
   const { archive, stateDir, vmName } = o;
+  const access = stateAccess(o);
   // before the archive claim: a file of another domain is refused without touching the archive
-  const file = await claimFile(stateDir, o.nvramPath, { uuid, vmName });
+  const file = await claimFile(stateDir, o.nvramPath, { uuid, vmName }, access);
   if (file.adopted) o.onAdopted?.(file.adopted);
   const claim = o.incomingMigration ? undefined : await takeClaim({ ...o, uuid });
   try {
     // with the claim held: the sweep and the reads are independent of each other
     const [, local, metas, state, template] = await inOrder([
       sweepLeftovers(o, uuid, false),
-      readNvramSafely(ioPath(o)),
+      readNvramSafely(ioPath(o), { io: nvramApi(o) }),
       archive.list(uuid),
-      getLocalState(stateDir, uuid),
-      readTemplate(o.templatePath),
+      getLocalState(stateDir, uuid, access),
+      readTemplate(o, o.templatePath),
     ] as const);
     const localInfo = localFacts(local);
     // plan, and read what a restore needs before anything changes; a generation whose data does
@@ -161,7 +175,7 @@ export async function prepareNvram(o: PrepareOptions): Promise<PrepareResult> {
     let restored: Buffer | undefined;
     for (;;) {
       const valid = metas.filter((m) => !corrupt.includes(m));
-      newest = valid.filter((m) => isAutoRestorable(m.kind)).at(-1) ?? null;
+      newest = newestRestorable(valid);
       plan = planPrepare({
         local: localInfo,
         newest,
@@ -184,9 +198,8 @@ export async function prepareNvram(o: PrepareOptions): Promise<PrepareResult> {
         o.onCorrupt?.(bad.generation, e.message);
       }
     }
-    const token = claim?.claim.token;
-    const stateOf = (s: Omit<LocalState, 'time' | 'claimToken'>): LocalState => ({ ...s, time: iso(o.now), preparedAt: iso(o.now), ...(token ? { claimToken: token } : {}) });
-    const save = (s: Omit<LocalState, 'time' | 'claimToken'>) => setLocalState(stateDir, uuid, stateOf(s), o.stateFaults);
+    // what only this execution knows, for the state the plan records
+    const facts = { now: o.now ?? new Date(), previous: state, claimToken: claim?.claim.token };
     const displace = async (why: string): Promise<number | undefined> => {
       if (!local) return undefined;
       const r = await archive.add(uuid, local.data, { kind: 'displaced', reason: why, vmName, basedOn: state?.generation ?? null, now: o.now, sha256: localInfo?.sha256 });
@@ -194,11 +207,11 @@ export async function prepareNvram(o: PrepareOptions): Promise<PrepareResult> {
     };
     // The local NVRAM and the state that names it: both written and fsynced at the same time, then
     // put in place in that order (the NVRAM durable before the state). Nothing is replaced unless
-    // both were written.
-    const writeAndSave = async (data: Buffer, s: Omit<LocalState, 'time' | 'claimToken'>): Promise<void> => {
+    // both were written. `written`: the hash of `data`, when the plan's state names it (WRITTEN).
+    const writeAndSave = async (data: Buffer, update: StateUpdate, written?: string): Promise<void> => {
       const [nvram, next] = await Promise.allSettled([
-        stageFileAtomic(ioPath(o), data, { ...o.owner, mode: o.owner.mode ?? 0o600, faults: o.faults }),
-        stageLocalState(stateDir, uuid, stateOf(s), o.stateFaults),
+        stageFileAtomic(ioPath(o), data, { ...o.owner, mode: o.owner.mode ?? 0o600, faults: o.faults, io: nvramApi(o) }),
+        stageStateUpdate(stateDir, uuid, update, { ...facts, written }, access),
       ]);
       if (nvram.status === 'rejected' || next.status === 'rejected') {
         await Promise.all([nvram, next].map((r) => (r.status === 'fulfilled' ? r.value.discard() : undefined)));
@@ -217,26 +230,19 @@ export async function prepareNvram(o: PrepareOptions): Promise<PrepareResult> {
     switch (plan.action) {
       case 'refuse':
         throw new RefusedError(`${vmName}: ${plan.why}`);
-      case 'keep': {
-        const intact = localInfo && corrupt.find((m) => m.sha256 === localInfo.sha256);
-        if (intact) await save({ generation: newest?.generation ?? null, sha256: localInfo.sha256 }); // not archived: newer than the newest valid generation
-        else if (o.incomingMigration)
-          await save({ generation: newest?.generation ?? null, sha256: localInfo?.sha256 ?? null, incomingMigration: true });
-        else if (localInfo && newest && localInfo.sha256 === newest.sha256) await save({ generation: newest.generation, sha256: localInfo.sha256 });
-        else await save({ generation: state?.generation ?? null, sha256: state?.sha256 ?? localInfo?.sha256 ?? null });
+      case 'keep':
+        await writeStateUpdate(stateDir, uuid, plan.state, facts, access);
         return { action: 'keep', why: plan.why, claim: how };
-      }
       case 'restore': {
         const data = restored as Buffer; // verified before anything changes
         const displaced = plan.displaceLocal ? await displace(`displaced by restore of generation ${plan.generation}`) : undefined;
-        // read() checked the data against this generation's metadata: its sha256 is the data's
-        await writeAndSave(data, { generation: plan.generation, sha256: metas.find((m) => m.generation === plan.generation)?.sha256 ?? sha256(data) });
+        await writeAndSave(data, plan.state);
         return { action: 'restore', generation: plan.generation, displaced, why: plan.why, claim: how };
       }
       case 'provision': {
         const data = template as Buffer;
         const displaced = plan.displaceLocal ? await displace('displaced by provisioning from the template') : undefined;
-        await writeAndSave(data, { generation: null, sha256: sha256(data) });
+        await writeAndSave(data, plan.state, sha256(data));
         return { action: 'provision', displaced, why: plan.why, claim: how };
       }
     }
@@ -246,39 +252,25 @@ export async function prepareNvram(o: PrepareOptions): Promise<PrepareResult> {
     // it protects a local copy that may not be archived yet.
     if (claim && claim.how !== 'refreshed') {
       await archive.releaseClaim(uuid, claim.claim.token).catch(() => {});
-      await forgetClaimToken(stateDir, uuid, o.stateFaults).catch(() => {});
+      await forgetClaimToken(stateDir, uuid, access).catch(() => {});
     }
     throw e;
   }
-}
-
-async function forgetClaimToken(stateDir: string, uuid: string, faults?: Faults): Promise<void> {
-  const s = await getLocalState(stateDir, uuid);
-  if (s?.claimToken) await setLocalState(stateDir, uuid, { ...s, claimToken: undefined }, faults);
-}
-
-/**
- * `prepare` refused to start the VM: note it in the per-host state so the `release` libvirt runs
- * next skips archiving (the VM did not run here; the local NVRAM may be an old copy that must not
- * become the newest generation). Best effort for the caller: it is about to fail anyway.
- */
-export async function markStartRefused(stateDir: string, uuid: string, now = new Date()): Promise<void> {
-  const state = await getLocalState(stateDir, uuid);
-  await setLocalState(stateDir, uuid, { ...(state ?? { generation: null, sha256: null, time: now.toISOString() }), startRefused: now.toISOString() });
 }
 
 export async function releaseNvram(o: ReleaseOptions): Promise<ReleaseResult> {
   try {
     const uuid = normalizeUuid(o.uuid);
     const { archive, stateDir, vmName } = o;
-    await checkFileOwner(stateDir, o.nvramPath, { uuid, vmName });
+    const access = stateAccess(o);
+    await checkFileOwner(stateDir, o.nvramPath, { uuid, vmName }, access);
     // the archive and state reads run while the local NVRAM is read and hashed
-    const facts = inOrder([archive.list(uuid), getLocalState(stateDir, uuid), archive.claimInfo(uuid)] as const);
+    const facts = inOrder([archive.list(uuid), getLocalState(stateDir, uuid, access), archive.claimInfo(uuid)] as const);
     facts.catch(() => {}); // awaited below, after the local read (which may fail first)
-    const local = await readNvramSafely(ioPath(o));
+    const local = await readNvramSafely(ioPath(o), { io: nvramApi(o) });
     const localInfo = localFacts(local);
     const [metas, state, claim] = await facts;
-    let newest = metas.filter((m) => isAutoRestorable(m.kind)).at(-1) ?? null;
+    let newest = newestRestorable(metas);
     // "equals the newest generation" is the one case in which release keeps no copy of its own:
     // that copy must be intact (rare: OVMF rewrites its store on every boot, so a stop usually
     // brings new content). A corrupt one is moved aside and the local copy archived again.
@@ -288,15 +280,15 @@ export async function releaseNvram(o: ReleaseOptions): Promise<ReleaseResult> {
         await archive.quarantine(uuid, newest.generation);
         o.onCorrupt?.(newest.generation, problem);
         const bad = newest;
-        newest = metas.filter((m) => m !== bad && isAutoRestorable(m.kind)).at(-1) ?? null;
+        newest = newestRestorable(metas.filter((m) => m !== bad));
       }
     }
     // Ours if the claim names this host; with no claim at all, ours unless we had one (then it was taken).
     const held = claim ? claim.hostId === archive.hostId : !state?.claimToken;
     const startRefused = withinStartWindow(state?.startRefused, o.now);
-    const plan = planRelease({ local: localInfo, newest, reason: o.reason, claimHeldByUs: held, startRefused });
+    const plan = planRelease({ local: localInfo, newest, reason: o.reason, claimHeldByUs: held, startRefused, state });
     const warnings: string[] = [];
-    const time = iso(o.now);
+    const now = o.now ?? new Date();
     let result: ReleaseResult;
     let pruned: Promise<unknown> = Promise.resolve();
 
@@ -310,17 +302,12 @@ export async function releaseNvram(o: ReleaseOptions): Promise<ReleaseResult> {
         sha256: localInfo.sha256,
       });
       const generation = generationOf(r);
-      if (plan.kind === 'archive') await setLocalState(stateDir, uuid, { generation, sha256: localInfo.sha256, time }, o.stateFaults);
-      else await clearLocalState(stateDir, uuid); // fenced: this copy must never count as synced
+      await writeStateUpdate(stateDir, uuid, plan.state, { now, previous: state, archived: generation }, access);
       // pruning old generations and giving the claim back touch different files: done at the same time
       pruned = archive.prune(uuid, o.keep).catch((e: Error) => warnings.push(`prune failed: ${e.message}`));
       result = { action: 'archived', generation, kind: plan.kind, why: plan.why, warnings };
     } else {
-      if (startRefused) await setLocalState(stateDir, uuid, { ...(state as LocalState), startRefused: undefined, preparedAt: undefined }, o.stateFaults);
-      else if ('forgetState' in plan && plan.forgetState) await clearLocalState(stateDir, uuid);
-      else if (localInfo && newest && localInfo.sha256 === newest.sha256)
-        await setLocalState(stateDir, uuid, { generation: newest.generation, sha256: localInfo.sha256, time }, o.stateFaults);
-      else if (state?.claimToken || state?.preparedAt) await setLocalState(stateDir, uuid, { ...state, claimToken: undefined, preparedAt: undefined }, o.stateFaults);
+      await writeStateUpdate(stateDir, uuid, plan.state, { now, previous: state }, access);
       result = { action: 'skip', why: plan.why, warnings };
     }
     // after a refused start a claim of ours predates it and protects a local copy: keep it
@@ -349,10 +336,10 @@ async function withClaim<T>(o: CliWrite, verb: string, fn: () => Promise<T>): Pr
     `${o.vmName}: its NVRAM is in use by ${other}; nvram ${verb} works only on a shut-off VM: try again once the start has finished and the VM is shut down`);
   try {
     await o.whileLocked?.();
-    const state = await getLocalState(o.stateDir, o.uuid);
+    const state = await getLocalState(o.stateDir, o.uuid, stateAccess(o));
     if (withinStartWindow(state?.preparedAt, o.now))
       throw new RefusedError(`${o.vmName} was started at ${state!.preparedAt} and libvirt has not opened its NVRAM yet, or that start is still failing; nvram ${verb} works only on a shut-off VM: try again in a minute`);
-    await claimFile(o.stateDir, o.nvramPath, { uuid: o.uuid, vmName: o.vmName });
+    await claimFile(o.stateDir, o.nvramPath, { uuid: o.uuid, vmName: o.vmName }, stateAccess(o));
     const claim = await takeClaim(o);
     try {
       await sweepLeftovers(o, o.uuid, false);
@@ -380,17 +367,17 @@ interface CliWrite extends Common {
 export async function resetNvram(o: ResetOptions): Promise<{ action: 'reset'; generation: number; saved?: number }> {
   const uuid = normalizeUuid(o.uuid);
   return withClaim({ ...o, uuid }, 'reset', async () => {
-    const template = await readTemplate(o.templatePath);
+    const template = await readTemplate(o, o.templatePath);
     if (!template) throw new UsageError(`template ${o.templatePath} does not exist; pass the VM's OVMF VARS template`);
-    const local = await readNvramSafely(ioPath(o));
-    const state = await getLocalState(o.stateDir, uuid);
+    const local = await readNvramSafely(ioPath(o), { io: nvramApi(o) });
+    const state = await getLocalState(o.stateDir, uuid, stateAccess(o));
     const base = { vmName: o.vmName, now: o.now };
     const saved = local
       ? generationOf(await o.archive.add(uuid, local.data, { ...base, kind: 'manual', reason: 'copy taken before nvram reset', basedOn: state?.generation ?? null }))
       : undefined;
     const generation = generationOf(await o.archive.add(uuid, template, { ...base, kind: 'reset', reason: 'nvram reset' }));
-    await writeFileAtomic(ioPath(o), template, { ...o.owner, mode: o.owner.mode ?? 0o600, faults: o.faults });
-    await setLocalState(o.stateDir, uuid, { generation, sha256: sha256(template), time: iso(o.now) }, o.stateFaults);
+    await writeFileAtomic(ioPath(o), template, { ...o.owner, mode: o.owner.mode ?? 0o600, faults: o.faults, io: nvramApi(o) });
+    await recordSync(o.stateDir, uuid, { generation, sha256: sha256(template) }, o.now, stateAccess(o));
     return { action: 'reset', generation, saved };
   });
 }
@@ -411,8 +398,8 @@ export async function restoreGeneration(
   return withClaim({ ...o, uuid }, 'restore', async () => {
     const data = await o.archive.read(uuid, o.generation);
     const metas = await o.archive.list(uuid);
-    const local = await readNvramSafely(ioPath(o));
-    const state = await getLocalState(o.stateDir, uuid);
+    const local = await readNvramSafely(ioPath(o), { io: nvramApi(o) });
+    const state = await getLocalState(o.stateDir, uuid, stateAccess(o));
     const base = { vmName: o.vmName, now: o.now };
     const localSha = local && sha256(local.data);
     const known = localSha !== null && metas.some((m) => m.sha256 === localSha);
@@ -421,8 +408,8 @@ export async function restoreGeneration(
         ? generationOf(await o.archive.add(uuid, local.data, { ...base, kind: 'displaced', reason: `displaced by nvram restore --generation ${o.generation}`, basedOn: state?.generation ?? null, sha256: localSha ?? undefined }))
         : undefined;
     const generation = generationOf(await o.archive.add(uuid, data, { ...base, kind: 'manual', reason: `restore of generation ${o.generation}`, basedOn: o.generation }));
-    await writeFileAtomic(ioPath(o), data, { ...o.owner, mode: o.owner.mode ?? 0o600, faults: o.faults });
-    await setLocalState(o.stateDir, uuid, { generation, sha256: sha256(data), time: iso(o.now) }, o.stateFaults);
+    await writeFileAtomic(ioPath(o), data, { ...o.owner, mode: o.owner.mode ?? 0o600, faults: o.faults, io: nvramApi(o) });
+    await recordSync(o.stateDir, uuid, { generation, sha256: sha256(data) }, o.now, stateAccess(o));
     return { action: 'restore', generation, from: o.generation, displaced };
   });
 }

@@ -18,6 +18,8 @@
  */
 import { closeSync, constants as C, existsSync, fstatSync, lstatSync, openSync, readlinkSync, writeSync, type Stats } from 'node:fs';
 import path from 'node:path';
+import { errorMessage } from '../core/errors';
+import { octalMode } from '../core/text';
 
 export type Level = 'info' | 'warning' | 'err';
 
@@ -85,7 +87,7 @@ function logFd(file: string, warn: (problem: string) => void): number | null {
     return fd;
   } catch (e) {
     logFds.set(file, null); // refused for the rest of this process, warned about once
-    warn(e instanceof LogFileProblem ? e.message : `cannot open it: ${(e as Error)?.message ?? e}`);
+    warn(e instanceof LogFileProblem ? e.message : `cannot open it: ${errorMessage(e)}`);
     return null;
   }
 }
@@ -120,7 +122,6 @@ function openLogFile(file: string): number {
 }
 
 const euid = (): number => process.geteuid?.() ?? 0;
-const modeStr = (m: number): string => (m & 0o7777).toString(8).padStart(4, '0');
 const errText = (e: unknown): string => (e as NodeJS.ErrnoException)?.code ?? String(e);
 
 const symlinkProblem = (file: string): string => `${file} is a symlink; remove it (rm ${file}), the hook creates the log file itself`;
@@ -134,7 +135,7 @@ function fileStatProblem(file: string, st: Stats): string | null {
   if (!st.isFile()) return `${file} is not a regular file (${kind(st)}); remove it or point logFile at a file`;
   if (st.uid !== euid()) return `${file} is owned by uid ${st.uid}, not ${euid()}; remove it (rm ${file}), the hook creates it again`;
   if (st.nlink !== 1) return `${file} has ${st.nlink} hard links; remove it (rm ${file}), the hook creates it again`;
-  if (st.mode & 0o022) return `${file} is writable by group/other (mode ${modeStr(st.mode)}); run: chmod 600 ${file}`;
+  if (st.mode & 0o022) return `${file} is writable by group/other (mode ${octalMode(st.mode)}); run: chmod 600 ${file}`;
   return null;
 }
 
@@ -142,7 +143,7 @@ function fileStatProblem(file: string, st: Stats): string | null {
 function dirStatProblem(dir: string, st: Stats): string | null {
   if (st.uid !== 0 && st.uid !== euid()) return `${dir} is owned by uid ${st.uid}; run: chown root ${dir}`;
   if (st.mode & 0o022 && !(st.mode & 0o1000 /* sticky */))
-    return `${dir} is writable by group/other without the sticky bit (mode ${modeStr(st.mode)}); run: chmod go-w ${dir}`;
+    return `${dir} is writable by group/other without the sticky bit (mode ${octalMode(st.mode)}); run: chmod go-w ${dir}`;
   return null;
 }
 

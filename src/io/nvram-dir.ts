@@ -12,6 +12,7 @@
 import { constants as C, existsSync, promises as fsp } from 'node:fs';
 import type { FileHandle } from 'node:fs/promises';
 import { UnsafePathError, UsageError } from '../core/errors';
+import { octalMode } from '../core/text';
 
 export interface NvramDir {
   /** the directory as configured (for messages and records) */
@@ -49,7 +50,7 @@ export async function openNvramDir(dir: string, owners: readonly number[]): Prom
     if (!owners.includes(st.uid))
       throw new UnsafePathError(plain, `libvirt's nvram directory ${plain} is owned by uid ${st.uid}, not by root or the QEMU user (uids ${owners.join(', ')}); refusing to write NVRAM files there (chown it back)`);
     if (st.mode & 0o002 && !(st.mode & 0o1000))
-      throw new UnsafePathError(plain, `libvirt's nvram directory ${plain} is writable by everyone (mode ${(st.mode & 0o7777).toString(8)}); run: chmod o-w ${plain}`);
+      throw new UnsafePathError(plain, `libvirt's nvram directory ${plain} is writable by everyone (mode ${octalMode(st.mode)}); run: chmod o-w ${plain}`);
   } catch (e) {
     await fh.close();
     throw e;

@@ -1,9 +1,9 @@
 /**
  * Safe file layer for a root process working in directories that others (libvirt-qemu) can write,
- * and on shared storage (NFS/CephFS) that may hang: `fs.promises` (synchronous calls only in
- * directories proven local, see io.ts), no path is followed through a symlink, data is read from
- * the fd that was checked, and files are replaced by temp + fsync + rename (+ dev/ino check +
- * directory fsync). See hook-engineering.md §3.4–3.6.
+ * and on shared storage (NFS/CephFS) that may hang: `fs.promises` unless the caller passes the
+ * synchronous `io` of a directory proven local (fs-api.ts), no path is followed through a symlink,
+ * data is read from the fd that was checked, and files are replaced by temp + fsync + rename
+ * (+ dev/ino check + directory fsync). See docs/HOOK.md §3.4–3.6.
  *
  * Every step can be observed by an optional `faults` hook so tests can throw ("error") or never
  * resolve ("kill") at a named point. Unused, it costs one `undefined` check per step.
@@ -13,7 +13,8 @@ import { constants as osConstants } from 'node:os';
 import { setTimeout as delay } from 'node:timers/promises';
 import path from 'node:path';
 import { UnsafePathError } from '../core/errors';
-import { ioFor, type IoHandle } from './fs-api';
+import { octalMode } from '../core/text';
+import { asyncIo, type Io, type IoHandle } from './fs-api';
 
 /** Fault-injection hook: called before each named step; throw to fail there, never resolve to "kill". */
 export interface Faults {
@@ -35,7 +36,7 @@ export const step = async (faults: Faults | undefined, name: string): Promise<vo
 export const prefixFaults = (faults: Faults | undefined, prefix: string): Faults | undefined =>
   faults && { at: (s) => faults.at(`${prefix}-${s}`) };
 
-// node:crypto is loaded on first use: a hook call that hashes nothing (migrate, restore) is spared ~2.5 ms
+// node:crypto is loaded on first use: a hook call that hashes nothing (migrate, restore) never loads it
 // eslint-disable-next-line @typescript-eslint/no-require-imports
 export const sha256 = (buf: Uint8Array): string => (require('node:crypto') as typeof import('node:crypto')).createHash('sha256').update(buf).digest('hex');
 
@@ -67,6 +68,8 @@ export interface ReadOptions {
   singleLink?: boolean;
   /** If given, the file's owner must be one of these uids. */
   uids?: readonly number[];
+  /** The file API of the file's directory (fs-api.ts). Default fs.promises. */
+  io?: Io;
 }
 
 /**
@@ -95,11 +98,11 @@ export async function readRegularFile(
 const ESTALE_ATTEMPTS = 6;
 
 async function readRegularFileOnce(file: string, opts: ReadOptions): Promise<{ data: Buffer; stat: Stats } | null> {
-  const { maxBytes = MAX_NVRAM_BYTES, noFollow = true, singleLink = true, uids } = opts;
+  const { maxBytes = MAX_NVRAM_BYTES, noFollow = true, singleLink = true, uids, io = asyncIo } = opts;
   const flags = C.O_RDONLY | C.O_NONBLOCK | (noFollow ? C.O_NOFOLLOW : 0);
   let fh: IoHandle;
   try {
-    fh = await ioFor(file).open(file, flags);
+    fh = await io.open(file, flags);
   } catch (e) {
     if (errno(e) === 'ENOENT') return null;
     if (errno(e) === 'ELOOP') throw new UnsafePathError(file, `${file} is a symlink; refusing to follow it (remove the link and restore the NVRAM from the archive)`);
@@ -138,7 +141,7 @@ async function readRegularFileOnce(file: string, opts: ReadOptions): Promise<{ d
  */
 export const readNvramSafely = (
   file: string,
-  opts: { maxBytes?: number; uids?: readonly number[] } = {},
+  opts: { maxBytes?: number; uids?: readonly number[]; io?: Io } = {},
 ): Promise<{ data: Buffer; stat: Stats } | null> => readRegularFile(file, { ...opts, noFollow: true, singleLink: true });
 
 export interface WriteOptions {
@@ -148,6 +151,8 @@ export interface WriteOptions {
   uid?: number;
   gid?: number;
   faults?: Faults;
+  /** The file API of the file's directory (fs-api.ts). Default fs.promises. */
+  io?: Io;
 }
 
 /** Longest file name Linux file systems take (NAME_MAX), in bytes. */
@@ -175,10 +180,10 @@ export const tempName = (basename: string): string => `.${tempStem(basename)}${T
  * is unlinked. Steps: TEMP_STEPS.
  */
 export async function writeTemp(final: string, data: Uint8Array, opts: WriteOptions = {}): Promise<{ tmp: string; stat: Stats }> {
-  const { mode = 0o600, uid, gid, faults } = opts;
+  const { mode = 0o600, uid, gid, faults, io = asyncIo } = opts;
   const tmp = path.join(path.dirname(final), tempName(path.basename(final)));
   await step(faults, 'temp-open');
-  const fh = await ioFor(tmp).open(tmp, C.O_CREAT | C.O_EXCL | C.O_WRONLY | C.O_NOFOLLOW, 0o600);
+  const fh = await io.open(tmp, C.O_CREAT | C.O_EXCL | C.O_WRONLY | C.O_NOFOLLOW, 0o600);
   let open = true;
   try {
     await step(faults, 'temp-write');
@@ -195,26 +200,26 @@ export async function writeTemp(final: string, data: Uint8Array, opts: WriteOpti
     return { tmp, stat };
   } catch (e) {
     if (open) await fh.close().catch(() => {});
-    await unlinkQuiet(tmp);
+    await unlinkQuiet(tmp, io);
     throw e;
   }
 }
 
-export const unlinkQuiet = (p: string): Promise<void> => ioFor(p).unlink(p).catch(() => {});
+export const unlinkQuiet = (p: string, io: Io): Promise<void> => io.unlink(p).catch(() => {});
 
 /** Same inode — plus type/size/owner, because a freed inode number is quickly reused (ext4). */
 const sameFile = (a: Stats, b: Stats): boolean =>
   a.dev === b.dev && a.ino === b.ino && a.isFile() && a.size === b.size && a.uid === b.uid && a.gid === b.gid;
 
 /** rename with a bounded retry on NFS's spurious ESTALE/EBUSY ("source gone, target present" = done). */
-async function renameNfs(tmp: string, final: string, tmpStat: Stats): Promise<void> {
+async function renameNfs(tmp: string, final: string, tmpStat: Stats, io: Io): Promise<void> {
   for (let attempt = 1; ; attempt++) {
     try {
-      return await ioFor(final).rename(tmp, final);
+      return await io.rename(tmp, final);
     } catch (e) {
       const code = errno(e);
       if (!isEstale(e) && code !== 'EBUSY') throw e;
-      const done = await ioFor(final).lstat(final).then((s) => sameFile(s, tmpStat), () => false);
+      const done = await io.lstat(final).then((s) => sameFile(s, tmpStat), () => false);
       if (done) return;
       if (attempt >= 3) throw e;
     }
@@ -245,42 +250,42 @@ export interface StagedFile {
  * replace their final names in a fixed order, each durable before the next one.
  */
 export async function stageFileAtomic(final: string, data: Uint8Array, opts: WriteOptions = {}): Promise<StagedFile> {
-  const { faults } = opts;
+  const { faults, io = asyncIo } = opts;
   const { tmp, stat } = await writeTemp(final, data, opts);
   const commit = async (): Promise<Stats> => {
     try {
       await step(faults, 'rename');
-      await renameNfs(tmp, final, stat);
+      await renameNfs(tmp, final, stat, io);
     } catch (e) {
-      await unlinkQuiet(tmp);
+      await unlinkQuiet(tmp, io);
       throw e;
     }
     await step(faults, 'verify');
-    const now = await ioFor(final).lstat(final).catch(() => null);
+    const now = await io.lstat(final).catch(() => null);
     if (!now || !sameFile(now, stat)) {
       // A planted link goes; a complete single-link file is another writer's result (writers only
       // rename finished files in): deleting it would destroy their data, so it stays.
       const planted = now !== null && (!now.isFile() || now.nlink > 1);
-      if (planted) await unlinkQuiet(final);
+      if (planted) await unlinkQuiet(final, io);
       throw new UnsafePathError(final, `${final} was replaced by someone else while it was being written; ${planted ? 'removed it, ' : ''}try again`);
     }
     await step(faults, 'dir-fsync');
-    await fsyncDir(path.dirname(final));
+    await fsyncDir(path.dirname(final), io);
     return stat;
   };
-  return { commit, discard: () => unlinkQuiet(tmp) };
+  return { commit, discard: () => unlinkQuiet(tmp, io) };
 }
 
 /**
  * Create `final` exclusively as a hard link of `tmp` (atomic and NFS-safe, unlike O_EXCL on old
  * NFS). Returns false when `final` already exists. A lost NFS reply is detected by nlink == 2.
  */
-export async function linkExclusive(tmp: string, final: string): Promise<boolean> {
+export async function linkExclusive(tmp: string, final: string, io: Io): Promise<boolean> {
   try {
-    await ioFor(final).link(tmp, final);
+    await io.link(tmp, final);
     return true;
   } catch (e) {
-    const won = await ioFor(tmp).lstat(tmp).then((s) => s.nlink === 2, () => false);
+    const won = await io.lstat(tmp).then((s) => s.nlink === 2, () => false);
     if (won) return true;
     if (errno(e) === 'EEXIST') return false;
     throw e;
@@ -288,8 +293,8 @@ export async function linkExclusive(tmp: string, final: string): Promise<boolean
 }
 
 /** fsync a directory so a rename/link/unlink in it is durable (a COMMIT on NFS). */
-export async function fsyncDir(dir: string): Promise<void> {
-  const fh = await ioFor(dir).open(dir, C.O_RDONLY | C.O_DIRECTORY);
+export async function fsyncDir(dir: string, io: Io = asyncIo): Promise<void> {
+  const fh = await io.open(dir, C.O_RDONLY | C.O_DIRECTORY);
   try {
     await fh.sync().catch((e) => {
       if (errno(e) !== 'EINVAL' && errno(e) !== 'ENOTSUP') throw e;
@@ -311,10 +316,10 @@ export const isTempName = (name: string, basename?: string): boolean =>
 export async function sweepTemps(
   dir: string,
   basename?: string,
-  opts: { olderThanMs?: number; now?: Date } = {},
+  opts: { olderThanMs?: number; now?: Date; io?: Io } = {},
 ): Promise<{ removed: string[]; kept: string[] }> {
-  const { olderThanMs = 0, now = new Date() } = opts;
-  const names = await ioFor(dir).readdir(dir).catch((e) => {
+  const { olderThanMs = 0, now = new Date(), io = asyncIo } = opts;
+  const names = await io.readdir(dir).catch((e) => {
     if (errno(e) === 'ENOENT') return [] as string[];
     throw e;
   });
@@ -322,24 +327,22 @@ export async function sweepTemps(
   const kept: string[] = [];
   for (const name of names.filter((n) => isTempName(n, basename))) {
     const p = path.join(dir, name);
-    const st = await ioFor(p).lstat(p).catch(() => null);
+    const st = await io.lstat(p).catch(() => null);
     if (!st || st.isDirectory()) continue;
     if (olderThanMs > 0 && now.getTime() - st.mtimeMs < olderThanMs) {
       kept.push(p);
       continue;
     }
-    await unlinkQuiet(p);
+    await unlinkQuiet(p, io);
     removed.push(p);
   }
   return { removed, kept };
 }
 
 /** sweepTemps, returning the removed paths only. */
-export async function cleanupTemps(dir: string, basename?: string, opts: { olderThanMs?: number; now?: Date } = {}): Promise<string[]> {
+export async function cleanupTemps(dir: string, basename?: string, opts: { olderThanMs?: number; now?: Date; io?: Io } = {}): Promise<string[]> {
   return (await sweepTemps(dir, basename, opts)).removed;
 }
-
-const modeStr = (m: number): string => (m & 0o7777).toString(8).padStart(4, '0');
 
 /**
  * Make sure `dir` exists (created 0700 when missing) and is safe for root-only data: a real
@@ -347,11 +350,10 @@ const modeStr = (m: number): string => (m & 0o7777).toString(8).padStart(4, '0')
  * `checkAncestors`, every ancestor of its real path must be owned by root or the euid and not be
  * group/other-writable unless sticky (like /tmp). Violations → UnsafePathError naming the fix.
  */
-export async function ensurePrivateDir(dir: string, opts: { create?: boolean; checkAncestors?: boolean } = {}): Promise<void> {
-  const { create = true, checkAncestors = false } = opts;
+export async function ensurePrivateDir(dir: string, opts: { create?: boolean; checkAncestors?: boolean; io?: Io } = {}): Promise<void> {
+  // `io` is the directory's API, used for its parent and ancestors too: the path to a local directory is local
+  const { create = true, checkAncestors = false, io = asyncIo } = opts;
   const euid = process.geteuid?.() ?? 0;
-  // the directory's API for its parent and ancestors too: the path to a local directory is local
-  const io = ioFor(dir);
   if (create) {
     await io.mkdir(path.dirname(dir), { recursive: true, mode: 0o700 });
     await io.mkdir(dir, { mode: 0o700 }).catch((e) => {
@@ -365,7 +367,7 @@ export async function ensurePrivateDir(dir: string, opts: { create?: boolean; ch
   if (st.uid !== euid)
     throw new UnsafePathError(dir, `${dir} is owned by uid ${st.uid}, not ${euid}; run: chown ${euid} ${dir} (on NFS, export it with no_root_squash)`);
   if (st.mode & 0o022)
-    throw new UnsafePathError(dir, `${dir} is writable by group/other (mode ${modeStr(st.mode)}); run: chmod 700 ${dir}`);
+    throw new UnsafePathError(dir, `${dir} is writable by group/other (mode ${octalMode(st.mode)}); run: chmod 700 ${dir}`);
   if (!checkAncestors) return;
   const real = await io.realpath(dir);
   for (let p = path.dirname(real); ; p = path.dirname(p)) {
@@ -373,7 +375,7 @@ export async function ensurePrivateDir(dir: string, opts: { create?: boolean; ch
     if (a.uid !== 0 && a.uid !== euid)
       throw new UnsafePathError(dir, `${p} (parent of ${dir}) is owned by uid ${a.uid}; it must be owned by root`);
     if (a.mode & 0o022 && !(a.mode & 0o1000 /* sticky */))
-      throw new UnsafePathError(dir, `${p} (parent of ${dir}) is writable by group/other (mode ${modeStr(a.mode)}); run: chmod go-w ${p}`);
+      throw new UnsafePathError(dir, `${p} (parent of ${dir}) is writable by group/other (mode ${octalMode(a.mode)}); run: chmod go-w ${p}`);
     if (p === path.dirname(p)) break;
   }
 }

@@ -79,31 +79,14 @@ export function splitBatch(count: number, marker: string, out: VirshResult): Vir
   });
 }
 
-async function runBatch(commands: readonly (readonly string[])[]): Promise<VirshResult[]> {
+/** VirshBatchRunner of the system libvirt: one `virsh -c qemu:///system '…; …'`. */
+export const runVirshBatch: VirshBatchRunner = async (commands) => {
   if (commands.length === 0) return [];
   const marker = `ovmf-hook-${randomHex(12)}`; // unpredictable: no text in a definition can pose as a marker
   return splitBatch(commands.length, marker, await runVirsh([batchScript(commands, marker)]));
-}
-
-const started = new Map<string, Promise<VirshResult[]>>();
-
-/**
- * Start a batch now; the next runVirshBatch of the same commands takes its answers. So the CLI
- * can ask libvirt while the code that needs the answers is still loading (src/cli/bin.ts).
- */
-export function startVirshBatch(commands: readonly (readonly string[])[]): void {
-  started.set(JSON.stringify(commands), runBatch(commands));
-}
-
-/** VirshBatchRunner of the system libvirt: one `virsh -c qemu:///system '…; …'`. */
-export const runVirshBatch: VirshBatchRunner = (commands) => {
-  const key = JSON.stringify(commands);
-  const early = started.get(key);
-  started.delete(key);
-  return early ?? runBatch(commands);
 };
 
-/** What `convert` asks libvirt about a domain (here, not in convert.ts, so that bin.ts can ask before convert is loaded). */
+/** What `convert` asks libvirt about a domain, in the order it asks (one batch, src/cli/commands/convert.ts). */
 export function convertQuestions(name: string, o: { dryRun?: boolean; force?: boolean }): string[][] {
   return [
     ['dominfo', '--domain', name],

@@ -4,9 +4,9 @@
  * timings belong in the bench's own output, not in a test that could flake.
  */
 import { spawnSync } from 'node:child_process';
-import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
+import { ensureBuilt } from '../hook/harness';
 
 const ROOT = join(__dirname, '..', '..');
 
@@ -23,11 +23,8 @@ interface Row {
 
 describe('npm run bench --quick', () => {
   it('measures every row and prints one JSON report', () => {
-    // --no-build: rebuilding dist/ here would race other test files that run the built hook
-    if (![join(ROOT, 'dist/hooks/qemu'), join(ROOT, 'dist/cli.cjs')].every(existsSync)) {
-      const b = spawnSync(process.execPath, [join(ROOT, 'scripts/build.mjs')], { cwd: ROOT, encoding: 'utf8', timeout: 120_000 });
-      expect(b.status, b.stderr).toBe(0);
-    }
+    // built once for all test files (ensureBuilt), so --no-build: a build here would race the others
+    ensureBuilt();
     const r = spawnSync(process.execPath, [join(ROOT, 'scripts/bench.mjs'), '--quick', '--json', '--no-build', '--no-libvirt', '--runs', '2'], {
       cwd: ROOT,
       encoding: 'utf8',

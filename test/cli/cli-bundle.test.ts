@@ -1,16 +1,17 @@
 /**
- * The real bundle: `npm run build` (when dist/ is stale), then `node dist/cli.cjs …` as an admin would run it (yargs 18
- * is ESM-only, so this proves the ESM bundle and its banner work). The archive is a temp dir named
+ * The real bundle: `npm run build` (when dist/ is stale: ensureBuilt), then `node dist/cli.cjs …` as an admin would
+ * run it (the loader, the bundle from its payload, its code cache). The archive is a temp dir named
  * by a temp config through OVMF_HOOK_CONFIG; the UUID is unknown to libvirt (or virsh is absent),
  * so `nvram list` serves it from the archive alone.
  */
 import { execFileSync, spawn, spawnSync } from 'node:child_process';
-import { closeSync, existsSync, promises as fs, openSync, readdirSync, readFileSync, statSync } from 'node:fs';
+import { closeSync, promises as fs, openSync, readFileSync } from 'node:fs';
 import path from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { openArchive } from '../../src/io';
 // @ts-expect-error: a plain .mjs helper of the bench, without types
 import { i440fxDomain } from '../../scripts/bench/domains.mjs';
+import { ensureBuilt } from '../hook/harness';
 import { tempDir } from './nvram-support';
 
 const ROOT = path.join(__dirname, '..', '..');
@@ -22,17 +23,7 @@ const cli = (args: string[], env: Record<string, string> = {}) => {
   return { code: r.status, stdout: r.stdout, stderr: r.stderr };
 };
 
-const newestMtime = (p: string): number => {
-  const st = statSync(p);
-  return st.isDirectory() ? Math.max(st.mtimeMs, ...readdirSync(p).map((n) => newestMtime(path.join(p, n)))) : st.mtimeMs;
-};
-
-/** `npm run build` unless dist/cli.cjs is newer than every source (other test files run the built hook meanwhile). */
-beforeAll(() => {
-  const sources = ['src', 'hooks', 'scripts/build.mjs', 'package-lock.json'].map((p) => path.join(ROOT, p)).filter(existsSync);
-  if (existsSync(CLI) && statSync(CLI).mtimeMs > Math.max(...sources.map(newestMtime))) return;
-  execFileSync('npm', ['run', '--silent', 'build'], { cwd: ROOT, stdio: 'pipe', timeout: 120_000 });
-}, 180_000);
+beforeAll(() => ensureBuilt(), 180_000);
 
 describe('dist/cli.cjs (npm run build)', () => {
   it('--help lists the commands', () => {

@@ -78,6 +78,7 @@ async function tree(): Promise<Tree> {
     hooksDir,
     pidFiles: [p('run', 'libvirtd.pid'), p('run', 'virtqemud.pid')],
     procDir: p('proc'),
+    runDir: p('run', 'ovmf-hook'),
     qemuConf: p('qemu.conf'),
     passwdFile: p('passwd'),
     groupFile: p('group'),
@@ -115,8 +116,8 @@ describe('doctor', () => {
     { what: 'a foreign hook', check: 'hook', verdict: 'FAIL', detail: /is not ovmf-hook's \(a foreign hook\)/, fix: /moves the foreign hook to qemu\.d/, change: (t) => fs.writeFile(t.hook, '#!/bin/sh\nexit 0\n') },
     { what: 'a hook that is not executable', check: 'hook', verdict: 'FAIL', detail: /is not executable \(mode 0644\)/, fix: /chmod 755 .*hooks\/qemu/, change: async (t) => chmodSync(t.hook, 0o644) },
     { what: 'a group-writable hook', check: 'hook', verdict: 'FAIL', detail: /writable by group\/other/, fix: /chmod go-w/, change: async (t) => chmodSync(t.hook, 0o775) },
-    { what: 'a hook whose interpreter is gone', check: 'hook', verdict: 'FAIL', detail: /runs \/nonexistent\/node, which does not exist/, fix: /install Node\.js 20\+ as \/usr\/bin\/node/, change: (t) => fs.writeFile(t.hook, `#!/nonexistent/node\n${MARKER}\n`, { mode: 0o755 }) },
-    { what: 'an old node', check: 'node', verdict: 'FAIL', detail: /version 18\.19\.0; ovmf-hook needs 20 or newer/, fix: /install Node\.js 20\+/, change: async (t) => ({ ...t.opts, nodeVersion: '18.19.0' }) },
+    { what: 'a hook whose interpreter is gone', check: 'hook', verdict: 'FAIL', detail: /runs \/nonexistent\/node, which does not exist/, fix: /install Node\.js 18\+ as \/usr\/bin\/node/, change: (t) => fs.writeFile(t.hook, `#!/nonexistent/node\n${MARKER}\n`, { mode: 0o755 }) },
+    { what: 'an old node', check: 'node', verdict: 'FAIL', detail: /version 16\.20\.2; ovmf-hook needs 18 or newer/, fix: /install Node\.js 18\+/, change: async (t) => ({ ...t.opts, nodeVersion: '16.20.2' }) },
     {
       what: 'a node outside /usr/bin',
       check: 'node',
@@ -164,6 +165,19 @@ describe('doctor', () => {
     expect(c.verdict).toBe(verdict);
     expect(c.detail).toMatch(detail);
     expect(c.fix).toMatch(fix);
+  });
+
+  it('a daemon that install.sh reloaded after the hook changed is current; a note about another process (a restarted daemon) does not count', async () => {
+    const t = await tree();
+    await t.hookAt(BTIME + 1600); // the hook is newer than the daemon's start
+    const note = (pid: number, sec: number) => fs.writeFile(path.join(t.base, 'run', 'ovmf-hook', 'reload-libvirtd'), `pid=${pid}\ntime_ms=${sec * 1000}\n`);
+    await fs.mkdir(path.join(t.base, 'run', 'ovmf-hook'));
+    await note(DAEMON_PID, BTIME + 1601);
+    expect(byName(await runDoctor(t.opts)).daemon).toMatchObject({ verdict: 'ok', detail: 'libvirtd (pid 4242) was reloaded at 2023-11-14T22:40:01Z after the hook was installed' });
+    await note(DAEMON_PID + 1, BTIME + 1601);
+    expect(byName(await runDoctor(t.opts)).daemon.verdict).toBe('warn');
+    await note(DAEMON_PID, BTIME + 1599); // reloaded before the hook changed
+    expect(byName(await runDoctor(t.opts)).daemon.verdict).toBe('warn');
   });
 
   it('falls back to the daemon pid file mtime when /proc has no start time', async () => {

@@ -1,5 +1,5 @@
 /**
- * Shared bits of the rewrite/convert CLI tests: the CLI bundled like `npm run build` does (into a
+ * Shared bits of the rewrite/convert CLI tests: the CLI built by `npm run build`'s own function (into a
  * temp dir, so the tests run the current source and never race a concurrent build of dist/), a
  * runner for it, temp dirs and config files, an in-process runner that captures stdout/stderr,
  * and a strict unified-diff applier (the oracle of the diff tests).
@@ -8,8 +8,8 @@ import { spawnSync } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { build } from 'esbuild';
 import { vi } from 'vitest';
+import { buildProduct } from '../../scripts/build.mjs';
 
 const ROOT = join(__dirname, '..', '..');
 
@@ -19,21 +19,9 @@ export interface CliRun {
   stderr: string;
 }
 
-/** Bundle src/cli/bin.ts (esbuild, ESM, node20 — as scripts/build.mjs) into `dir`; returns the file. */
+/** Build the product into `dir` as `npm run build` does (scripts/build.mjs), without code caches; returns the CLI (`dir/cli.cjs`). */
 export async function buildCli(dir: string): Promise<string> {
-  const outfile = join(dir, 'cli.mjs');
-  await build({
-    absWorkingDir: ROOT,
-    entryPoints: ['src/cli/bin.ts'],
-    outfile,
-    bundle: true,
-    platform: 'node',
-    target: 'node20',
-    format: 'esm',
-    logLevel: 'error',
-    banner: { js: "import { createRequire as __cr } from 'node:module'; const require = __cr(import.meta.url);" },
-  });
-  return outfile;
+  return (await buildProduct({ root: ROOT, outDir: dir, codeCache: false })).cli;
 }
 
 /** Run `node CLI args…`; `input` goes to stdin (empty when not given). */

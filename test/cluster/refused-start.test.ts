@@ -10,9 +10,9 @@ import os from 'node:os';
 import path from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { openArchive, type Archive } from '../../src/io/archive';
-import { markStartRefused, prepareNvram, releaseNvram } from '../../src/io/lifecycle';
+import { prepareNvram, releaseNvram } from '../../src/io/lifecycle';
 import { START_WINDOW_MS } from '../../src/core/nvram/types';
-import { getLocalState, setLocalState } from '../../src/io/local-state';
+import { getLocalState, markStartRefused, setLocalState } from '../../src/io/local-state';
 import { planRelease, type ReleaseInput } from '../../src/core/nvram/plan';
 import { sha256 } from '../../src/io/safe-fs';
 
@@ -72,7 +72,8 @@ describe('release after a start refused by prepare', () => {
     { what: 'claim not held', input: { ...base, claimHeldByUs: false, startRefused: true } },
     { what: 'reason migrated', input: { ...base, reason: 'migrated', startRefused: true } },
   ])('planRelease skips when the start was refused ($what)', ({ input }) => {
-    expect(planRelease(input)).toEqual({ action: 'skip', why: expect.stringMatching(/refused the start/) });
+    // the state keeps its sync point and (a claim of ours predates the refused start) its claim token
+    expect(planRelease(input)).toEqual({ action: 'skip', why: expect.stringMatching(/refused the start/), state: { do: 'forget', marks: ['startRefused', 'preparedAt'] } });
   });
 
   it('does not archive the stale local copy as the newest generation, and clears the mark', async () => {

@@ -8,7 +8,7 @@ import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { serialize, type XmlElement } from '../../src/core/domain';
-import { parseXml, parseXmlReference } from '../../src/core/xml/xml';
+import { parseXml, parseXmlReference } from '../../src/core/xml';
 import { rng } from '../support/rng';
 
 const repoRoot = path.resolve(__dirname, '..', '..');

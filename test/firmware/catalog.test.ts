@@ -186,7 +186,7 @@ describe('sizeClass / checkFlashPair', () => {
   });
 });
 
-describe('equivalentFirmware', () => {
+describe('equivalentFirmware (the migrate/restore filter\'s rule: same file name, present here)', () => {
   const O = '/usr/share/OVMF';
   const debianSizes = {
     [`${O}/OVMF_CODE_4M.ms.fd`]: D4.code,
@@ -199,42 +199,20 @@ describe('equivalentFirmware', () => {
   const F = '/usr/share/edk2/ovmf';
 
   it.each([
-    {
-      name: 'identical paths present here',
-      files: { loaderPath: `${O}/OVMF_CODE_4M.secboot.fd`, templatePath: `${O}/OVMF_VARS_4M.fd`, loaderSize: D4.code, templateSize: D4.vars },
-      want: ['50-edk2-x86_64-secure.json', 'path', 'path'],
-    },
-    {
-      name: 'template decides between descriptors sharing the CODE',
-      files: { loaderPath: `${O}/OVMF_CODE_4M.fd`, templatePath: `${O}/OVMF_VARS_4M.fd` },
-      want: ['60-edk2-x86_64.json', 'path', 'path'],
-    },
-    {
-      name: 'loader only: first descriptor with that CODE',
-      files: { loaderPath: `${O}/OVMF_CODE_4M.ms.fd` },
-      want: ['40-edk2-x86_64-secure-enrolled.json', 'path', undefined],
-    },
-    {
-      name: 'a template no descriptor pairs with the CODE still maps the CODE',
-      files: { loaderPath: `${O}/OVMF_CODE_4M.secboot.fd`, templatePath: `${O}/OVMF_VARS_4M.ms.fd` },
-      want: ['50-edk2-x86_64-secure.json', 'path', undefined],
-    },
-    {
-      name: 'other host layout: same basename and size',
-      files: { loaderPath: '/opt/fw/OVMF_CODE_4M.secboot.fd', templatePath: '/opt/fw/OVMF_VARS_4M.fd', loaderSize: D4.code, templateSize: D4.vars },
-      want: ['50-edk2-x86_64-secure.json', 'basename', 'basename'],
-    },
+    { name: 'identical paths present here', files: { loader: `${O}/OVMF_CODE_4M.secboot.fd`, template: `${O}/OVMF_VARS_4M.fd` }, want: '50-edk2-x86_64-secure.json' },
+    { name: 'the template decides between descriptors sharing a file', files: { loader: `${O}/OVMF_CODE_4M.fd`, template: `${O}/OVMF_VARS_4M.fd` }, want: '60-edk2-x86_64.json' },
+    { name: 'loader only: first descriptor with that CODE', files: { loader: `${O}/OVMF_CODE_4M.ms.fd` }, want: '40-edk2-x86_64-secure-enrolled.json' },
+    { name: 'template only: first descriptor with that VARS', files: { template: `${O}/OVMF_VARS_4M.fd` }, want: '50-edk2-x86_64-secure.json' },
+    { name: 'other host layout: same file names', files: { loader: '/opt/fw/OVMF_CODE_4M.secboot.fd', template: '/opt/fw/OVMF_VARS_4M.fd' }, want: '50-edk2-x86_64-secure.json' },
   ])('$name', ({ files, want }) => {
-    const m = equivalentFirmware(catalog, files);
-    expect([m?.descriptor.file, m?.loaderBy, m?.templateBy]).toEqual(want);
+    expect(equivalentFirmware(catalog, files)?.file).toBe(want);
   });
 
   it.each([
-    { name: 'same path but a different size here (other build)', files: { loaderPath: `${O}/OVMF_CODE_4M.fd`, loaderSize: D2.code } },
-    { name: 'same basename, size unknown', files: { loaderPath: '/opt/fw/OVMF_CODE_4M.fd' } },
-    { name: 'same basename, other size', files: { loaderPath: '/opt/fw/OVMF_CODE_4M.fd', loaderSize: D2.code } },
-    { name: 'Fedora 2M CODE on a Debian host', files: { loaderPath: `${F}/OVMF_CODE.secboot.fd`, loaderSize: D2.code } },
-    { name: 'descriptor path not present locally', files: { loaderPath: `${O}/OVMF_CODE_4M.fd` }, sizes: {} },
+    { name: 'a loader/template pair no descriptor offers', files: { loader: `${O}/OVMF_CODE_4M.secboot.fd`, template: `${O}/OVMF_VARS_4M.ms.fd` } },
+    { name: 'a build of another name', files: { loader: '/opt/fw/OVMF_CODE_8M.fd' } },
+    { name: 'Fedora 2M CODE on a Debian host', files: { loader: `${F}/OVMF_CODE.secboot.fd` } },
+    { name: 'descriptor path not present locally', files: { loader: `${O}/OVMF_CODE_4M.fd` }, sizes: {} },
   ])('$name → undefined', ({ files, sizes }) => {
     expect(equivalentFirmware({ descriptors: debian, sizes: sizes ?? debianSizes }, files)).toBeUndefined();
   });

@@ -39,7 +39,7 @@ describe('checkVmName', () => {
   });
 });
 
-describe('operation sets (hook-engineering §1.2)', () => {
+describe('operation sets (docs/HOOK.md §1.2)', () => {
   it('never fails the operations whose failure libvirt ignores or punishes (reconnect kills the VM)', () => {
     expect([...NEVER_FAIL].sort()).toEqual(['attach', 'reconnect', 'release', 'started', 'stopped']);
   });

@@ -1,6 +1,6 @@
 /**
  * Fake-libvirt harness for the built hook (`dist/hooks/qemu`), reproducing libvirt's contract
- * (shared/design/hook-engineering.md §1.1, §1.5): argv `<vm> <op> <subop> <extra>`, a bare
+ * (docs/HOOK.md §1.1, §1.5): argv `<vm> <op> <subop> <extra>`, a bare
  * environment (`PATH` + `LC_ALL=C`), the domain XML written to stdin and stdin closed, stdout and
  * stderr collected until BOTH reach EOF (libvirt's poll loop), then the exit status.
  *

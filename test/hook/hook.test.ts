@@ -79,7 +79,7 @@ async function cycle(h: HookHost, content: Buffer | null, xml = uefi(h)): Promis
   ok(await h.run([VM, 'release', 'end', '-'], xml), 'release');
 }
 
-describe('operation matrix (hook-engineering §1.2)', () => {
+describe('operation matrix (docs/HOOK.md §1.2)', () => {
   const ops: Array<[string, string, string]> = [
     ['prepare', 'begin', '-'],
     ['start', 'begin', '-'],

@@ -5,14 +5,14 @@ import { ArchiveCorruptError, UnsafePathError, UsageError } from '../../src/core
 import { ARCHIVE_ADD_STEPS, openArchive, type AddOptions } from '../../src/io/archive';
 import type { Faults } from '../../src/io/safe-fs';
 import type { GenerationMeta } from '../../src/core/nvram/types';
-import { bytes, killAt, recorder, tempDir, throwAt } from './helpers';
+import { bytes, io, killAt, recorder, tempDir, throwAt } from './helpers';
 
 const UUID = '0f6c7e0a-1b2c-4d3e-8f90-a1b2c3d4e5f6';
 const opts = (kind: AddOptions['kind'] = 'archive'): AddOptions => ({ kind, reason: 'test', vmName: 'vm1' });
 
 async function setup(faults?: Faults) {
   const root = path.join(await tempDir(), 'archive');
-  const archive = await openArchive({ root, host: 'host-a', hostId: 'id-a', faults });
+  const archive = await openArchive({ root, host: 'host-a', hostId: 'id-a', faults, io });
   return { root, archive, dir: path.join(root, UUID) };
 }
 const meta = (r: unknown): GenerationMeta => {
@@ -123,8 +123,8 @@ describe('archive store', () => {
 
   it('two hosts adding concurrently to one shared root never share a number', async () => {
     const { root } = await setup();
-    const a = await openArchive({ root, host: 'a', hostId: 'id-a' });
-    const b = await openArchive({ root, host: 'b', hostId: 'id-b' });
+    const a = await openArchive({ root, host: 'a', hostId: 'id-a', io });
+    const b = await openArchive({ root, host: 'b', hostId: 'id-b', io });
     const rs = await Promise.all(Array.from({ length: 10 }, (_, i) => (i % 2 ? a : b).add(UUID, bytes(i + 1), opts())));
     expect(new Set(rs.map((r) => meta(r).generation)).size).toBe(10);
   });
@@ -139,7 +139,7 @@ describe('archive store', () => {
   const preSteps = async (faults: Faults) => {
     const s = await setup();
     await s.archive.add(UUID, bytes(1), opts());
-    const faulty = await openArchive({ root: s.root, host: 'host-a', hostId: 'id-a', faults });
+    const faulty = await openArchive({ root: s.root, host: 'host-a', hostId: 'id-a', faults, io });
     return { ...s, faulty };
   };
   const assertOldOrNew = async (archive: Awaited<ReturnType<typeof setup>>['archive']) => {
@@ -211,7 +211,7 @@ describe('unsafe archive roots are refused with the fix', () => {
     if (_n === 'owned by someone else' && process.geteuid?.() !== 0) return;
     const root = path.join(await tempDir(), 'archive');
     await make(root);
-    const err = await openArchive({ root, host: 'a', hostId: 'id-a' }).catch((e) => e);
+    const err = await openArchive({ root, host: 'a', hostId: 'id-a', io }).catch((e) => e);
     expect(err).toBeInstanceOf(UnsafePathError);
     expect(err.message).toMatch(msg);
     expect(err.exitCode).toBe(1);

@@ -3,7 +3,7 @@ import path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { RefusedError } from '../../src/core/errors';
 import { openArchive } from '../../src/io/archive';
-import { tempDir } from './helpers';
+import { io, tempDir } from './helpers';
 
 const UUID = '11111111-2222-4333-8444-555555555555';
 const T0 = new Date('2025-01-01T10:00:00Z');
@@ -11,8 +11,8 @@ const at = (s: number) => new Date(T0.getTime() + s * 1000);
 
 async function hosts() {
   const root = path.join(await tempDir(), 'archive');
-  const a = await openArchive({ root, host: 'alpha', hostId: 'id-alpha' });
-  const b = await openArchive({ root, host: 'beta', hostId: 'id-beta' });
+  const a = await openArchive({ root, host: 'alpha', hostId: 'id-alpha', io });
+  const b = await openArchive({ root, host: 'beta', hostId: 'id-beta', io });
   return { root, a, b, dir: path.join(root, UUID) };
 }
 
@@ -76,7 +76,7 @@ describe('claims', () => {
   it('of several hosts racing for one free or expired claim exactly one wins', async () => {
     const { root, a } = await hosts();
     const others = await Promise.all(
-      Array.from({ length: 6 }, (_, i) => openArchive({ root, host: `h${i}`, hostId: `id-${i}` })),
+      Array.from({ length: 6 }, (_, i) => openArchive({ root, host: `h${i}`, hostId: `id-${i}`, io })),
     );
     for (const expired of [false, true]) {
       if (expired) await a.claim(UUID, { vmName: 'vm1', now: T0, leaseSeconds: 1 });

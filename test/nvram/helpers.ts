@@ -2,7 +2,18 @@ import { promises as fs } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { afterEach } from 'vitest';
+import { asyncIo, syncIo, type Io, type IoFor } from '../../src/io/fs-api';
 import type { Faults } from '../../src/io/safe-fs';
+
+const api = process.env.OVMF_HOOK_TEST_FS_API;
+if (api !== undefined && api !== 'sync') throw new Error(`OVMF_HOOK_TEST_FS_API=${api}: only "sync" is known`);
+/**
+ * The file API the NVRAM tests pass to everything they call: fs.promises, or the synchronous one
+ * in the `unit-sync-io` project, whose setup (test/support/sync-io.ts) sets OVMF_HOOK_TEST_FS_API.
+ */
+export const io: Io = api === 'sync' ? syncIo : asyncIo;
+/** `io` for every path: what the lifecycle functions take. */
+export const ioFor: IoFor = () => io;
 
 const made: string[] = [];
 

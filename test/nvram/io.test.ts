@@ -2,30 +2,29 @@ import { mkdtempSync, realpathSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
-import { ioFor, isLocalFilesystem, setSyncIoRoots, useSyncIoOnLocalDirs } from '../../src/io/fs-api';
+import { allAsync, asyncIo, ioForLocalDirs, isLocalFilesystem, localDirs, syncIo } from '../../src/io/fs-api';
 
 const tmp = realpathSync(tmpdir());
-const initialRoots = (): string[] => (ioFor(path.join(tmp, 'x')) === ioFor('/nonexistent-root/x') ? [] : [tmp]);
-const before = initialRoots(); // the unit-sync-io project starts with the temp dir registered
-afterEach(() => setSyncIoRoots(before));
 
-describe('ioFor: which file API a path gets', () => {
-  it('paths under a registered directory (normalised) get one API, all others the other', () => {
-    setSyncIoRoots([]);
-    const async = ioFor('/srv/anything');
-    expect(ioFor(path.join(tmp, 'a'))).toBe(async);
-    setSyncIoRoots(['/srv/./local/']);
-    const sync = ioFor('/srv/local/a/b');
-    expect(sync).not.toBe(async);
-    expect(ioFor('/srv/local')).toBe(sync);
-    expect(ioFor('/srv/localother/a')).toBe(async); // a name prefix is not a parent
-    expect(ioFor('/srv')).toBe(async);
+describe('ioForLocalDirs: which file API a path gets', () => {
+  it('paths under a given directory (normalised) get the synchronous API, all others fs.promises', () => {
+    const io = ioForLocalDirs(['/srv/./local/']);
+    expect(io('/srv/local/a/b')).toBe(syncIo);
+    expect(io('/srv/local')).toBe(syncIo);
+    expect(io('/srv/localother/a')).toBe(asyncIo); // a name prefix is not a parent
+    expect(io('/srv')).toBe(asyncIo);
+    expect(io(path.join(tmp, 'a'))).toBe(asyncIo);
   });
 
-  it.each([['fs.promises', [] as string[]], ['synchronous', [tmp]]])('%s: errors are rejections, never synchronous throws', async (_, roots) => {
-    setSyncIoRoots(roots);
+  it('no directories, or allAsync: fs.promises everywhere', () => {
+    for (const io of [ioForLocalDirs([]), allAsync]) {
+      expect(io('/srv/anything')).toBe(asyncIo);
+      expect(io(path.join(tmp, 'a'))).toBe(asyncIo);
+    }
+  });
+
+  it.each([['fs.promises', asyncIo], ['synchronous', syncIo]])('%s: errors are rejections, never synchronous throws', async (_, io) => {
     const missing = path.join(tmp, `ovmfhook-io-missing-${process.pid}`, 'f');
-    const io = ioFor(missing);
     let p: Promise<unknown> | undefined;
     expect(() => (p = io.unlink(missing))).not.toThrow();
     await expect(p).rejects.toMatchObject({ code: 'ENOENT' });
@@ -34,7 +33,7 @@ describe('ioFor: which file API a path gets', () => {
   });
 });
 
-describe('isLocalFilesystem / useSyncIoOnLocalDirs', () => {
+describe('isLocalFilesystem / localDirs', () => {
   const made: string[] = [];
   afterEach(() => made.splice(0).forEach((d) => rmSync(d, { recursive: true, force: true })));
 
@@ -48,14 +47,14 @@ describe('isLocalFilesystem / useSyncIoOnLocalDirs', () => {
     expect(await isLocalFilesystem(path.join(d, 'missing'))).toBe(false);
   });
 
-  it('registers only the local directories (trailing slashes ignored) and says which', async () => {
-    setSyncIoRoots([]);
+  it('keeps only the local directories (trailing slashes ignored); their files then get the synchronous API', async () => {
     const d = mkdtempSync(path.join(tmp, 'ovmfhook-io-'));
     made.push(d);
-    const before = ioFor('/proc/self');
-    expect(await useSyncIoOnLocalDirs([`${d}/`, '/proc', path.join(d, 'missing')])).toEqual([d]);
-    expect(ioFor(path.join(d, 'f'))).not.toBe(before);
-    expect(ioFor('/proc/self')).toBe(before);
-    expect(ioFor(path.join(d, 'missing', 'f'))).not.toBe(before); // under a local directory
+    const local = await localDirs([`${d}/`, '/proc', path.join(d, 'missing')]);
+    expect(local).toEqual([d]);
+    const io = ioForLocalDirs(local);
+    expect(io(path.join(d, 'f'))).toBe(syncIo);
+    expect(io('/proc/self')).toBe(asyncIo);
+    expect(io(path.join(d, 'missing', 'f'))).toBe(syncIo); // under a local directory
   });
 });

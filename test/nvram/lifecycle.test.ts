@@ -6,7 +6,7 @@ import { openArchive } from '../../src/io/archive';
 import { prepareNvram, releaseNvram, resetNvram, restoreGeneration, type PrepareOptions, type ReleaseOptions } from '../../src/io/lifecycle';
 import { getLocalState } from '../../src/io/local-state';
 import { ATOMIC_WRITE_STEPS, sha256 } from '../../src/io/safe-fs';
-import { bytes, killAt, tempDir, throwAt } from './helpers';
+import { bytes, io, ioFor, killAt, tempDir, throwAt } from './helpers';
 
 const UUID = 'aaaaaaaa-bbbb-4ccc-8ddd-eeeeeeeeeeee';
 const SIZE = 64 * 1024;
@@ -24,9 +24,9 @@ async function cluster() {
   const templatePath = path.join(base, 'OVMF_VARS.fd');
   await fs.writeFile(templatePath, TEMPLATE);
   const host = async (name: string) => {
-    const archive = await openArchive({ root, host: name, hostId: `id-${name}` });
+    const archive = await openArchive({ root, host: name, hostId: `id-${name}`, io });
     await fs.mkdir(path.join(base, name, 'nvram'), { recursive: true });
-    return { archive, stateDir: path.join(base, name, 'state'), nvramPath: path.join(base, name, 'nvram', 'vm1_VARS.fd'), templatePath };
+    return { archive, stateDir: path.join(base, name, 'state'), nvramPath: path.join(base, name, 'nvram', 'vm1_VARS.fd'), templatePath, io: ioFor };
   };
   return { base, root, templatePath, a: await host('alpha'), b: await host('beta') };
 }
@@ -49,7 +49,7 @@ describe('prepare / release across hosts', () => {
     expect(st.mode & 0o777).toBe(0o600);
     if (isRoot) expect([st.uid, st.gid]).toEqual([1234, 5678]);
     expect((await a.archive.claimInfo(UUID))?.host).toBe('alpha');
-    expect(await getLocalState(a.stateDir, UUID)).toMatchObject({ generation: null, sha256: sha256(TEMPLATE) });
+    expect(await getLocalState(a.stateDir, UUID, { io })).toMatchObject({ generation: null, sha256: sha256(TEMPLATE) });
   });
 
   it('follows the VM: archive on stop, keep when unchanged, restore the newer generation on another host', async () => {
@@ -79,7 +79,7 @@ describe('prepare / release across hosts', () => {
     await rel(a); // gen 1
     await prep(a);
     await guestWrites(a, 2);
-    const broken = { ...a, archive: await openArchive({ root, host: 'alpha', hostId: 'id-alpha', faults: throwAt('data-temp-write') }) };
+    const broken = { ...a, archive: await openArchive({ root, host: 'alpha', hostId: 'id-alpha', faults: throwAt('data-temp-write'), io }) };
     const failed = await rel(broken);
     expect(failed).toMatchObject({ action: 'failed' });
     expect(failed.action === 'failed' && failed.why).toMatch(/archiving the NVRAM of vm1 failed: injected/);
@@ -136,7 +136,7 @@ describe('prepare / release across hosts', () => {
     // alpha comes back from its hang and stops its VM: its copy is kept, but fenced
     expect(await rel(a, { now: at(300) })).toMatchObject({ action: 'archived', generation: 2, kind: 'fenced' });
     expect((await a.archive.newest(UUID))?.generation).toBe(1);
-    expect(await getLocalState(a.stateDir, UUID)).toBeNull();
+    expect(await getLocalState(a.stateDir, UUID, { io })).toBeNull();
     // next start on alpha restores beta's generation
     expect(await prep(a, { now: at(400) })).toMatchObject({ action: 'restore', generation: 1, displaced: undefined });
     expect(await localSha(a)).toBe(sha256(bytes(2, SIZE)));
@@ -155,10 +155,10 @@ describe('prepare / release across hosts', () => {
     await prep(a);
     await guestWrites(a, 1);
     expect(await prep(b, { incomingMigration: true })).toMatchObject({ action: 'keep', claim: undefined });
-    expect(await getLocalState(b.stateDir, UUID)).toMatchObject({ incomingMigration: true, generation: null });
+    expect(await getLocalState(b.stateDir, UUID, { io })).toMatchObject({ incomingMigration: true, generation: null });
     expect(await rel(a, { reason: 'migrated' })).toMatchObject({ action: 'skip' });
     expect(await a.archive.claimInfo(UUID)).toBeNull();
-    expect(await getLocalState(a.stateDir, UUID)).toBeNull();
+    expect(await getLocalState(a.stateDir, UUID, { io })).toBeNull();
     expect(await a.archive.list(UUID)).toEqual([]);
     await guestWrites(b, 2); // QEMU on beta writes the migrated flash
     expect(await rel(b)).toMatchObject({ action: 'archived', kind: 'archive', generation: 1 });

@@ -4,16 +4,16 @@ import path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { UnsafePathError } from '../../src/core/errors';
 import { ATOMIC_WRITE_STEPS, cleanupTemps, readNvramSafely, readRegularFile, sha256, writeFileAtomic } from '../../src/io/safe-fs';
-import { bytes, killAt, recorder, tempDir, throwAt } from './helpers';
+import { bytes, io, killAt, recorder, tempDir, throwAt } from './helpers';
 
 const isRoot = process.geteuid?.() === 0;
 
 describe('readNvramSafely', () => {
   it('returns null for a missing file and the data + stat for a regular one', async () => {
     const d = await tempDir();
-    expect(await readNvramSafely(path.join(d, 'nope.fd'))).toBeNull();
+    expect(await readNvramSafely(path.join(d, 'nope.fd'), { io })).toBeNull();
     await fs.writeFile(path.join(d, 'vm_VARS.fd'), bytes(7));
-    const r = await readNvramSafely(path.join(d, 'vm_VARS.fd'));
+    const r = await readNvramSafely(path.join(d, 'vm_VARS.fd'), { io });
     expect(r?.data.equals(bytes(7))).toBe(true);
     expect(r?.stat.size).toBe(4096);
   });
@@ -30,7 +30,7 @@ describe('readNvramSafely', () => {
     await fs.writeFile(shadow, 'root:secret:19000::::::\n', { mode: 0o640 });
     const p = path.join(d, 'vm_VARS.fd');
     await plant(d, shadow, p);
-    await expect(readNvramSafely(p)).rejects.toBeInstanceOf(UnsafePathError);
+    await expect(readNvramSafely(p, { io })).rejects.toBeInstanceOf(UnsafePathError);
     expect(await fs.readFile(shadow, 'utf8')).toBe('root:secret:19000::::::\n');
   });
 
@@ -40,9 +40,9 @@ describe('readNvramSafely', () => {
     await fs.writeFile(p, bytes(1));
     const fh = await fs.open(p, 'r');
     try {
-      await writeFileAtomic(p, bytes(2)); // the name now points to the new file; ours has no name left
+      await writeFileAtomic(p, bytes(2), { io }); // the name now points to the new file; ours has no name left
       // /proc/self/fd/N reaches the replaced inode exactly as an fd opened just before the rename
-      const r = await readRegularFile(`/proc/self/fd/${fh.fd}`, { noFollow: false, singleLink: true });
+      const r = await readRegularFile(`/proc/self/fd/${fh.fd}`, { noFollow: false, singleLink: true, io });
       expect(r?.stat.nlink).toBe(0);
       expect(r?.data.equals(bytes(1))).toBe(true);
     } finally {
@@ -54,8 +54,8 @@ describe('readNvramSafely', () => {
     const d = await tempDir();
     const p = path.join(d, 'vm_VARS.fd');
     await fs.writeFile(p, bytes(1, 2048));
-    await expect(readNvramSafely(p, { maxBytes: 1024 })).rejects.toThrow(/more than the 1024/);
-    await expect(readNvramSafely(p, { uids: [4242] })).rejects.toThrow(/owned by uid/);
+    await expect(readNvramSafely(p, { maxBytes: 1024, io })).rejects.toThrow(/more than the 1024/);
+    await expect(readNvramSafely(p, { uids: [4242], io })).rejects.toThrow(/owned by uid/);
   });
 });
 
@@ -64,7 +64,7 @@ describe('writeFileAtomic', () => {
     const d = await tempDir();
     const p = path.join(d, 'vm_VARS.fd');
     const rec = recorder();
-    await writeFileAtomic(p, bytes(3), { mode: 0o600, ...(isRoot ? { uid: 1234, gid: 5678 } : {}), faults: rec });
+    await writeFileAtomic(p, bytes(3), { mode: 0o600, ...(isRoot ? { uid: 1234, gid: 5678 } : {}), faults: rec, io });
     const st = await fs.stat(p);
     expect(st.mode & 0o777).toBe(0o600);
     if (isRoot) expect([st.uid, st.gid]).toEqual([1234, 5678]);
@@ -79,7 +79,7 @@ describe('writeFileAtomic', () => {
     await fs.writeFile(shadow, 'root:secret\n');
     const p = path.join(d, 'vm_VARS.fd');
     await fs.symlink(shadow, p);
-    await writeFileAtomic(p, bytes(9));
+    await writeFileAtomic(p, bytes(9), { io });
     expect(await fs.readFile(shadow, 'utf8')).toBe('root:secret\n');
     expect((await fs.lstat(p)).isFile()).toBe(true);
   });
@@ -96,7 +96,7 @@ describe('writeFileAtomic', () => {
         await fs.symlink(shadow, p);
       },
     };
-    await expect(writeFileAtomic(p, bytes(9), { faults: swap })).rejects.toBeInstanceOf(UnsafePathError);
+    await expect(writeFileAtomic(p, bytes(9), { faults: swap, io })).rejects.toBeInstanceOf(UnsafePathError);
     expect(await fs.readdir(d)).toEqual(['shadow']);
     expect(await fs.readFile(shadow, 'utf8')).toBe('root:secret\n');
   });
@@ -106,10 +106,10 @@ describe('writeFileAtomic', () => {
     const p = path.join(d, 'state.json');
     const other = {
       at: async (s: string) => {
-        if (s === 'verify') await writeFileAtomic(p, bytes(7)); // another writer renames its file in
+        if (s === 'verify') await writeFileAtomic(p, bytes(7), { io }); // another writer renames its file in
       },
     };
-    await expect(writeFileAtomic(p, bytes(6), { faults: other })).rejects.toThrow(/replaced by someone else.*; try again/);
+    await expect(writeFileAtomic(p, bytes(6), { faults: other, io })).rejects.toThrow(/replaced by someone else.*; try again/);
     expect((await fs.readFile(p)).equals(bytes(7))).toBe(true);
     expect(await fs.readdir(d)).toEqual(['state.json']);
   });
@@ -126,7 +126,7 @@ describe('writeFileAtomic', () => {
         await fs.link(shadow, p);
       },
     };
-    await expect(writeFileAtomic(p, bytes(9), { faults: plant })).rejects.toThrow(/removed it/);
+    await expect(writeFileAtomic(p, bytes(9), { faults: plant, io })).rejects.toThrow(/removed it/);
     expect(await fs.readdir(d)).toEqual(['shadow']);
     expect(await fs.readFile(shadow, 'utf8')).toBe('root:secret\n');
   });
@@ -140,7 +140,7 @@ describe('writeFileAtomic', () => {
       const d = await tempDir();
       const p = path.join(d, 'vm_VARS.fd');
       await fs.writeFile(p, old);
-      await expect(writeFileAtomic(p, neu, { faults: throwAt(s) })).rejects.toThrow(/injected/);
+      await expect(writeFileAtomic(p, neu, { faults: throwAt(s), io })).rejects.toThrow(/injected/);
       const now = await fs.readFile(p);
       expect(sha256(now)).toBe(sha256(afterRename(s) ? neu : old));
       expect(await fs.readdir(d)).toEqual(['vm_VARS.fd']);
@@ -153,9 +153,9 @@ describe('writeFileAtomic', () => {
       const p = path.join(d, 'vm_VARS.fd');
       await fs.writeFile(p, old);
       const k = killAt(s);
-      await k.start(writeFileAtomic(p, neu, { faults: k.faults }));
+      await k.start(writeFileAtomic(p, neu, { faults: k.faults, io }));
       expect([sha256(old), sha256(neu)]).toContain(sha256(await fs.readFile(p)));
-      await cleanupTemps(d, 'vm_VARS.fd');
+      await cleanupTemps(d, 'vm_VARS.fd', { io });
       expect(await fs.readdir(d)).toEqual(['vm_VARS.fd']);
     });
   });
@@ -166,9 +166,9 @@ describe('cleanupTemps', () => {
     const d = await tempDir();
     const names = ['a.fd', '.a.fd.ovmf-hook-tmp-1', '.b.fd.ovmf-hook-tmp-2', '.a.fd.other'];
     for (const n of names) await fs.writeFile(path.join(d, n), 'x');
-    expect(await cleanupTemps(d, 'a.fd', { olderThanMs: 60_000 })).toEqual([]);
-    expect(await cleanupTemps(d, 'a.fd')).toEqual([path.join(d, '.a.fd.ovmf-hook-tmp-1')]);
-    await cleanupTemps(d);
+    expect(await cleanupTemps(d, 'a.fd', { olderThanMs: 60_000, io })).toEqual([]);
+    expect(await cleanupTemps(d, 'a.fd', { io })).toEqual([path.join(d, '.a.fd.ovmf-hook-tmp-1')]);
+    await cleanupTemps(d, undefined, { io });
     expect((await fs.readdir(d)).sort()).toEqual(['.a.fd.other', 'a.fd']);
   });
 });

@@ -257,3 +257,23 @@ describe("8: libvirt's nvram directory", () => {
     expect(h.log()).not.toMatch(/\/proc\/self\/fd/);
   });
 });
+
+describe('10: smaller wrongs in what the hook says', () => {
+  it('a qemu user that does not exist here is said in the log (the NVRAM is then written owned by root)', async () => {
+    const h = host();
+    h.setConfig({ qemuUser: 'no-such-qemu-user', qemuGroup: 'no-such-qemu-group' });
+    const r = await h.run(prepare, h.xml());
+    expect(r.code, r.stderr).toBe(0);
+    expect(h.log()).toMatch(/warning: vm1: user "no-such-qemu-user" and group "no-such-qemu-group" not found on this host: the NVRAM file is written owned by root; set "qemuUser"\/"qemuGroup"/);
+    expect(statSync(h.nvramPath(VM)).uid).toBe(0);
+  });
+
+  it('log lines name the VM once ("vm1: …", never "vm1: vm1: …")', async () => {
+    const h = host();
+    h.setConfig({ qemuUser: QEMU.user, qemuGroup: `+${QEMU.uid}`, mode: 'warn', policy: { 'secure-boot': 'yes' } });
+    expect((await h.run(prepare, h.xml({ firmware: 'bios' }))).code).toBe(0); // warn: the guard logs and starts
+    expect(h.log()).toMatch(/warning: vm1: policy requires/);
+    expect(h.log()).not.toMatch(/vm1: vm1:/);
+  });
+});
+

@@ -1,7 +1,8 @@
 /** Shared bits of the rewrite tests: a Debian 12 firmware picker and a one-rule runner. */
 import { parseDomain } from '../../src/core/domain';
 import { DEFAULT_REWRITE_OPTIONS } from '../../src/core/rewrite';
-import type { Change, FirmwarePick, FirmwareRequest, RewriteOptions, Rule } from '../../src/core/rewrite/types';
+import type { FirmwareRequest } from '../../src/core/firmware';
+import type { Change, FirmwarePick, RewriteOptions, Rule } from '../../src/core/rewrite/types';
 
 export const OVMF = {
   code: '/usr/share/OVMF/OVMF_CODE_4M.fd',

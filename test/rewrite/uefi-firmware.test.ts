@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { FirmwareNotFoundError, XmlInputError } from '../../src/core/errors';
-import type { FirmwareRequest } from '../../src/core/rewrite/types';
+import type { FirmwareRequest } from '../../src/core/firmware';
 import { uefiFirmware } from '../../src/core/rewrite/uefi-firmware';
 import { OVMF, debianPicker, domainXml, runRule } from './support';
 

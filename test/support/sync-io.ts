@@ -1,9 +1,8 @@
 /**
- * Setup of the `unit-sync-io` project (vitest.config.mts): every temp directory gets the
- * synchronous file API, as the hook gives directories on a local disk (src/io/fs-api.ts).
+ * Setup of the `unit-sync-io` project (vitest.config.mts): the NVRAM tests pass their helpers'
+ * file API (test/nvram/helpers.ts, `io`) to everything they call, and this makes it the
+ * synchronous one that the hook passes for directories on a local disk (src/io/fs-api.ts). The
+ * `unit` project has no such setup: the same tests run with fs.promises, the API of network
+ * filesystems.
  */
-import { realpathSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { setSyncIoRoots } from '../../src/io/fs-api';
-
-setSyncIoRoots([tmpdir(), realpathSync(tmpdir())]);
+process.env.OVMF_HOOK_TEST_FS_API = 'sync';

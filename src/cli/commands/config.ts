@@ -12,12 +12,13 @@
  */
 import { existsSync } from 'node:fs';
 import type { Argv, CommandModule } from 'yargs';
-import { configFileForm, DEFAULT_CONFIG, type Config } from '../../core/config';
+import { configFileForm, defaultConfig, type Config } from '../../core/config';
 import { configPath, loadConfig } from '../../io';
 import { ConfigError, RefusedError } from '../../core/errors';
 // The CLI takes the hook's own log-file check (only this function: src/io/log.ts needs node:fs
 // and path, nothing of the hook's main). A later redesign moves it out of src/hook.
 import { logFileProblem } from '../../io/log';
+import { jsonOption, printJson } from '../output';
 
 export interface ConfigCheck {
   file: string;
@@ -35,8 +36,6 @@ export interface ConfigCheck {
   problems: string[];
 }
 
-const defaults = (): Config => ({ ...DEFAULT_CONFIG, policy: { ...DEFAULT_CONFIG.policy } });
-
 /** Load and check `file` like the hook does; never throws for a bad file (see `error`/`problems`). */
 export function checkConfig(file: string = configPath()): ConfigCheck {
   let config: Config;
@@ -44,7 +43,7 @@ export function checkConfig(file: string = configPath()): ConfigCheck {
     config = loadConfig(file);
   } catch (e) {
     if (!(e instanceof ConfigError)) throw e;
-    return { file, valid: false, absent: false, config: defaults(), error: e.message, problems: [e.message] };
+    return { file, valid: false, absent: false, config: defaultConfig(), error: e.message, problems: [e.message] };
   }
   const absent = !existsSync(file); // loadConfig gives the defaults only for a missing file
   if (config.logFile === undefined) return { file, valid: true, absent, config, problems: [] };
@@ -70,11 +69,11 @@ interface FileArgs {
 const fileAndJson = (y: Argv, what: string): Argv<FileArgs> =>
   y
     .option('file', { type: 'string', describe: 'Config file (default: $OVMF_HOOK_CONFIG or /etc/ovmf-hook/config.json)' })
-    .option('json', { type: 'boolean', default: false, describe: what }) as unknown as Argv<FileArgs>;
+    .option('json', jsonOption(what)) as unknown as Argv<FileArgs>;
 
 function check(argv: FileArgs): void {
   const c = checkConfig(argv.file || configPath());
-  if (argv.json) process.stdout.write(`${JSON.stringify({ file: c.file, valid: c.valid, absent: c.absent, problems: c.problems }, null, 2)}\n`);
+  if (argv.json) printJson({ file: c.file, valid: c.valid, absent: c.absent, problems: c.problems });
   if (!c.valid) throw new ConfigError(c.file, c.error ?? c.problems[0]!); // exit 2
   if (c.problems.length) throw new RefusedError(c.problems[0]!); // exit 1 (one problem at most today: logFile)
   if (!argv.json) process.stdout.write(c.absent ? `${c.file} absent: built-in defaults\n` : `${c.file}: valid\n`);
@@ -85,7 +84,7 @@ function show(argv: FileArgs): void {
   const config = loadConfig(file); // a ConfigError: one line, exit 2
   const form = configFileForm(config);
   const doc = argv.json ? { file, absent: !existsSync(file), config: form } : form;
-  process.stdout.write(`${JSON.stringify(doc, null, 2)}\n`);
+  printJson(doc);
 }
 
 const checkCommand: CommandModule<object, FileArgs> = {

@@ -15,6 +15,7 @@ import { loadConfig } from '../../io';
 import { parseDomain } from '../../core/domain';
 import { isOvmfHookError, OvmfHookError, RefusedError, UsageError } from '../../core/errors';
 import { globMatch } from '../../core/firmware';
+import { plural } from '../../core/text';
 import { loadCatalog, type FirmwareCatalog } from '../../io';
 import { unifiedDiff } from '../diff';
 import { catalogPicker, rewriteWithPolicy, withRewriteFlags, type RewriteFlags } from '../rewrite-options';
@@ -55,8 +56,6 @@ interface Env {
   /** --all: a running domain is out of scope (skipped), not a refusal */
   skipRunning: boolean;
 }
-
-const plural = (n: number, word: string) => `${n} ${word}${n === 1 ? '' : 's'}`;
 
 /**
  * How to convert a transient domain: it has no persistent definition (`virsh define` would make
@@ -202,39 +201,6 @@ function prefetching(virsh: VirshRunner, batch: VirshBatchRunner): { virsh: Virs
 }
 
 /** Load now (while virsh runs); the result, or the error, when it is asked for. */
-/**
- * A small BIOS domain of the kind convert is for. Rewriting it while libvirt answers (~17 ms)
- * runs the parser and the rules once before the real domain arrives: its rewrite then takes
- * ~2 ms instead of ~4 (a CLI process is cold: each function's first run is the slow one).
- */
-const WARM_UP_DOMAIN = `<domain type='kvm'>
-  <name>warm-up</name>
-  <uuid>00000000-0000-4000-8000-000000000000</uuid>
-  <memory unit='KiB'>1048576</memory>
-  <os><type arch='x86_64' machine='pc-i440fx-7.2'>hvm</type><boot dev='hd'/></os>
-  <features><acpi/><apic/></features>
-  <devices>
-    <disk type='file' device='disk'><driver name='qemu' type='qcow2'/><source file='/dev/null'/><target dev='hda' bus='ide'/><address type='drive' controller='0' bus='0' target='0' unit='0'/></disk>
-    <controller type='usb' index='0' model='piix3-uhci'><address type='pci' domain='0x0000' bus='0x00' slot='0x01' function='0x2'/></controller>
-    <controller type='pci' index='0' model='pci-root'/>
-    <controller type='ide' index='0'><address type='pci' domain='0x0000' bus='0x00' slot='0x01' function='0x1'/></controller>
-    <interface type='network'><mac address='52:54:00:00:00:01'/><source network='default'/><model type='e1000'/><address type='pci' domain='0x0000' bus='0x00' slot='0x03' function='0x0'/></interface>
-    <input type='tablet' bus='usb'/>
-    <video><model type='cirrus'/><address type='pci' domain='0x0000' bus='0x00' slot='0x02' function='0x0'/></video>
-  </devices>
-</domain>
-`;
-
-/** Rewrite (and diff) WARM_UP_DOMAIN, discarding the result; never fails. */
-function warmUp(env: Env): void {
-  try {
-    const r = env.rewrite(WARM_UP_DOMAIN);
-    if (r.changed) unifiedDiff(WARM_UP_DOMAIN, r.xml, { from: 'a', to: 'b' });
-  } catch {
-    /* the real domain will show any problem */
-  }
-}
-
 function preloaded(load: () => FirmwareCatalog): () => FirmwareCatalog {
   let catalog: FirmwareCatalog | undefined;
   let error: unknown;
@@ -290,7 +256,6 @@ export async function runConvert(args: ConvertArgs, deps: CliDeps = {}): Promise
     skipRunning: Boolean(args.all),
     rewrite: (xml) => rewriteWithPolicy(parseDomain(xml), ctx.config, args, pick),
   };
-  if (early) warmUp(env);
 
   if (!args.all && names.length === 1) {
     process.stderr.write(`${line(names[0], await convertOne(env, names[0]))}\n`);

@@ -7,12 +7,14 @@ import { execFileSync } from 'node:child_process';
 import { accessSync, closeSync, constants, existsSync, lstatSync, openSync, readdirSync, readFileSync, readSync, realpathSync, statSync } from 'node:fs';
 import { posix } from 'node:path';
 import type { Argv, CommandModule } from 'yargs';
-import { configPath, hostIdentity, qemuOwnerNames } from '../../io';
+import { configPath, hostIdentity, lookupId, qemuOwnerNames } from '../../io';
 import { type Config } from '../../core/config';
-import { isOvmfHookError, RefusedError } from '../../core/errors';
+import { errorMessage, isOvmfHookError, RefusedError } from '../../core/errors';
+import { octalMode, plural } from '../../core/text';
 import { loadCatalog, statSizes } from '../../io';
 import { openArchive, type Archive } from '../../io';
 import { ensurePrivateDir } from '../../io/safe-fs';
+import { jsonOption, printJson } from '../output';
 import { table } from '../table';
 import { checkConfig } from './config';
 import { flashOf } from './firmware';
@@ -36,6 +38,8 @@ export interface DoctorOptions {
   pidFiles?: readonly string[];
   /** Default /proc. */
   procDir?: string;
+  /** Where install.sh notes the daemon reloads it did (default /run/ovmf-hook). */
+  runDir?: string;
   /** Default /etc/libvirt/qemu.conf. */
   qemuConf?: string;
   /** Default /etc/passwd and /etc/group. */
@@ -50,7 +54,7 @@ export interface DoctorOptions {
 
 /** The marker install.sh and the build put into the hook (see scripts/build.mjs). */
 export const HOOK_MARKER = 'ovmf-hook: libvirt QEMU hook';
-const MIN_NODE_MAJOR = 20;
+const MIN_NODE_MAJOR = 18;
 const APPARMOR_EXEC_DIRS = ['/usr/bin', '/bin'];
 /** Linux USER_HZ: /proc/<pid>/stat start times are in these ticks on every mainstream architecture. */
 const CLOCK_TICKS = 100;
@@ -59,8 +63,6 @@ const INSTALL = 'run: sudo ./install.sh from the ovmf-hook checkout';
 const ok = (check: string, detail: string): DoctorCheck => ({ check, verdict: 'ok', detail });
 const warn = (check: string, detail: string, fix: string): DoctorCheck => ({ check, verdict: 'warn', detail, fix });
 const fail = (check: string, detail: string, fix: string): DoctorCheck => ({ check, verdict: 'FAIL', detail, fix });
-const message = (e: unknown) => (e instanceof Error ? e.message : String(e));
-const octal = (mode: number) => (mode & 0o7777).toString(8).padStart(4, '0');
 const iso = (ms: number) => new Date(ms).toISOString().replace(/\.\d+Z$/, 'Z');
 
 function head(file: string, bytes = 4096): string {
@@ -131,12 +133,12 @@ function hookCheck(hook: string): { check: DoctorCheck; interpreter?: Interprete
   try {
     text = head(hook);
   } catch (e) {
-    return { check: fail('hook', `cannot read ${hook}: ${message(e)}`, 'run doctor as root') };
+    return { check: fail('hook', `cannot read ${hook}: ${errorMessage(e)}`, 'run doctor as root') };
   }
   if (!text.includes(HOOK_MARKER))
     return { check: fail('hook', `${hook} is not ovmf-hook's (a foreign hook)`, `${INSTALL}: it moves the foreign hook to qemu.d/, where it keeps running`) };
-  if ((st.mode & 0o111) === 0) return { check: fail('hook', `${hook} is not executable (mode ${octal(st.mode)}): libvirt skips it`, `run: chmod 755 ${hook}`) };
-  if (st.mode & 0o022) return { check: fail('hook', `${hook} is writable by group/other (mode ${octal(st.mode)}): anyone could run code as root`, `run: chmod go-w ${hook}`) };
+  if ((st.mode & 0o111) === 0) return { check: fail('hook', `${hook} is not executable (mode ${octalMode(st.mode)}): libvirt skips it`, `run: chmod 755 ${hook}`) };
+  if (st.mode & 0o022) return { check: fail('hook', `${hook} is writable by group/other (mode ${octalMode(st.mode)}): anyone could run code as root`, `run: chmod go-w ${hook}`) };
   const interpreter = shebang(text);
   if (!interpreter) return { check: fail('hook', `${hook} has no #! interpreter line`, INSTALL) };
   if (interpreter.viaEnv) return { check: ok('hook', `${hook} is ovmf-hook's, runs ${interpreter.path} from libvirt's PATH`), interpreter };
@@ -158,7 +160,7 @@ function nodeCheck(interpreter: Interpreter | undefined, execPath: string, nodeV
     try {
       version = execFileSync(node, ['-p', 'process.versions.node'], { encoding: 'utf8', timeout: 10_000, stdio: ['ignore', 'pipe', 'ignore'] }).trim();
     } catch (e) {
-      return fail('node', `cannot run ${who} ${node}: ${message(e).split('\n')[0]}`, `install Node.js ${MIN_NODE_MAJOR}+ as /usr/bin/node, then ${INSTALL}`);
+      return fail('node', `cannot run ${who} ${node}: ${errorMessage(e).split('\n')[0]}`, `install Node.js ${MIN_NODE_MAJOR}+ as /usr/bin/node, then ${INSTALL}`);
     }
   }
   const major = Number(/^v?(\d+)\./.exec(version)?.[1]);
@@ -250,13 +252,15 @@ function runningDaemons(pidFiles: readonly string[], procDir: string): Daemon[] 
   });
 }
 
-function reloadCheck(hook: string, hookDir: string, pidFiles: readonly string[], procDir: string): DoctorCheck {
+function reloadCheck(hook: string, hookDir: string, pidFiles: readonly string[], procDir: string, runDir: string): DoctorCheck {
   const files = [...(existsSync(hook) ? [{ path: hook, mtimeMs: lstatSync(hook).mtimeMs }] : []), ...hookDirEntries(hookDir)];
   if (!files.length) return ok('daemon', 'no hook installed: nothing for libvirt to pick up');
   const daemons = runningDaemons(pidFiles, procDir);
   if (!daemons.length) return ok('daemon', 'no libvirtd/virtqemud running: it finds the hook when it starts');
   const newest = files.reduce((a, b) => (b.mtimeMs > a.mtimeMs ? b : a));
-  const stale = daemons.filter((d) => d.startMs < newest.mtimeMs);
+  // the last moment the daemon picked hooks up: its start, or a reload install.sh did (and noted)
+  const pickedUp = (d: Daemon): number => Math.max(d.startMs, reloadNoted(runDir, d) ?? 0);
+  const stale = daemons.filter((d) => pickedUp(d) < newest.mtimeMs);
   if (stale.length) {
     const d = stale[0];
     return warn(
@@ -265,7 +269,19 @@ function reloadCheck(hook: string, hookDir: string, pidFiles: readonly string[],
       `run: systemctl reload ${d.name}`,
     );
   }
-  return ok('daemon', daemons.map((d) => `${d.name} (pid ${d.pid}) started after the hook was installed`).join('; '));
+  return ok('daemon', daemons.map((d) => `${d.name} (pid ${d.pid}) ${pickedUp(d) > d.startMs ? `was reloaded at ${iso(pickedUp(d))}` : 'started'} after the hook was installed`).join('; '));
+}
+
+/** When install.sh reloaded this very daemon process (`<runDir>/reload-<name>`: pid and time), if it did. */
+function reloadNoted(runDir: string, d: Daemon): number | undefined {
+  try {
+    const text = readFileSync(posix.join(runDir, `reload-${d.name}`), 'utf8');
+    const pid = Number(/^pid=(\d+)$/m.exec(text)?.[1]);
+    const time = Number(/^time_ms=(\d+)$/m.exec(text)?.[1]);
+    return pid === d.pid && Number.isFinite(time) ? time : undefined;
+  } catch {
+    return undefined;
+  }
 }
 
 // ─── firmware ───────────────────────────────────────────────────────────────────────────────
@@ -301,15 +317,15 @@ async function privateDirCheck(check: string, dir: string, opts: { ancestors: bo
       const cut = e.message.lastIndexOf('; ');
       return cut < 0 ? fail(check, e.message, `fix the ownership and mode of ${dir} and its parents`) : fail(check, e.message.slice(0, cut), e.message.slice(cut + 2));
     }
-    return fail(check, `${dir}: ${message(e)}`, 'run doctor as root');
+    return fail(check, `${dir}: ${errorMessage(e)}`, 'run doctor as root');
   }
   try {
     accessSync(dir, constants.W_OK);
   } catch (e) {
-    return fail(check, `${dir} is not writable (${(e as NodeJS.ErrnoException).code ?? message(e)}; a read-only mount?)`, 'mount it read-write (on NFS: rw,no_root_squash)');
+    return fail(check, `${dir} is not writable (${(e as NodeJS.ErrnoException).code ?? errorMessage(e)}; a read-only mount?)`, 'mount it read-write (on NFS: rw,no_root_squash)');
   }
   const mode = statSync(dir).mode;
-  if (mode & 0o077) return warn(check, `${dir} is readable by others (mode ${octal(mode)}); NVRAM holds Secure Boot keys and boot entries`, `run: chmod 700 ${dir}`);
+  if (mode & 0o077) return warn(check, `${dir} is readable by others (mode ${octalMode(mode)}); NVRAM holds Secure Boot keys and boot entries`, `run: chmod 700 ${dir}`);
   return ok(check, `${dir} is root-only (0700) and writable`);
 }
 
@@ -334,7 +350,7 @@ async function archiveIntegrityCheck(config: Config, archiveLine: DoctorCheck): 
     archive = await openArchive({ root, host, hostId });
     vms = await archive.listVms();
   } catch (e) {
-    return warn(check, `cannot list ${root}: ${message(e)}`, 'run doctor as root; see the archive line');
+    return warn(check, `cannot list ${root}: ${errorMessage(e)}`, 'run doctor as root; see the archive line');
   }
   const corrupt: { uuid: string; name?: string; generations: number[] }[] = [];
   const unreadable: string[] = [];
@@ -346,13 +362,12 @@ async function archiveIntegrityCheck(config: Config, archiveLine: DoctorCheck): 
         const gens = await archive.listCorrupt(uuid);
         if (gens.length) corrupt.push({ uuid, name: gens.find((g) => g.meta)?.meta?.vmName, generations: gens.map((g) => g.generation) });
       } catch (e) {
-        unreadable.push(`${uuid}: ${message(e)}`);
+        unreadable.push(`${uuid}: ${errorMessage(e)}`);
       }
     }
   };
   await Promise.all(Array.from({ length: Math.min(ARCHIVE_SCAN_CONCURRENCY, vms.length) }, worker));
   corrupt.sort((a, b) => (a.uuid < b.uuid ? -1 : 1));
-  const plural = (n: number, w: string) => `${n} ${w}${n === 1 ? '' : 's'}`;
   const fix = `look at a VM's generations: ovmf-hook nvram list <VM> (the corrupt files stay in ${root}/<uuid>/ for inspection); ovmf-hook nvram repair verifies every generation`;
   if (corrupt.length) {
     const gens = corrupt.reduce((n, c) => n + c.generations.length, 0);
@@ -367,21 +382,10 @@ async function archiveIntegrityCheck(config: Config, archiveLine: DoctorCheck): 
 
 // ─── qemu user ──────────────────────────────────────────────────────────────────────────────
 
-/** Numeric id of `name` in a passwd/group file ("+N" and plain numbers are ids already). */
-function idOf(file: string, name: string): number | undefined {
-  if (/^\+?\d+$/.test(name)) return Number(name.replace('+', ''));
-  try {
-    const line = readFileSync(file, 'utf8').split('\n').find((l) => l.split(':')[0] === name);
-    return line === undefined ? undefined : Number(line.split(':')[2]);
-  } catch {
-    return undefined;
-  }
-}
-
 function qemuUserCheck(config: Config, qemuConf: string, passwdFile: string, groupFile: string): DoctorCheck {
   const { user, group } = qemuOwnerNames(config, qemuConf);
-  const uid = idOf(passwdFile, user);
-  const gid = idOf(groupFile, group);
+  const uid = lookupId(passwdFile, user);
+  const gid = lookupId(groupFile, group);
   const missing = [uid === undefined && `user ${user} is not in ${passwdFile}`, gid === undefined && `group ${group} is not in ${groupFile}`].filter(Boolean);
   if (missing.length)
     return fail('qemu user', `${missing.join('; ')}: NVRAM files could not be given to QEMU`, 'install libvirt\'s QEMU driver (it creates the account), or set "qemuUser"/"qemuGroup" in the config');
@@ -406,7 +410,7 @@ export async function runDoctor(o: DoctorOptions = {}): Promise<DoctorCheck[]> {
     nodeCheck(h.interpreter, o.execPath ?? process.execPath, o.nodeVersion ?? process.versions.node),
     h.check,
     hookDirCheck(hookDir),
-    reloadCheck(hook, hookDir, o.pidFiles ?? ['/run/libvirtd.pid', '/run/virtqemud.pid'], o.procDir ?? '/proc'),
+    reloadCheck(hook, hookDir, o.pidFiles ?? ['/run/libvirtd.pid', '/run/virtqemud.pid'], o.procDir ?? '/proc', o.runDir ?? '/run/ovmf-hook'),
     ...firmwareChecks(config, o.firmwareExists),
     archive,
     await archiveIntegrityCheck(config, archive),
@@ -426,11 +430,11 @@ export function makeDoctorCommand(options: DoctorOptions = {}): CommandModule<ob
   return {
     command: 'doctor',
     describe: 'Check that this host is ready for the hook (config, log file, node, hook install, libvirt, OVMF, archive, archive integrity)',
-    builder: (y: Argv) => y.option('json', { type: 'boolean', default: false, describe: 'one JSON document on stdout' }),
+    builder: (y: Argv) => y.option('json', jsonOption()),
     handler: async (argv) => {
       const checks = await runDoctor(options);
       const failed = checks.filter((c) => c.verdict === 'FAIL');
-      if (argv.json === true) process.stdout.write(`${JSON.stringify({ ok: failed.length === 0, checks }, null, 2)}\n`);
+      if (argv.json === true) printJson({ ok: failed.length === 0, checks });
       else process.stdout.write(renderDoctor(checks));
       if (failed.length) throw new RefusedError(`doctor: ${failed.length} check${failed.length > 1 ? 's' : ''} failed (${failed.map((c) => c.check).join(', ')}); see the fixes above`);
     },

@@ -1,8 +1,10 @@
 /** `ovmf-hook firmware list [--json] [--root DIR...]`: the host's firmware catalog in match order. */
 import type { Argv, CommandModule } from 'yargs';
+import { DEFAULT_CONFIG } from '../../core/config';
 import { isOvmfHookError } from '../../core/errors';
 import { checkFlashPair, sizeClass, type FirmwareDescriptor, type SizeMap } from '../../core/firmware';
 import { loadCatalog, statSizes } from '../../io';
+import { jsonOption, printJson } from '../output';
 import { table } from '../table';
 
 interface ListArgs {
@@ -41,7 +43,7 @@ function list(argv: ListArgs): void {
   }));
 
   if (argv.json) {
-    process.stdout.write(JSON.stringify({ source: catalog.source, descriptors: entries, warnings: catalog.warnings }, null, 2) + '\n');
+    printJson({ source: catalog.source, descriptors: entries, warnings: catalog.warnings });
     return;
   }
   for (const w of catalog.warnings) process.stderr.write(`ovmf-hook: warning: ${w}\n`);
@@ -68,11 +70,11 @@ const listCommand: CommandModule<object, ListArgs> = {
   describe: 'List firmware descriptors in the order libvirt tries them, with flash sizes',
   builder: (y: Argv) =>
     y
-      .option('json', { type: 'boolean', default: false, describe: 'Print one JSON document' })
+      .option('json', jsonOption('Print one JSON document'))
       .option('root', {
         type: 'string',
         array: true,
-        describe: 'Descriptor directory, least specific first (repeatable; default /usr/share/qemu/firmware /etc/qemu/firmware)',
+        describe: `Descriptor directory, least specific first (repeatable; default ${DEFAULT_CONFIG.firmwareDirs.join(' ')})`,
       }) as unknown as Argv<ListArgs>,
   handler: list,
 };

@@ -19,6 +19,7 @@ import {
   varstoreToJson,
   type ParsedVarstore,
 } from '../../core/varstore';
+import { jsonOption, printJson } from '../output';
 import { cliContext, resolveVm, type CliContext, type CliDeps, type Vm } from '../vm';
 
 /** Largest image we read: a combined 4 MiB OVMF.fd, with room to spare. */
@@ -118,13 +119,12 @@ export function generationArg(value: unknown, flag = '--generation'): number | u
 /** A whole-number option, read by generationArg (a string to yargs, so a typo reaches the message as typed). */
 export const numberOption = (describe: string) => ({ type: 'string', describe }) as const;
 
-const json = (doc: unknown) => process.stdout.write(`${JSON.stringify(doc, null, 2)}\n`);
 const whereFrom = (i: Image) => ({ ...(i.vm ? { vm: i.vm } : {}), ...(i.generation !== undefined ? { generation: i.generation } : {}) });
 
 async function vars(argv: { target: string; generation?: number; json: boolean }, deps: CliDeps): Promise<void> {
   const image = await readSource(await resolveSource(argv.target, lazyContext(deps)), argv.generation);
   const parsed = parse(image);
-  if (argv.json) json({ target: argv.target, ...whereFrom(image), ...varstoreToJson(parsed) });
+  if (argv.json) printJson({ target: argv.target, ...whereFrom(image), ...varstoreToJson(parsed) });
   else process.stdout.write(`${image.vm ? `${image.label}\n` : ''}${renderVarsTable(parsed)}`);
 }
 
@@ -145,11 +145,9 @@ async function diff(argv: { a: string; b?: string; from?: number; to?: number; j
   }
   const [a, b] = images;
   const d = diffVarstores(parse(a), parse(b));
-  if (argv.json) json({ a: a.label, b: b.label, ...diffToJson(d) });
+  if (argv.json) printJson({ a: a.label, b: b.label, ...diffToJson(d) });
   else process.stdout.write(`--- ${a.label}\n+++ ${b.label}\n${renderDiff(d)}`);
 }
-
-const jsonOption = { type: 'boolean', default: false, describe: 'one JSON document on stdout' } as const;
 
 export function makeNvramVarsCommand(deps: CliDeps = {}): CommandModule<object, any> {
   return {
@@ -159,7 +157,7 @@ export function makeNvramVarsCommand(deps: CliDeps = {}): CommandModule<object, 
       y
         .positional('target', { type: 'string', demandOption: true, describe: 'VM name or UUID, or the path of an OVMF VARS / NVRAM file' })
         .option('generation', numberOption('read this archived generation of the VM instead of its local NVRAM'))
-        .option('json', jsonOption),
+        .option('json', jsonOption()),
     handler: (argv) => vars({ target: String(argv.target), generation: generationArg(argv.generation), json: argv.json === true }, deps),
   };
 }
@@ -174,7 +172,7 @@ export function makeNvramDiffCommand(deps: CliDeps = {}): CommandModule<object, 
         .positional('b', { type: 'string', describe: 'the newer NVRAM file (or VM: its local NVRAM)' })
         .option('from', numberOption('VM form: the older archived generation'))
         .option('to', numberOption('VM form: the newer archived generation (default: the local NVRAM file)'))
-        .option('json', jsonOption),
+        .option('json', jsonOption()),
     handler: (argv) =>
       diff(
         {

@@ -17,9 +17,11 @@ import type { Argv, CommandModule } from 'yargs';
 import { qemuOwnerNames, resolveIds } from '../../io';
 import { type Config } from '../../core/config';
 import { ArchiveCorruptError, isOvmfHookError, RefusedError, UsageError } from '../../core/errors';
-import { getLocalState, readNvramSafely, resetNvram, restoreGeneration, sha256, type Archive, type CorruptGeneration, type NvramOwner } from '../../io';
-import { isAutoRestorable, type ClaimInfo, type GenerationMeta, type LocalState } from '../../core/nvram';
+import { getLocalState, readNvramSafely, resetNvram, restoreGeneration, sha256, type Archive, type CorruptGeneration, type NvramOwner, type ResetOptions } from '../../io';
+import { isAutoRestorable, isExpired, newestRestorable, type ClaimInfo, type GenerationMeta, type LocalState } from '../../core/nvram';
+import { genBase } from '../../io/archive';
 import { withNvramDir } from '../../io/nvram-dir';
+import { jsonOption, printJson } from '../output';
 import { table } from '../table';
 import { domainState } from '../../io/virsh';
 import { cliContext, managedNvram, requireShutOff, resolveVm, type CliContext, type CliDeps, type Vm } from '../vm';
@@ -28,12 +30,10 @@ import { generationArg, makeNvramDiffCommand, makeNvramVarsCommand, numberOption
 // ─── output helpers ─────────────────────────────────────────────────────────────────────────
 
 const print = (text: string): void => void process.stdout.write(text.endsWith('\n') ? text : `${text}\n`);
-const printJson = (doc: unknown): void => void process.stdout.write(`${JSON.stringify(doc, null, 2)}\n`);
 const short = (sha: string) => sha.slice(0, 12);
 /** ISO time without milliseconds, easier to read in a table. */
 const when = (iso: string | null | undefined) => (iso ? iso.replace('T', ' ').replace(/\.\d+Z$/, 'Z') : '-');
 const vmRef = (vm: Vm) => ({ name: vm.name, uuid: vm.uuid, defined: vm.defined });
-const newestRestorable = (metas: readonly GenerationMeta[]) => metas.filter((m) => isAutoRestorable(m.kind)).at(-1) ?? null;
 const plural = (n: number, one: string, many: string) => (n === 1 ? one : many);
 const numbers = (ns: readonly number[]) => `${plural(ns.length, 'generation', 'generations')} ${ns.join(', ')}`;
 /** How the admin names the VM on the command line: its name here, its UUID when only the archive knows it. */
@@ -71,7 +71,6 @@ async function newestValid(archive: Archive, uuid: string, metas: readonly Gener
 }
 const claimText = (c: ClaimInfo | null) =>
   c ? `held by host ${c.host} (${c.hostId}) since ${when(c.since)}, expires ${c.expires ? when(c.expires) : 'never'}` : 'none';
-const isExpired = (c: ClaimInfo, now: Date) => c.expires !== null && Date.parse(c.expires) <= now.getTime();
 /** Who owns NVRAM files written by the CLI; a qemu account missing here is said on stderr (the file is then root's). */
 function owner(config: Config): NvramOwner {
   const { uid, gid, unresolved } = resolveIds(qemuOwnerNames(config));
@@ -267,21 +266,26 @@ async function show(argv: { vm: string; generation?: number; json: boolean }, de
     table([
       ['vm', `${meta.vmName} (${vm.uuid})`],
       ['generation', `${meta.generation} of ${metas.at(-1)!.generation}${isNewest ? ' (the newest auto-restorable)' : ''}`],
-      ['kind', `${meta.kind}${autoRestorable ? '' : ' (never restored automatically; use nvram restore --generation)'}`],
-      ['sha256', meta.sha256],
-      ['size', String(meta.size)],
-      ['time', when(meta.time)],
-      ['host', `${meta.host} (${meta.hostId})`],
-      ['reason', meta.reason],
-      ['based on', meta.basedOn ? `generation ${meta.basedOn}` : '-'],
+      ...metaRows(meta, autoRestorable ? '' : ' (never restored automatically; use nvram restore --generation)'),
       ['data', data.ok ? 'ok (size and sha256 verified)' : `CORRUPT: ${data.problem}`],
     ]),
   );
 }
 
+/** The `nvram show` rows of a generation's metadata from its kind on (`kindNote` follows the kind). */
+const metaRows = (meta: GenerationMeta, kindNote = ''): string[][] => [
+  ['kind', `${meta.kind}${kindNote}`],
+  ['sha256', meta.sha256],
+  ['size', String(meta.size)],
+  ['time', when(meta.time)],
+  ['host', `${meta.host} (${meta.hostId})`],
+  ['reason', meta.reason],
+  ['based on', meta.basedOn ? `generation ${meta.basedOn}` : '-'],
+];
+
 /** A generation moved aside as corrupt: its metadata as far as it is readable, never restored. */
 function showMovedAside(vm: Vm, { generation, meta }: CorruptGeneration, asJson: boolean): void {
-  const file = `gen-${String(generation).padStart(6, '0')}.corrupt.fd`;
+  const file = `${genBase(generation)}.corrupt.fd`;
   const problem = `moved aside as corrupt (${file}): never restored`;
   if (asJson) {
     printJson({ vm: vmRef(vm), ...(meta ?? { generation }), autoRestorable: false, newestRestorable: false, data: { ok: false, movedAside: true, problem } });
@@ -291,23 +295,35 @@ function showMovedAside(vm: Vm, { generation, meta }: CorruptGeneration, asJson:
     table([
       ['vm', `${meta?.vmName ?? vm.name} (${vm.uuid})`],
       ['generation', `${generation} (moved aside: never restored; its number is not reused)`],
-      ...(meta
-        ? [
-            ['kind', meta.kind],
-            ['sha256', meta.sha256],
-            ['size', String(meta.size)],
-            ['time', when(meta.time)],
-            ['host', `${meta.host} (${meta.hostId})`],
-            ['reason', meta.reason],
-            ['based on', meta.basedOn ? `generation ${meta.basedOn}` : '-'],
-          ]
-        : [['metadata', 'unreadable']]),
+      ...(meta ? metaRows(meta) : [['metadata', 'unreadable']]),
       ['data', `CORRUPT (moved aside; kept as ${file} for inspection)`],
     ]),
   );
 }
 
 // ─── restore / reset ────────────────────────────────────────────────────────────────────────
+
+/** What `restore` and `reset` hand the lifecycle executor alike. */
+type LocalNvramChange = Pick<ResetOptions, 'archive' | 'stateDir' | 'uuid' | 'vmName' | 'nvramPath' | 'nvramIo' | 'owner' | 'claimLeaseSeconds' | 'whileLocked'>;
+
+/** Replace a shut-off VM's local NVRAM (`run` does it) through a held handle on libvirt's nvram directory. */
+async function changeLocalNvram<R>(ctx: CliContext, vm: Vm, nvramPath: string, archive: Archive, verb: 'restore' | 'reset', run: (o: LocalNvramChange) => Promise<R>): Promise<R> {
+  const who = owner(ctx.config);
+  return withNvramDir(ctx.config.nvramDir, [0, who.uid ?? 0], (dir) =>
+    run({
+      archive,
+      stateDir: ctx.config.stateDir,
+      uuid: vm.uuid,
+      vmName: vm.name,
+      nvramPath,
+      nvramIo: dir.file(nvramPath),
+      owner: who,
+      claimLeaseSeconds: ctx.config.claimLeaseSeconds,
+      // asked with the VM's lock held: no start can begin between this answer and the write
+      whileLocked: () => requireShutOff(vm, ctx.virsh, verb),
+    }),
+  );
+}
 
 async function restore(argv: { vm: string; generation?: number; json: boolean }, deps: CliDeps): Promise<void> {
   const ctx = cliContext(deps);
@@ -316,22 +332,7 @@ async function restore(argv: { vm: string; generation?: number; json: boolean },
   const archive = await ctx.archive();
   const generation = argv.generation ?? (await archive.newest(vm.uuid))?.generation;
   if (generation === undefined) throw new UsageError(`${vm.name} has no auto-restorable generation; pick one with --generation N (see: ovmf-hook nvram list ${vm.name})`);
-  const who = owner(ctx.config);
-  const r = await withNvramDir(ctx.config.nvramDir, [0, who.uid ?? 0], (dir) =>
-    restoreGeneration({
-      archive,
-      stateDir: ctx.config.stateDir,
-      uuid: vm.uuid,
-      vmName: vm.name,
-      nvramPath,
-      nvramIo: dir.file(nvramPath),
-      generation,
-      owner: who,
-      claimLeaseSeconds: ctx.config.claimLeaseSeconds,
-      // asked with the VM's lock held: no start can begin between this answer and the write
-      whileLocked: () => requireShutOff(vm, ctx.virsh, 'restore'),
-    }),
-  );
+  const r = await changeLocalNvram(ctx, vm, nvramPath, archive, 'restore', (o) => restoreGeneration({ ...o, generation }));
   if (argv.json) return printJson({ vm: vmRef(vm), nvram: nvramPath, ...r });
   print(
     `${vm.name}: restored generation ${r.from} to ${nvramPath}; ${r.generation === r.from ? 'it is the newest generation' : `archived again as generation ${r.generation}, the newest`}` +
@@ -345,22 +346,8 @@ async function reset(argv: { vm: string; json: boolean }, deps: CliDeps): Promis
   const nvramPath = managedNvram(vm);
   if (!vm.template) throw new UsageError(`${vm.name}: no OVMF VARS template known for its firmware; set <nvram template='…'> in the domain`);
   const archive = await ctx.archive({ create: true });
-  const who = owner(ctx.config);
   const template = vm.template;
-  const r = await withNvramDir(ctx.config.nvramDir, [0, who.uid ?? 0], (dir) =>
-    resetNvram({
-      archive,
-      stateDir: ctx.config.stateDir,
-      uuid: vm.uuid,
-      vmName: vm.name,
-      nvramPath,
-      nvramIo: dir.file(nvramPath),
-      templatePath: template,
-      owner: who,
-      claimLeaseSeconds: ctx.config.claimLeaseSeconds,
-      whileLocked: () => requireShutOff(vm, ctx.virsh, 'reset'),
-    }),
-  );
+  const r = await changeLocalNvram(ctx, vm, nvramPath, archive, 'reset', (o) => resetNvram({ ...o, templatePath: template }));
   if (argv.json) return printJson({ vm: vmRef(vm), nvram: nvramPath, template: vm.template, ...r });
   print(
     `${vm.name}: reset ${nvramPath} to the template ${vm.template} (archived as generation ${r.generation})` +
@@ -503,7 +490,6 @@ async function unlock(argv: { vm: string; force: boolean; json: boolean }, deps:
 
 // ─── command tree ───────────────────────────────────────────────────────────────────────────
 
-const jsonOption = { type: 'boolean', default: false, describe: 'one JSON document on stdout' } as const;
 const vmPositional = { type: 'string', demandOption: true, describe: 'VM name or UUID (a UUID also works for VMs only the archive knows)' } as const;
 
 export interface NvramCommandDeps extends CliDeps {
@@ -518,26 +504,26 @@ export function makeNvramCommand(deps: NvramCommandDeps = {}): CommandModule<obj
     {
       command: 'list [vm]',
       describe: "List archived VMs, or one VM's generations, claim and local NVRAM",
-      builder: (y: Argv) => y.positional('vm', { type: 'string', describe: 'VM name or UUID (default: every VM in the archive)' }).option('json', jsonOption),
+      builder: (y: Argv) => y.positional('vm', { type: 'string', describe: 'VM name or UUID (default: every VM in the archive)' }).option('json', jsonOption()),
       handler: (a) => list({ vm: a.vm === undefined ? undefined : String(a.vm), json: a.json === true }, deps),
     },
     {
       command: 'show <vm>',
       describe: "Show one archived generation's metadata and verify its data",
-      builder: (y: Argv) => y.positional('vm', vmPositional).option('generation', numberOption('generation number (default: the newest)')).option('json', jsonOption),
+      builder: (y: Argv) => y.positional('vm', vmPositional).option('generation', numberOption('generation number (default: the newest)')).option('json', jsonOption()),
       handler: (a) => show({ vm: String(a.vm), generation: generationArg(a.generation), json: a.json === true }, deps),
     },
     {
       command: 'restore <vm>',
       describe: 'Write an archived generation back to the local NVRAM of a shut-off VM',
       builder: (y: Argv) =>
-        y.positional('vm', vmPositional).option('generation', numberOption('generation number (default: the newest auto-restorable)')).option('json', jsonOption),
+        y.positional('vm', vmPositional).option('generation', numberOption('generation number (default: the newest auto-restorable)')).option('json', jsonOption()),
       handler: (a) => restore({ vm: String(a.vm), generation: generationArg(a.generation), json: a.json === true }, deps),
     },
     {
       command: 'reset <vm>',
       describe: "Reset a shut-off VM's NVRAM to the OVMF template (the old one is kept as a generation)",
-      builder: (y: Argv) => y.positional('vm', vmPositional).option('json', jsonOption),
+      builder: (y: Argv) => y.positional('vm', vmPositional).option('json', jsonOption()),
       handler: (a) => reset({ vm: String(a.vm), json: a.json === true }, deps),
     },
     {
@@ -547,7 +533,7 @@ export function makeNvramCommand(deps: NvramCommandDeps = {}): CommandModule<obj
         y
           .positional('vm', { type: 'string', describe: 'VM name or UUID (default: every VM in the archive)' })
           .option('keep', numberOption('generations to keep (default: keepGenerations of the config)'))
-          .option('json', jsonOption),
+          .option('json', jsonOption()),
       handler: (a) => prune({ vm: a.vm === undefined ? undefined : String(a.vm), keep: generationArg(a.keep, '--keep'), json: a.json === true }, deps),
     },
     {
@@ -557,13 +543,13 @@ export function makeNvramCommand(deps: NvramCommandDeps = {}): CommandModule<obj
         y
           .positional('vm', vmPositional)
           .option('force', { type: 'boolean', default: false, describe: 'also when another host holds a live claim, or the VM runs here' })
-          .option('json', jsonOption),
+          .option('json', jsonOption()),
       handler: (a) => unlock({ vm: String(a.vm), force: a.force === true, json: a.json === true }, deps, now),
     },
     {
       command: 'repair [vm]',
       describe: 'Remove leftovers of interrupted writes (older than 1 h), verify every generation and move corrupt ones aside',
-      builder: (y: Argv) => y.positional('vm', { type: 'string', describe: 'VM name or UUID (default: every VM in the archive)' }).option('json', jsonOption),
+      builder: (y: Argv) => y.positional('vm', { type: 'string', describe: 'VM name or UUID (default: every VM in the archive)' }).option('json', jsonOption()),
       handler: (a) => repair({ vm: a.vm === undefined ? undefined : String(a.vm), json: a.json === true }, deps),
     },
     makeNvramVarsCommand(deps),

@@ -10,6 +10,7 @@ import { type Config } from '../../core/config';
 import { DEFAULT_MAX_BYTES, parseDomain } from '../../core/domain';
 import { UsageError, XmlInputError } from '../../core/errors';
 import { unifiedDiff } from '../diff';
+import { jsonOption, printJson } from '../output';
 import { catalogPicker, rewriteWithPolicy, withRewriteFlags, type RewriteFlags } from '../rewrite-options';
 
 export interface RewriteArgs extends RewriteFlags {
@@ -88,7 +89,7 @@ export async function runRewrite(args: RewriteArgs, deps: RewriteDeps = {}): Pro
   if (args.json) {
     const { name, uuid } = domain;
     const doc = { name, uuid: uuid ?? null, changed: result.changed, changes: result.changes, warnings: result.warnings, skipped: result.skipped, xml: result.xml };
-    process.stdout.write(`${JSON.stringify(doc, null, 2)}\n`);
+    printJson(doc);
     return;
   }
   for (const w of [...(result.skipped ? [result.skipped] : []), ...result.warnings]) process.stderr.write(`ovmf-hook: warning: ${w}\n`);
@@ -108,7 +109,7 @@ export const rewriteCommand: CommandModule<object, any> = {
       y
         .positional('file', { type: 'string', describe: 'domain XML file; - or none: stdin' })
         .option('print-diff', { type: 'boolean', default: false, describe: 'print a unified diff instead of the XML' })
-        .option('json', { type: 'boolean', default: false, describe: 'print one JSON document {name, uuid, changed, changes, warnings, skipped, xml}' })
+        .option('json', jsonOption('print one JSON document {name, uuid, changed, changes, warnings, skipped, xml}'))
         .example('virsh dumpxml --inactive --security-info vm1 | $0 rewrite --secure-boot', 'what convert would define')
         .example('$0 rewrite vm1.xml --print-diff', 'review the changes as a diff'),
     ),

@@ -55,6 +55,11 @@ export interface Config {
   logFile?: string;
 }
 
+/**
+ * The one table of built-in defaults (the lowest layer). Everything else that needs a default
+ * path, count or policy switch reads it from here: the archive and state dirs, the firmware
+ * descriptor dirs, the rewrite's root ports and nvram dir.
+ */
 export const DEFAULT_CONFIG: Readonly<Config> = Object.freeze({
   mode: 'warn',
   policy: Object.freeze({ uefi: true, secureBoot: false, tpm: false, archive: true }),
@@ -65,10 +70,13 @@ export const DEFAULT_CONFIG: Readonly<Config> = Object.freeze({
   archiveUnavailable: 'allow',
   claimLeaseSeconds: 0,
   hookTimeoutSeconds: 30,
-  firmwareDirs: ['/usr/share/qemu/firmware', '/etc/qemu/firmware'],
+  firmwareDirs: Object.freeze(['/usr/share/qemu/firmware', '/etc/qemu/firmware']),
   rootPorts: 14,
   requireArchiveMarker: false,
 }) as Config;
+
+/** A fresh copy of DEFAULT_CONFIG that may be changed. */
+export const defaultConfig = (): Config => ({ ...DEFAULT_CONFIG, policy: { ...DEFAULT_CONFIG.policy }, firmwareDirs: [...DEFAULT_CONFIG.firmwareDirs] });
 
 export const CONFIG_PATH = '/etc/ovmf-hook/config.json';
 
@@ -128,7 +136,7 @@ export function parseConfig(text: string, source = CONFIG_PATH): Config {
     throw new ConfigError(source, `${source}: invalid JSON (${(e as Error).message.split('\n')[0]}); ${FIX}, or remove it to use the defaults`);
   }
   if (typeof raw !== 'object' || raw === null || Array.isArray(raw)) throw new ConfigError(source, `${source}: expected a JSON object like {"mode": "warn"}, got ${got(raw)}; ${FIX}`);
-  const cfg: Config = { ...DEFAULT_CONFIG, policy: { ...DEFAULT_CONFIG.policy } };
+  const cfg = defaultConfig();
   for (const [key, value] of Object.entries(raw)) {
     if (key === 'policy') {
       cfg.policy = mergePolicy(cfg.policy, value, source);

@@ -4,7 +4,7 @@
  * editing helpers used by rewrite rules go through XmlElement's splice-preserving edits.
  */
 import { XmlInputError } from '../errors';
-import { element, parseXml, serialize, type ParseOptions, type XmlDocument, type XmlElement } from '../xml/xml';
+import { element, parseXml, serialize, type ParseOptions, type XmlDocument, type XmlElement } from '../xml';
 
 export const POLICY_NS = 'urn:ovmf-hook:policy:1';
 

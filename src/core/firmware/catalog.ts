@@ -1,7 +1,7 @@
 /**
  * The firmware catalog, pure: descriptor file ordering (QEMU interop rules), libvirt's
  * firmware matcher (qemuFirmwareMatchDomain, rulebook §2.4), CODE/VARS size pairing (§2.1) and
- * host-to-host firmware equivalence for migration.
+ * host-to-host firmware equivalence for migration and restore.
  */
 import { posix } from 'node:path';
 import { FirmwareNotFoundError, NvramSizeMismatch } from '../errors';
@@ -253,50 +253,30 @@ export function checkFlashPair(
 /** Local file sizes by path; undefined = the file does not exist here. */
 export type SizeMap = Readonly<Record<string, number | undefined>>;
 
-export interface FirmwareFiles {
-  readonly loaderPath: string;
-  readonly templatePath?: string;
-  /** Size on the source host; required for a match by basename. */
-  readonly loaderSize?: number;
-  readonly templateSize?: number;
-}
-
-export interface EquivalentFirmware {
-  readonly descriptor: FirmwareDescriptor;
-  readonly loaderBy: 'path' | 'basename';
-  /** How the template matched; undefined when not asked or not matched. */
-  readonly templateBy?: 'path' | 'basename';
+/** Firmware paths as another host's domain XML names them. */
+export interface ForeignFirmware {
+  readonly loader?: string;
+  readonly template?: string;
 }
 
 /**
- * The descriptor on this host whose executable is the same build as `files.loaderPath`
- * (identical path present locally with the same size, else same basename and same size);
- * among those, one whose template also matches is preferred, then path over basename, then
- * catalog order. Used to map firmware paths between hosts (migration, restore).
+ * The one rule for "the same firmware file on another host": a file present on this host under
+ * the same file name (distributions install one OVMF build under one name, wherever its
+ * directory is). An identical path is the special case of the same name.
+ */
+export const sameFirmwareFile = (local: string | undefined, foreign: string, sizes: SizeMap): boolean =>
+  local !== undefined && sizes[local] !== undefined && posix.basename(local) === posix.basename(foreign);
+
+/**
+ * The first descriptor (catalog order) on this host that offers the same build as another host's
+ * firmware: its executable is the same file as `files.loader` and its template the same file as
+ * `files.template` (by `sameFirmwareFile`); a path not given is not compared. Used by the
+ * `migrate`/`restore` filter to map firmware paths between hosts.
  */
 export function equivalentFirmware(
   catalog: { readonly descriptors: readonly FirmwareDescriptor[]; readonly sizes: SizeMap },
-  files: FirmwareFiles,
-): EquivalentFirmware | undefined {
-  const same = (
-    local: string | undefined,
-    wanted: string | undefined,
-    size: number | undefined,
-  ): 'path' | 'basename' | undefined => {
-    if (local === undefined || wanted === undefined) return undefined;
-    const localSize = catalog.sizes[local];
-    if (localSize === undefined) return undefined;
-    if (local === wanted) return size === undefined || size === localSize ? 'path' : undefined;
-    return posix.basename(local) === posix.basename(wanted) && size === localSize ? 'basename' : undefined;
-  };
-  const rank = (m: EquivalentFirmware) =>
-    (m.loaderBy === 'path' ? 0 : 2) + (m.templateBy === undefined ? 4 : 0) + (m.templateBy === 'basename' ? 1 : 0);
-  const candidates = catalog.descriptors.flatMap((descriptor): EquivalentFirmware[] => {
-    const loaderBy = same(descriptor.executable.filename, files.loaderPath, files.loaderSize);
-    if (!loaderBy) return [];
-    const templateBy = same(descriptor.nvramTemplate?.filename, files.templatePath, files.templateSize);
-    return [{ descriptor, loaderBy, templateBy }];
-  });
-  // Array.prototype.sort is stable, so catalog order breaks ties.
-  return candidates.sort((a, b) => rank(a) - rank(b))[0];
+  files: ForeignFirmware,
+): FirmwareDescriptor | undefined {
+  const same = (local: string | undefined, foreign: string | undefined) => foreign === undefined || sameFirmwareFile(local, foreign, catalog.sizes);
+  return catalog.descriptors.find((d) => same(d.executable.filename, files.loader) && same(d.nvramTemplate?.filename, files.template));
 }

@@ -5,7 +5,8 @@
  */
 import { posix } from 'node:path';
 import type { Domain } from '../domain';
-import type { FirmwareDescriptor, SizeMap } from './index';
+import { equivalentFirmware, type SizeMap } from './catalog';
+import type { FirmwareDescriptor } from './descriptor';
 import { FirmwareNotFoundError } from '../errors';
 
 export interface FilterInput {
@@ -33,15 +34,10 @@ export function mapFirmwarePaths(domain: Domain, input: FilterInput): FilterResu
 
   let match: FirmwareDescriptor | undefined;
   if (loader && !here(loader)) {
-    // same build = same file name of the executable (and of the template when there is one),
-    // with local files present and CODE/VARS of one size class
+    // the same build: a local descriptor whose executable (and template, when there is one) is
+    // the same file (equivalentFirmware)
     const base = posix.basename(loader);
-    match = input.descriptors.find(
-      (d) =>
-        posix.basename(d.executable.filename) === base &&
-        here(d.executable.filename) &&
-        (template === undefined || (d.nvramTemplate !== undefined && posix.basename(d.nvramTemplate.filename) === posix.basename(template) && here(d.nvramTemplate.filename))),
-    );
+    match = equivalentFirmware(input, { loader, template });
     if (!match) {
       throw new FirmwareNotFoundError(`${domain.name}: firmware ${loader} does not exist on this host and no local firmware descriptor offers the same build (${base}); install the same OVMF build or add a descriptor for it`);
     }
@@ -50,7 +46,7 @@ export function mapFirmwarePaths(domain: Domain, input: FilterInput): FilterResu
   }
   if (template && !here(template)) {
     const base = posix.basename(template);
-    const local = match?.nvramTemplate?.filename ?? input.descriptors.map((d) => d.nvramTemplate?.filename).find((t) => t !== undefined && posix.basename(t) === base && here(t));
+    const local = (match ?? equivalentFirmware(input, { template }))?.nvramTemplate?.filename;
     if (!local) throw new FirmwareNotFoundError(`${domain.name}: NVRAM template ${template} does not exist on this host and no local descriptor offers ${base}`);
     nvramEl!.setAttr('template', local);
     mapped.push({ what: 'nvram template', from: template, to: local });

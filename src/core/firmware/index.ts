@@ -17,13 +17,13 @@ export {
   sizeClass,
   checkFlashPair,
   equivalentFirmware,
+  sameFirmwareFile,
   type DirListing,
   type DescriptorFile,
   type FirmwareRequest,
   type FirmwareMatch,
   type SizeClass,
   type SizeMap,
-  type FirmwareFiles,
-  type EquivalentFirmware,
+  type ForeignFirmware,
 } from './catalog';
 export { KNOWN_FIRMWARE, BUILTIN_DIR, knownFirmwareFor } from './known-paths';

@@ -8,7 +8,8 @@
  * - `displaced` a local copy pushed aside during a restore — recoverable, never auto-restored;
  * - `fenced`    archived by a host that no longer held the VM's claim — recoverable, never auto-restored.
  */
-export type GenerationKind = 'archive' | 'displaced' | 'fenced' | 'reset' | 'manual';
+export const GENERATION_KINDS = ['archive', 'displaced', 'fenced', 'reset', 'manual'] as const;
+export type GenerationKind = (typeof GENERATION_KINDS)[number];
 
 export const AUTO_RESTORE_KINDS: readonly GenerationKind[] = ['archive', 'reset', 'manual'];
 export const isAutoRestorable = (kind: GenerationKind): boolean => AUTO_RESTORE_KINDS.includes(kind);
@@ -29,6 +30,13 @@ export interface GenerationMeta {
   basedOn?: number | null;
 }
 
+/**
+ * The newest generation of `metas` (in generation order, as the archive lists them) whose kind is
+ * one of `kinds` — by default the newest auto-restorable one, what a start restores; null if none.
+ */
+export const newestRestorable = (metas: readonly GenerationMeta[], kinds: readonly GenerationKind[] = AUTO_RESTORE_KINDS): GenerationMeta | null =>
+  metas.filter((m) => kinds.includes(m.kind)).at(-1) ?? null;
+
 /** Content of `<archive>/<uuid>/claim.json`: which host runs (or last ran) the VM. */
 export interface ClaimInfo {
   host: string;
@@ -42,6 +50,12 @@ export interface ClaimInfo {
   /** Newest auto-restorable generation when the claim was taken. */
   generation: number | null;
 }
+
+/** Another host may take the claim over: it has an expiry and `now` is past it. */
+export const isExpired = (c: ClaimInfo, now: Date): boolean => c.expires !== null && Date.parse(c.expires) <= now.getTime();
+
+/** A libvirt domain UUID (8-4-4-4-12 hex digits, either case): the archive's directory names. */
+export const UUID_RE = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
 
 /** Per-host record of what the local NVRAM file was last synced with (`<state>/<uuid>.json`). */
 export interface LocalState {

@@ -7,6 +7,7 @@
  * then sees q35 and leaves the chipset alone (R3). The firmware rules only touch domains that do
  * not boot UEFI yet (R21/R25). Hence a rewritten domain rewrites to itself with no changes.
  */
+import { DEFAULT_CONFIG } from '../config';
 import { parseDomain, type Domain } from '../domain';
 import { UsageError } from '../errors';
 import { skipReason } from './guards';
@@ -24,7 +25,7 @@ import { usbController } from './usb-controller';
 import { videoCirrus } from './video-cirrus';
 import type { Change, RewriteOptions, Rule } from './types';
 
-export type { Change, FirmwarePick, FirmwareRequest, RewriteOptions, Rule } from './types';
+export type { Change, FirmwarePick, RewriteOptions, Rule } from './types';
 
 export const RULES: readonly Rule[] = [
   // chipset i440fx → q35 (R7–R14, then R6)
@@ -44,13 +45,14 @@ export const RULES: readonly Rule[] = [
   tpmCrb,
 ];
 
+/** Options not given: the policy, root ports and nvram dir of DEFAULT_CONFIG; the manual firmware form. */
 export const DEFAULT_REWRITE_OPTIONS: Readonly<Omit<RewriteOptions, 'pickFirmware'>> = Object.freeze({
-  uefi: true,
-  secureBoot: false,
-  tpm: false,
-  rootPorts: 14,
+  uefi: DEFAULT_CONFIG.policy.uefi,
+  secureBoot: DEFAULT_CONFIG.policy.secureBoot,
+  tpm: DEFAULT_CONFIG.policy.tpm,
+  rootPorts: DEFAULT_CONFIG.rootPorts,
   firmware: 'manual',
-  nvramDir: '/var/lib/libvirt/qemu/nvram',
+  nvramDir: DEFAULT_CONFIG.nvramDir,
 });
 
 /** Options with defaults filled in; only `pickFirmware` is required. */

@@ -1,4 +1,4 @@
-/** R10: pcie-root first, then `rootPorts` pcie-root-ports (default 14), when no PCI controller is left. */
+/** R10: pcie-root first, then `rootPorts` pcie-root-ports (default: DEFAULT_CONFIG.rootPorts), when no PCI controller is left. */
 import { element } from '../domain';
 import { added, insertDevice } from './change';
 import { convertsChipset } from './guards';

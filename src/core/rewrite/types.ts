@@ -3,31 +3,26 @@
  * and the Rule shape every file in this folder exports.
  */
 import type { Domain } from '../domain';
+import type { FirmwareRequest } from '../firmware';
 
 export interface RewriteOptions {
-  /** convert BIOS → UEFI (default true; Secure Boot implies it) */
+  /** convert BIOS → UEFI (default: DEFAULT_CONFIG.policy; Secure Boot implies it) */
   uefi: boolean;
-  /** Secure Boot: SMM on, a Secure Boot build with Microsoft keys (default false) */
+  /** Secure Boot: SMM on, a Secure Boot build with Microsoft keys (default: DEFAULT_CONFIG.policy) */
   secureBoot: boolean;
-  /** add an emulated TPM 2.0 (tpm-crb) when the domain has no TPM (default false) */
+  /** add an emulated TPM 2.0 (tpm-crb) when the domain has no TPM (default: DEFAULT_CONFIG.policy) */
   tpm: boolean;
-  /** pcie-root-port controllers added by the Q35 conversion (default 14, rulebook R10) */
+  /** pcie-root-port controllers added by the Q35 conversion (default: DEFAULT_CONFIG.rootPorts; rulebook R10) */
   rootPorts: number;
   /** manual: explicit `<loader>`/`<nvram template>` from the catalog; auto: `<os firmware='efi'>` (default manual) */
   firmware: 'manual' | 'auto';
-  /** libvirt's nvram_dir (default /var/lib/libvirt/qemu/nvram) */
+  /** libvirt's nvram_dir (default: DEFAULT_CONFIG.nvramDir) */
   nvramDir: string;
-  /** firmware for the manual form; the CLI builds it from the firmware catalog (`matchFirmware`) */
+  /**
+   * firmware for the manual form; the CLI builds it from the firmware catalog (`matchFirmware`).
+   * The rewrite asks with arch, machine, secureBoot, enrolledKeys and (when the domain sets it) smm.
+   */
   pickFirmware: (req: FirmwareRequest) => FirmwarePick;
-}
-
-/** What the manual form asks the firmware catalog for (a subset of src/firmware's FirmwareRequest). */
-export interface FirmwareRequest {
-  arch: string;
-  machine: string;
-  secureBoot: boolean;
-  enrolledKeys: boolean;
-  smm?: 'on' | 'off';
 }
 
 export interface FirmwarePick {

@@ -47,3 +47,36 @@ export {
   vendorName,
 } from './guids';
 export { diffToJson, renderDiff, renderVarsTable, variableToJson, varstoreToJson, type VariableJson } from './render';
+export {
+  editVarstore,
+  encodeEfiTime,
+  formatEfiTime,
+  hasPendingFaultTolerantWrite,
+  OVMF_VARIABLE_LIMITS,
+  SECURE_BOOT_DB_ATTRIBUTES,
+  VariableAttribute,
+  writeVarstore,
+  type AppendOptions,
+  type AppendResult,
+  type EditOptions,
+  type EfiTimeInput,
+  type SetOptions,
+  type VarChange,
+  type VariableLimits,
+  type VarstoreEditor,
+  type VarstoreUsage,
+} from './write';
+export {
+  buildSignatureList,
+  mergeSignatureLists,
+  normalizeGuid,
+  parseCertificate,
+  parseCertificates,
+  readSignatureLists,
+  sha256SignatureList,
+  x509SignatureList,
+  type Certificate,
+  type RawSignature,
+  type RawSignatureList,
+  type SignatureMerge,
+} from './certs';

@@ -7,12 +7,12 @@ import {
   type SignatureCounts,
   type VarstoreDiff,
 } from './decode';
+import { plural } from '../text';
 import { EFI_GLOBAL_VARIABLE, vendorName } from './guids';
 import type { ParsedVarstore, Variable } from './parse';
 
 const pad = (s: string, n: number) => (s.length >= n ? s : s + ' '.repeat(n - s.length));
 const vendorLabel = (guid: string) => vendorName(guid) ?? guid;
-const plural = (n: number, word: string) => `${n} ${word}${n === 1 ? '' : 's'}`;
 
 const countsText = (c: SignatureCounts): string => {
   if (!c.present) return 'not enrolled';
