@@ -5,14 +5,12 @@
  * or the UUID of a VM that only the archive still knows.
  */
 import { existsSync } from 'node:fs';
-import { hostIdentity, loadConfig } from '../io';
+import { hostIdentity, loadConfig, loadCatalog, normalizeUuid, openArchive, type Archive } from '../io';
 import { type Config } from '../core/config';
 import { parseDomain } from '../core/domain';
 import { errorMessage, isOvmfHookError, RefusedError, UsageError } from '../core/errors';
 import { UUID_RE } from '../core/nvram';
-import { loadCatalog } from '../io';
 import { uefiFiles } from '../core/domain/uefi-files';
-import { normalizeUuid, openArchive, type Archive } from '../io';
 import { domainState, runVirsh, virshError, type VirshBatchRunner, type VirshRunner } from '../io/virsh';
 
 /** Injection points of the CLI commands (unit tests replace libvirt and the config file). */
@@ -48,6 +46,8 @@ export interface Vm {
   template?: string;
   /** why ovmf-hook does not manage a local NVRAM of this VM here */
   unmanaged?: string;
+  /** the definition has a `<tpm>` device (enrolling keys changes what it measures into PCR7) */
+  tpm?: boolean;
 }
 
 export function cliContext(deps: CliDeps = {}): CliContext {
@@ -98,6 +98,7 @@ export async function resolveVm(target: string, ctx: CliContext): Promise<Vm> {
       nvram: files?.nvram,
       template: files?.template,
       unmanaged: files ? files.unmanaged : 'the domain boots BIOS (no UEFI NVRAM)',
+      tpm: domain.devices('tpm').length > 0,
     };
   }
   const notFound = /failed to get domain|domain not found/i.test(r.stderr);

@@ -13,15 +13,11 @@
  */
 import { existsSync, statSync, writeSync } from 'node:fs';
 import { dirname } from 'node:path';
-import { configPath, hostIdentity, loadConfigAsync, qemuOwnerNames, resolveIds } from '../io';
+import { allAsync, type Archive, clearIncomingMigration, clearStartRefused, configPath, getLocalState, hostIdentity, type IoFor, ioForLocalDirs, loadCatalog, loadConfigAsync, localDirs, lockVm, markIncomingMigration, markStartRefused, NAME_MAX, type NvramOwner, openArchive, prepareNvram, qemuOwnerNames, releaseNvram, resolveIds, type StateAccess, statSizes } from '../io';
 import { DEFAULT_CONFIG, domainPolicy, policyViolations, resolvePolicy, type Config } from '../core/config';
 import { parseDomain, type Domain } from '../core/domain';
 import { ArchiveCorruptError, ConfigError, isOvmfHookError, OvmfHookError, RefusedError, UnsafePathError, UsageError } from '../core/errors';
 import { checkFlashPair } from '../core/firmware';
-import { loadCatalog, statSizes } from '../io';
-import { allAsync, ioForLocalDirs, localDirs, type IoFor } from '../io';
-import { clearIncomingMigration, clearStartRefused, getLocalState, markIncomingMigration, markStartRefused, type StateAccess } from '../io';
-import { lockVm, NAME_MAX, openArchive, prepareNvram, type NvramOwner, releaseNvram } from '../io';
 import { withinStartWindow } from '../core/nvram';
 import { checkVmName, handledOp, NEVER_FAIL, parseHookArgs, type HookArgs } from './args';
 import { openNvramDir } from '../io/nvram-dir';
@@ -242,18 +238,12 @@ async function prepare(ctx: Ctx): Promise<void> {
     `${args.vm}: not started: its NVRAM is being changed by ${other}; start it again once that has finished`);
   try {
     const r = await prepareNvram({
-      archive,
-      stateDir: config.stateDir,
-      uuid,
-      vmName: args.vm,
-      nvramPath: files.nvram,
-      nvramIo,
+      ...lifecycleOf(ctx, archive, uuid, files.nvram, nvramIo),
       templatePath: files.template,
       owner,
       expectedSize: files.template ? sizes[files.template] : undefined,
       incomingMigration: incoming,
       claimLeaseSeconds: config.claimLeaseSeconds,
-      io: ctx.io,
       onAdopted: (prev) => log('warning', `${files.nvram} was the NVRAM of a domain of the same name that is gone (${prev.uuid}): it is this domain's now`),
       onCorrupt: (n, problem) => log('err', `archive generation ${n} is corrupt, moved aside (never restored): ${problem}`),
     });
@@ -290,6 +280,17 @@ function enterArchiveStage({ progress, config }: Ctx): void {
   progress.archiveDir = config.archiveDir;
   progress.allowStuckArchive = config.archiveUnavailable === 'allow';
 }
+
+/** What prepare and release tell the lifecycle about this VM and where its files are. */
+const lifecycleOf = (ctx: Ctx, archive: Archive, uuid: string, nvramPath: string, nvramIo: string) => ({
+  archive,
+  stateDir: ctx.config.stateDir,
+  uuid,
+  vmName: ctx.args.vm,
+  nvramPath,
+  nvramIo,
+  io: ctx.io,
+});
 
 /** A refusal caused by the archive's own content (corrupt metadata, an unsafe file in it): the archive is unusable. */
 const inArchive = (e: OvmfHookError, archiveDir: string): boolean =>
@@ -356,13 +357,7 @@ async function release(ctx: Ctx): Promise<void> {
     return;
   }
   const r = await releaseNvram({
-    archive,
-    stateDir: config.stateDir,
-    uuid,
-    vmName: args.vm,
-    nvramPath: files.nvram,
-    nvramIo,
-    io: ctx.io,
+    ...lifecycleOf(ctx, archive, uuid, files.nvram, nvramIo),
     reason: args.extra,
     keep: config.keepGenerations,
     onCorrupt: (n, problem) => ctx.log('err', `archive generation ${n} is corrupt, moved aside (never restored): ${problem}; archiving the local copy again`),

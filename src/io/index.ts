@@ -34,10 +34,13 @@ export {
   type StateAccess,
 } from './local-state';
 export {
+  enrollNvram,
   prepareNvram,
   releaseNvram,
   resetNvram,
   restoreGeneration,
+  type EnrollNvramOptions,
+  type NvramEdit,
   type NvramOwner,
   type PrepareOptions,
   type PrepareResult,

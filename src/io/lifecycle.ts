@@ -8,7 +8,8 @@
  * - releaseNvram  (`release end <reason>`): archive, prune, update the state, give the claim back.
  *   Never throws and never touches the local NVRAM: failures come back as {action:'failed'}
  *   (the claim is then kept, so no other host starts the VM from an older archive).
- * - resetNvram / restoreGeneration: CLI helpers for a shut-off VM (the caller checks that).
+ * - resetNvram / restoreGeneration / enrollNvram: CLI helpers for a shut-off VM (the caller's
+ *   whileLocked checks that, under this host's VM lock).
  *
  * On incoming migration prepare takes no claim: the source keeps it until its `release`
  * ('migrated' → skip; '-' on libvirt < 10.5 → it archives the state at migration time) and gives it
@@ -411,5 +412,57 @@ export async function restoreGeneration(
     await writeFileAtomic(ioPath(o), data, { ...o.owner, mode: o.owner.mode ?? 0o600, faults: o.faults, io: nvramApi(o) });
     await recordSync(o.stateDir, uuid, { generation, sha256: sha256(data) }, o.now, stateAccess(o));
     return { action: 'restore', generation, from: o.generation, displaced };
+  });
+}
+
+/** What `nvram enroll`'s pure step gives back: the new NVRAM (or no change) and the generation's reason. */
+export interface NvramEdit {
+  data: Uint8Array;
+  changed: boolean;
+  /** Reason recorded with the new generation, e.g. `nvram enroll: KEK +1, db +3 (--ms-2023)`. */
+  reason: string;
+}
+
+export interface EnrollNvramOptions<R extends NvramEdit> extends CliWrite {
+  /**
+   * The new NVRAM from the current local one: pure, called with the VM lock and the claim held.
+   * A throw refuses the enrolment; nothing has been written then.
+   */
+  edit: (current: Buffer) => R;
+}
+
+/**
+ * `nvram enroll VM`: replace a shut-off VM's NVRAM with `o.edit(current)`. The current NVRAM is
+ * kept as a generation first (kind `manual`; an intact generation with the same content is reused
+ * instead of archiving it twice), then the result is committed as the newest generation (kind
+ * `manual`, `basedOn` that copy, so every host restores it and `nvram restore --generation <saved>`
+ * undoes it), then written locally. An unchanged result writes nothing.
+ */
+export async function enrollNvram<R extends NvramEdit>(
+  o: EnrollNvramOptions<R>,
+): Promise<{ action: 'enroll'; result: R; generation?: number; saved?: number }> {
+  const uuid = normalizeUuid(o.uuid);
+  return withClaim({ ...o, uuid }, 'enroll', async () => {
+    const local = await readNvramSafely(ioPath(o), { io: nvramApi(o) });
+    if (!local)
+      throw new UsageError(`${o.vmName}: its NVRAM ${o.nvramPath} does not exist yet; start the VM once (libvirt creates it from the template), shut it down, then enrol`);
+    const result = o.edit(local.data);
+    if (!result.changed) return { action: 'enroll', result };
+    const data = Buffer.from(result.data);
+    if (data.length !== local.data.length)
+      throw new UsageError(`internal error: the enrolled NVRAM is ${data.length} bytes, the VM's ${local.data.length}; nothing was written`);
+    const [metas, state] = await Promise.all([o.archive.list(uuid), getLocalState(o.stateDir, uuid, stateAccess(o))]);
+    const base = { vmName: o.vmName, now: o.now };
+    const localSha = sha256(local.data);
+    // a generation holding this very content already is the undo point, if its data verifies
+    const same = metas.filter((m) => m.sha256 === localSha).at(-1);
+    const reusable = same && (await o.archive.verify(uuid, same.generation)) === null ? same.generation : undefined;
+    const saved =
+      reusable ??
+      generationOf(await o.archive.add(uuid, local.data, { ...base, kind: 'manual', reason: 'copy taken before nvram enroll', basedOn: state?.generation ?? null, sha256: localSha }));
+    const generation = generationOf(await o.archive.add(uuid, data, { ...base, kind: 'manual', reason: result.reason, basedOn: saved }));
+    await writeFileAtomic(ioPath(o), data, { ...o.owner, mode: o.owner.mode ?? 0o600, faults: o.faults, io: nvramApi(o) });
+    await recordSync(o.stateDir, uuid, { generation, sha256: sha256(data) }, o.now, stateAccess(o));
+    return { action: 'enroll', result, generation, saved };
   });
 }

@@ -41,7 +41,8 @@ export const loadBytes = async (target: string): Promise<Uint8Array> => {
   return readFileSync(target);
 };
 
-function isFileTarget(target: string): boolean {
+/** A target names a file when it contains a "/" (libvirt VM names cannot) or is an existing file. */
+export function isFileTarget(target: string): boolean {
   if (target.includes('/')) return true;
   try {
     return statSync(target, { throwIfNoEntry: false })?.isFile() === true;

@@ -8,23 +8,24 @@
  *   prune [VM] [--keep N]     drop old generations (default keep: config keepGenerations)
  *   unlock VM [--force]       remove a claim left behind (a crashed host, a lost release)
  *   vars, diff                see ./nvram-vars.ts
+ *   enroll VM|FILE            add Secure Boot certificates/hashes to KEK/db, see ./nvram-enroll.ts
  *
  * VM = a name or UUID libvirt knows on this host, or the UUID of a VM only the archive knows.
  * Only this CLI asks libvirt (virsh) whether a VM is shut off; the hook never does.
  */
 import { existsSync } from 'node:fs';
 import type { Argv, CommandModule } from 'yargs';
-import { qemuOwnerNames, resolveIds } from '../../io';
+import { getLocalState, readNvramSafely, resetNvram, restoreGeneration, sha256, type Archive, type CorruptGeneration } from '../../io';
 import { type Config } from '../../core/config';
 import { ArchiveCorruptError, isOvmfHookError, RefusedError, UsageError } from '../../core/errors';
-import { getLocalState, readNvramSafely, resetNvram, restoreGeneration, sha256, type Archive, type CorruptGeneration, type NvramOwner, type ResetOptions } from '../../io';
 import { isAutoRestorable, isExpired, newestRestorable, type ClaimInfo, type GenerationMeta, type LocalState } from '../../core/nvram';
 import { genBase } from '../../io/archive';
-import { withNvramDir } from '../../io/nvram-dir';
 import { jsonOption, printJson } from '../output';
 import { table } from '../table';
 import { domainState } from '../../io/virsh';
-import { cliContext, managedNvram, requireShutOff, resolveVm, type CliContext, type CliDeps, type Vm } from '../vm';
+import { changeLocalNvram } from '../local-nvram';
+import { cliContext, managedNvram, resolveVm, type CliContext, type CliDeps, type Vm } from '../vm';
+import { makeNvramEnrollCommand } from './nvram-enroll';
 import { generationArg, makeNvramDiffCommand, makeNvramVarsCommand, numberOption } from './nvram-vars';
 
 // ─── output helpers ─────────────────────────────────────────────────────────────────────────
@@ -71,12 +72,6 @@ async function newestValid(archive: Archive, uuid: string, metas: readonly Gener
 }
 const claimText = (c: ClaimInfo | null) =>
   c ? `held by host ${c.host} (${c.hostId}) since ${when(c.since)}, expires ${c.expires ? when(c.expires) : 'never'}` : 'none';
-/** Who owns NVRAM files written by the CLI; a qemu account missing here is said on stderr (the file is then root's). */
-function owner(config: Config): NvramOwner {
-  const { uid, gid, unresolved } = resolveIds(qemuOwnerNames(config));
-  if (unresolved.length) process.stderr.write(`ovmf-hook: warning: ${unresolved.join(' and ')} not found on this host: the NVRAM file is written owned by root; set "qemuUser"/"qemuGroup" in the config or fix /etc/libvirt/qemu.conf\n`);
-  return { uid, gid, mode: 0o600 };
-}
 
 // ─── list ───────────────────────────────────────────────────────────────────────────────────
 
@@ -302,28 +297,6 @@ function showMovedAside(vm: Vm, { generation, meta }: CorruptGeneration, asJson:
 }
 
 // ─── restore / reset ────────────────────────────────────────────────────────────────────────
-
-/** What `restore` and `reset` hand the lifecycle executor alike. */
-type LocalNvramChange = Pick<ResetOptions, 'archive' | 'stateDir' | 'uuid' | 'vmName' | 'nvramPath' | 'nvramIo' | 'owner' | 'claimLeaseSeconds' | 'whileLocked'>;
-
-/** Replace a shut-off VM's local NVRAM (`run` does it) through a held handle on libvirt's nvram directory. */
-async function changeLocalNvram<R>(ctx: CliContext, vm: Vm, nvramPath: string, archive: Archive, verb: 'restore' | 'reset', run: (o: LocalNvramChange) => Promise<R>): Promise<R> {
-  const who = owner(ctx.config);
-  return withNvramDir(ctx.config.nvramDir, [0, who.uid ?? 0], (dir) =>
-    run({
-      archive,
-      stateDir: ctx.config.stateDir,
-      uuid: vm.uuid,
-      vmName: vm.name,
-      nvramPath,
-      nvramIo: dir.file(nvramPath),
-      owner: who,
-      claimLeaseSeconds: ctx.config.claimLeaseSeconds,
-      // asked with the VM's lock held: no start can begin between this answer and the write
-      whileLocked: () => requireShutOff(vm, ctx.virsh, verb),
-    }),
-  );
-}
 
 async function restore(argv: { vm: string; generation?: number; json: boolean }, deps: CliDeps): Promise<void> {
   const ctx = cliContext(deps);
@@ -554,13 +527,14 @@ export function makeNvramCommand(deps: NvramCommandDeps = {}): CommandModule<obj
     },
     makeNvramVarsCommand(deps),
     makeNvramDiffCommand(deps),
+    makeNvramEnrollCommand(deps),
   ];
   return {
     command: 'nvram',
     describe: 'Inspect and manage VMs\' UEFI NVRAM and its archive',
     builder: (y: Argv) => {
       for (const c of sub) y.command(c);
-      return y.demandCommand(1, 'name an nvram subcommand: list, show, restore, reset, prune, unlock, repair, vars, diff');
+      return y.demandCommand(1, 'name an nvram subcommand: list, show, restore, reset, prune, unlock, repair, vars, diff, enroll');
     },
     handler: () => {},
   };

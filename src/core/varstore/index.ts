@@ -80,3 +80,5 @@ export {
   type RawSignatureList,
   type SignatureMerge,
 } from './certs';
+export { commonName, enrollSignatures, type EnrollEntry, type EnrollItem, type EnrollOptions, type EnrollResult, type EnrollVariable } from './enroll';
+export { MICROSOFT_2023_CERTIFICATES, MICROSOFT_OWNER, type MicrosoftCertificate } from './microsoft-2023';

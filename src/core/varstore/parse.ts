@@ -64,13 +64,13 @@ export const EFI_VARIABLE_GUID = 'ddcf3616-3275-4164-98b6-fe85707ffe7d';
 const FVH_SIGNATURE = 0x4856465f; // "_FVH" little-endian
 const QCOW2_MAGIC = 0x514649fb; // "QFI\xfb" big-endian
 const FV_HEADER_MIN = 0x38 + 8; // fixed part + one block-map entry (the terminator)
-const STORE_HEADER_SIZE = 28;
+export const STORE_HEADER_SIZE = 28;
 const VARIABLE_FORMATTED = 0x5a;
 const VARIABLE_STORE_HEALTHY = 0xfe;
-const START_ID = 0x55aa;
-const AUTH_HEADER_SIZE = 60;
-const PLAIN_HEADER_SIZE = 32;
-const HEADER_ALIGNMENT = 4;
+export const START_ID = 0x55aa;
+export const AUTH_HEADER_SIZE = 60;
+export const PLAIN_HEADER_SIZE = 32;
+export const HEADER_ALIGNMENT = 4;
 
 // State bits are cleared as a record progresses: 0xFF → 0x7F VAR_HEADER_VALID_ONLY → 0x3F VAR_ADDED;
 // deletion clears bit 0 (VAR_IN_DELETED_TRANSITION, 0xFE) and then bit 1 (VAR_DELETED, 0xFD).

@@ -30,13 +30,8 @@
 import { VarstoreError } from '../errors';
 import { mergeSignatureLists, normalizeGuid, readSignatureLists, writeGuid } from './certs';
 import { EFI_GLOBAL_VARIABLE } from './guids';
-import { decodeAttributes, parseVarstore, readGuid, type Layout, type ParsedVarstore, type Variable } from './parse';
+import { AUTH_HEADER_SIZE, decodeAttributes, HEADER_ALIGNMENT, parseVarstore, PLAIN_HEADER_SIZE, readGuid, START_ID, STORE_HEADER_SIZE, type Layout, type ParsedVarstore, type Variable } from './parse';
 
-const STORE_HEADER_SIZE = 28;
-const AUTH_HEADER_SIZE = 60;
-const PLAIN_HEADER_SIZE = 32;
-const HEADER_ALIGNMENT = 4;
-const START_ID = 0x55aa;
 const VAR_ADDED = 0x3f;
 
 /** EFI_VARIABLE_* attribute bits. */

@@ -1,0 +1,332 @@
+/**
+ * `ovmf-hook nvram enroll VM|FILE [--ms-2023] [--add-kek CERT]… [--add-db CERT]… [--add-db-hash SHA256]…
+ *                         [--owner GUID] [--output OUT | --in-place] [--dry-run] [--force] [--json]`
+ *
+ * Adds Secure Boot certificates and hashes to KEK and db of a variable store, offline:
+ *   - VM (name or UUID): its local NVRAM, like `nvram restore`: the VM must be shut off (asked under
+ *     the VM's lock), the current NVRAM is archived first and the result becomes the newest
+ *     generation (undo: `nvram restore VM --generation <the copy>`). A VM with a TPM is refused
+ *     unless --force: KEK/db are measured into PCR7, so BitLocker asks for its recovery key.
+ *   - FILE (a path: contains "/" or names an existing file): written to `--output OUT` (a new file)
+ *     or `--in-place`.
+ * `--ms-2023`: Microsoft's 2023 certificates (src/core/varstore/microsoft-2023.ts), owner Microsoft.
+ * Entries already present are reported and left out; `--dry-run` only reports. Refusals are one line,
+ * and nothing is written then.
+ */
+import { lstatSync, realpathSync, statSync } from 'node:fs';
+import { readFile } from 'node:fs/promises';
+import path from 'node:path';
+import type { Argv, CommandModule } from 'yargs';
+import { DEFAULT_CONFIG } from '../../core/config';
+import { isOvmfHookError, RefusedError, UsageError, VarstoreError } from '../../core/errors';
+import {
+  enrollSignatures,
+  MICROSOFT_2023_CERTIFICATES,
+  MICROSOFT_OWNER,
+  normalizeGuid,
+  parseCertificate,
+  parseCertificates,
+  type EnrollEntry,
+  type EnrollItem,
+  type EnrollResult,
+} from '../../core/varstore';
+import { enrollNvram, readNvramSafely, writeFileAtomic } from '../../io';
+import { asyncIo } from '../../io/fs-api';
+import { fsyncDir, linkExclusive, unlinkQuiet, writeTemp } from '../../io/safe-fs';
+import { changeLocalNvram } from '../local-nvram';
+import { jsonOption, printJson } from '../output';
+import { table } from '../table';
+import { cliContext, managedNvram, resolveVm, type CliDeps, type Vm } from '../vm';
+import { isFileTarget, loadBytes } from './nvram-vars';
+
+/** SignatureOwner of certificates and hashes given with --add-* (unless --owner): ovmf-hook's own GUID. */
+export const OVMF_HOOK_OWNER = 'bc2a7257-8555-4a15-a5ed-9364623e3175';
+/** Largest certificate file read. */
+const MAX_CERT_BYTES = 1024 * 1024;
+
+export interface EnrollArgs {
+  target: string;
+  ms2023: boolean;
+  addKek: string[];
+  addDb: string[];
+  addDbHash: string[];
+  owner?: string;
+  output?: string;
+  inPlace: boolean;
+  dryRun: boolean;
+  force: boolean;
+  json: boolean;
+}
+
+const print = (text: string): void => void process.stdout.write(text.endsWith('\n') ? text : `${text}\n`);
+const plural = (n: number, one: string, many: string) => `${n} ${n === 1 ? one : many}`;
+
+/** The refusal for a VM with a TPM (one line: why, and what to do first). */
+export const tpmRefusal = (vm: string): string =>
+  `${vm} has a TPM: changing KEK/db changes the Secure Boot measurement in PCR7, so BitLocker (or anything sealed to PCR7) asks for its recovery key at the next boot; ` +
+  `suspend BitLocker in the guest first (manage-bde -protectors -disable C: -RebootCount 2), shut the VM down, then run this again with --force`;
+
+/** Strings of a repeatable option (yargs gives a string, an array, or nothing). */
+const many = (v: unknown): string[] => (v === undefined || v === null ? [] : (Array.isArray(v) ? v : [v]).map(String));
+
+async function readCertificateFile(file: string, variable: 'KEK' | 'db', owner: string): Promise<EnrollEntry[]> {
+  let bytes: Buffer;
+  try {
+    const st = statSync(file);
+    if (!st.isFile()) throw new UsageError(`${file}: not a regular file; give a PEM or DER certificate file`);
+    if (st.size > MAX_CERT_BYTES) throw new VarstoreError(`${file}: ${st.size} bytes is too big for a certificate file`);
+    bytes = await readFile(file);
+  } catch (e) {
+    if (isOvmfHookError(e)) throw e;
+    throw new UsageError(`${file}: ${(e as NodeJS.ErrnoException).code === 'ENOENT' ? 'no such file' : (e as Error).message}`);
+  }
+  return parseCertificates(bytes, file).map((certificate) => ({ variable, owner, source: file, kind: 'x509' as const, certificate }));
+}
+
+/** Everything the options ask to enrol, in output order: --ms-2023, --add-kek, --add-db, --add-db-hash. */
+async function requestedEntries(a: EnrollArgs): Promise<EnrollEntry[]> {
+  const owner = a.owner === undefined ? OVMF_HOOK_OWNER : normalizeGuid(a.owner);
+  const entries: EnrollEntry[] = [];
+  if (a.ms2023)
+    for (const c of MICROSOFT_2023_CERTIFICATES)
+      entries.push({ variable: c.variable, owner: MICROSOFT_OWNER, source: '--ms-2023', kind: 'x509', certificate: parseCertificate(Buffer.from(c.der, 'base64'), c.name) });
+  for (const f of a.addKek) entries.push(...(await readCertificateFile(f, 'KEK', owner)));
+  for (const f of a.addDb) entries.push(...(await readCertificateFile(f, 'db', owner)));
+  for (const h of a.addDbHash) {
+    const hash = h.trim().toLowerCase();
+    if (!/^[0-9a-f]{64}$/.test(hash)) throw new UsageError(`--add-db-hash ${JSON.stringify(h)} is not a SHA-256 hash (64 hex digits)`);
+    entries.push({ variable: 'db', owner, source: '--add-db-hash', kind: 'sha256', hash });
+  }
+  return entries;
+}
+
+/** `KEK +1, db +3` (variables with additions only). */
+const addedText = (items: readonly EnrollItem[]): string =>
+  (['KEK', 'db'] as const)
+    .map((v) => [v, items.filter((i) => i.variable === v && i.status === 'added').length] as const)
+    .filter(([, n]) => n > 0)
+    .map(([v, n]) => `${v} +${n}`)
+    .join(', ');
+
+const itemRows = (items: readonly EnrollItem[], dryRun: boolean): string =>
+  table(
+    items.map((i) => [
+      i.variable,
+      i.status === 'present' ? 'present' : dryRun ? 'would add' : 'added',
+      i.kind === 'x509' ? i.name : `sha256 ${i.name}`,
+      i.status === 'present' ? `already in ${i.variable}` : `${i.source}${i.owner === MICROSOFT_OWNER ? ', owner Microsoft' : ''}`,
+    ]),
+  );
+
+/** The options that name the request, for the generation's reason. */
+const requestText = (a: EnrollArgs): string =>
+  [
+    ...(a.ms2023 ? ['--ms-2023'] : []),
+    ...a.addKek.map((f) => `--add-kek ${path.basename(f)}`),
+    ...a.addDb.map((f) => `--add-db ${path.basename(f)}`),
+    ...(a.addDbHash.length ? [`--add-db-hash ×${a.addDbHash.length}`] : []),
+  ].join(' ');
+
+/** Run the pure enrolment on `bytes`, naming `label` in its errors. */
+function enroll(bytes: Uint8Array, entries: readonly EnrollEntry[], label: string, noKeysHint: string): EnrollResult {
+  try {
+    return enrollSignatures(bytes, entries, { noKeysHint });
+  } catch (e) {
+    if (e instanceof VarstoreError) throw new VarstoreError(`${label}: ${e.message}`);
+    if (e instanceof RefusedError) throw new RefusedError(`${label}: ${e.message}`);
+    throw e;
+  }
+}
+
+function check(a: EnrollArgs, file: boolean): void {
+  if (!a.ms2023 && !a.addKek.length && !a.addDb.length && !a.addDbHash.length)
+    throw new UsageError('name what to enrol: --ms-2023, --add-kek CERT, --add-db CERT or --add-db-hash SHA256');
+  if (a.output !== undefined && a.inPlace) throw new UsageError('give either --output OUT or --in-place, not both');
+  if (!file && (a.output !== undefined || a.inPlace))
+    throw new UsageError(`${a.target} is a VM: its NVRAM is changed in place (archived first); --output and --in-place apply to a FILE (a path)`);
+  if (file && !a.dryRun && a.output === undefined && !a.inPlace)
+    throw new UsageError(`${a.target} is a file: write the result to --output OUT (a new file) or change it with --in-place (or look first with --dry-run)`);
+}
+
+// ─── FILE ───────────────────────────────────────────────────────────────────────────────────
+
+const FILE_HINT = 'start from a Secure Boot VARS template (e.g. /usr/share/OVMF/OVMF_VARS_4M.ms.fd)';
+
+/** libvirt's nvram directory from the config (its default when the config cannot be read: this is only a guard). */
+function nvramDirOf(deps: CliDeps): string {
+  try {
+    return cliContext(deps).config.nvramDir;
+  } catch {
+    return DEFAULT_CONFIG.nvramDir;
+  }
+}
+
+const realDir = (p: string): string => {
+  try {
+    return realpathSync(p);
+  } catch {
+    return path.resolve(p);
+  }
+};
+
+async function enrollFile(a: EnrollArgs, entries: readonly EnrollEntry[], deps: CliDeps): Promise<void> {
+  const file = a.target;
+  if (a.inPlace && !a.dryRun) {
+    if (lstatSync(file, { throwIfNoEntry: false })?.isSymbolicLink()) throw new UsageError(`${file} is a symbolic link; give the file itself for --in-place`);
+    if (realDir(path.dirname(file)) === realDir(nvramDirOf(deps)))
+      throw new RefusedError(
+        `${file} is in libvirt's nvram directory: enrol its VM instead (ovmf-hook nvram enroll VM: it checks that the VM is shut off and archives the NVRAM first)`,
+      );
+  }
+  if (a.output !== undefined && !a.dryRun && lstatSync(a.output, { throwIfNoEntry: false }))
+    throw new UsageError(`${a.output} exists; --output writes a new file (use --in-place to change ${file} itself)`);
+  const bytes = await loadBytes(file);
+  const r = enroll(bytes, entries, file, FILE_HINT);
+  const mode = statSync(file).mode & 0o777;
+  let written: string | undefined;
+  if (!a.dryRun && a.output !== undefined) {
+    await writeNewFile(a.output, r.data, mode);
+    written = a.output;
+  } else if (!a.dryRun && a.inPlace && r.changed) {
+    const st = statSync(file);
+    await writeFileAtomic(file, r.data, { mode, uid: st.uid, gid: st.gid });
+    written = file;
+  }
+  if (a.json) return printJson({ target: file, file, dryRun: a.dryRun, changed: r.changed, written: written ?? null, items: r.items, timestamps: r.timestamps, free: r.free });
+  const added = addedText(r.items);
+  print(
+    itemRows(r.items, a.dryRun) +
+      (a.dryRun
+        ? r.changed
+          ? `dry run: would add ${plural(r.items.filter((i) => i.status === 'added').length, 'entry', 'entries')} (${added}) to ${file}; nothing written`
+          : `dry run: every entry is already in ${file}; nothing to add`
+        : !r.changed
+          ? `${file}: every entry is already present; ${written ? `${written} written unchanged` : 'nothing written'}`
+          : `${file}: added ${added}; written to ${written}${written === file ? ' (in place)' : ''}`),
+  );
+}
+
+/** Create `out` (which must not exist) with `data`: a fsynced temp file linked into place. */
+async function writeNewFile(out: string, data: Uint8Array, mode: number): Promise<void> {
+  const { tmp } = await writeTemp(out, data, { mode });
+  try {
+    if (!(await linkExclusive(tmp, out, asyncIo))) throw new UsageError(`${out} exists; --output writes a new file`);
+  } finally {
+    await unlinkQuiet(tmp, asyncIo);
+  }
+  await fsyncDir(path.dirname(path.resolve(out)));
+}
+
+// ─── VM ─────────────────────────────────────────────────────────────────────────────────────
+
+async function enrollVm(a: EnrollArgs, entries: readonly EnrollEntry[], deps: CliDeps): Promise<void> {
+  const ctx = cliContext(deps);
+  const vm: Vm = await resolveVm(a.target, ctx);
+  const nvramPath = managedNvram(vm);
+  const hint = `ovmf-hook convert ${vm.name} --secure-boot (Secure Boot firmware), then ovmf-hook nvram reset ${vm.name} (its Microsoft-keys template)`;
+  if (vm.tpm && !a.force && !a.dryRun) throw new RefusedError(tpmRefusal(vm.name));
+  if (vm.tpm) process.stderr.write(`ovmf-hook: warning: ${a.dryRun && !a.force ? `${tpmRefusal(vm.name)} (dry run: nothing is written)` : `${vm.name} has a TPM: PCR7 changes with KEK/db; BitLocker asks for its recovery key unless it was suspended (manage-bde -protectors -disable C: -RebootCount 2)`}\n`);
+
+  if (a.dryRun) {
+    const local = await readNvramSafely(nvramPath);
+    if (!local) throw new UsageError(`${vm.name}: its NVRAM ${nvramPath} does not exist yet; start the VM once (libvirt creates it from the template), shut it down, then enrol`);
+    const r = enroll(local.data, entries, vm.name, hint);
+    if (a.json) return printJson({ target: a.target, vm: { name: vm.name, uuid: vm.uuid }, nvram: nvramPath, dryRun: true, changed: r.changed, items: r.items, timestamps: r.timestamps, free: r.free, tpm: vm.tpm === true });
+    const n = r.items.filter((i) => i.status === 'added').length;
+    return print(
+      itemRows(r.items, true) +
+        (r.changed ? `dry run: would add ${plural(n, 'entry', 'entries')} (${addedText(r.items)}) to ${vm.name}'s NVRAM ${nvramPath}; nothing written` : `dry run: every entry is already in ${vm.name}'s NVRAM; nothing to add`),
+    );
+  }
+
+  const archive = await ctx.archive({ create: true });
+  const request = requestText(a);
+  const out = await changeLocalNvram(ctx, vm, nvramPath, archive, 'enroll', (o) =>
+    enrollNvram({
+      ...o,
+      edit: (current) => {
+        const r = enroll(current, entries, vm.name, hint);
+        return { ...r, reason: `nvram enroll ${request}: ${addedText(r.items) || 'nothing added'}` };
+      },
+    }),
+  );
+  const r = out.result;
+  if (a.json)
+    return printJson({
+      target: a.target,
+      vm: { name: vm.name, uuid: vm.uuid },
+      nvram: nvramPath,
+      dryRun: false,
+      changed: r.changed,
+      items: r.items,
+      timestamps: r.timestamps,
+      free: r.free,
+      tpm: vm.tpm === true,
+      generation: out.generation ?? null,
+      saved: out.saved ?? null,
+    });
+  print(
+    itemRows(r.items, false) +
+      (r.changed
+        ? `${vm.name}: enrolled ${addedText(r.items)} into ${nvramPath}, archived as generation ${out.generation} (the newest); the NVRAM before is generation ${out.saved} (undo: ovmf-hook nvram restore ${vm.name} --generation ${out.saved})`
+        : `${vm.name}: every entry is already present; nothing written`),
+  );
+}
+
+// ─── command ────────────────────────────────────────────────────────────────────────────────
+
+async function run(a: EnrollArgs, deps: CliDeps): Promise<void> {
+  const file = isFileTarget(a.target);
+  check(a, file);
+  const entries = await requestedEntries(a);
+  return file ? enrollFile(a, entries, deps) : enrollVm(a, entries, deps);
+}
+
+export function makeNvramEnrollCommand(deps: CliDeps = {}): CommandModule<object, any> {
+  return {
+    command: 'enroll <target>',
+    describe: "Add Secure Boot certificates or hashes to KEK/db of a shut-off VM's NVRAM (archived first) or of a VARS file",
+    builder: (y: Argv) =>
+      y
+        .positional('target', { type: 'string', demandOption: true, describe: 'VM name or UUID, or the path of an OVMF VARS file' })
+        .option('ms-2023', {
+          type: 'boolean',
+          default: false,
+          describe: `Microsoft's 2023 certificates: ${MICROSOFT_2023_CERTIFICATES.map((c) => `${c.name} (${c.variable})`).join(', ')}`,
+        })
+        .option('add-kek', { type: 'string', array: true, describe: 'add the certificate(s) of this PEM or DER file to KEK (repeatable)' })
+        .option('add-db', { type: 'string', array: true, describe: 'add the certificate(s) of this PEM or DER file to db (repeatable)' })
+        .option('add-db-hash', { type: 'string', array: true, describe: 'add this SHA-256 image hash (64 hex digits) to db (repeatable)' })
+        .option('owner', { type: 'string', describe: `SignatureOwner GUID of --add-* entries (default ${OVMF_HOOK_OWNER}, ovmf-hook's)` })
+        .option('output', { type: 'string', describe: 'FILE form: write the result to this new file' })
+        .option('in-place', { type: 'boolean', default: false, describe: 'FILE form: change FILE itself' })
+        .option('dry-run', { type: 'boolean', default: false, describe: 'show what would be added; write nothing' })
+        .option('force', { type: 'boolean', default: false, describe: 'also for a VM with a TPM (suspend BitLocker in the guest first)' })
+        .option('json', jsonOption())
+        .example('$0 nvram enroll win11 --ms-2023', "add Microsoft's 2023 KEK and db certificates to a shut-off VM")
+        .example('$0 nvram enroll vm1 --add-db my-signing-cert.pem', 'trust binaries signed with your own key'),
+    handler: (argv) => {
+      const one = (name: string): string | undefined => {
+        const v = argv[name];
+        if (Array.isArray(v)) throw new UsageError(`--${name} given ${v.length} times; give it once`);
+        return v === undefined ? undefined : String(v);
+      };
+      return run(
+        {
+          target: String(argv.target),
+          ms2023: argv['ms-2023'] === true,
+          addKek: many(argv['add-kek']),
+          addDb: many(argv['add-db']),
+          addDbHash: many(argv['add-db-hash']),
+          owner: one('owner'),
+          output: one('output'),
+          inPlace: argv['in-place'] === true,
+          dryRun: argv['dry-run'] === true,
+          force: argv.force === true,
+          json: argv.json === true,
+        },
+        deps,
+      );
+    },
+  };
+}
