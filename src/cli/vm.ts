@@ -15,7 +15,7 @@ import { domainState, runVirsh, virshError, type VirshBatchRunner, type VirshRun
 
 /** Injection points of the CLI commands (unit tests replace libvirt and the config file). */
 export interface CliDeps {
-  /** Default: `timeout 30 virsh -c qemu:///system …`. */
+  /** Default: `virsh -c qemu:///system …`, killed after VIRSH_TIMEOUT_SECONDS (src/io/virsh.ts). */
   virsh?: VirshRunner;
   /** Several commands in one virsh process (convert); default: runVirshBatch, unless `virsh` is given. */
   virshBatch?: VirshBatchRunner;

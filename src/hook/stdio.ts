@@ -18,7 +18,7 @@ const tooBig = (maxBytes: number): XmlInputError => new XmlInputError(`stdin is 
  * Read all of stdin, refusing more than `maxBytes`. stdin is reopened through /proc/self/fd/0
  * with O_NONBLOCK of its own (libvirt's pipe keeps its flags; fd 0 is never touched) and read with
  * readSync, retried on EAGAIN from the event loop: no stream, so neither `net` nor the stream
- * modules are loaded (~2 ms of a hook call), and a stdin that never closes leaves the watchdog
+ * modules are loaded (docs/BENCH.md), and a stdin that never closes leaves the watchdog
  * free to fire — and process.exit() free to end the process, which a thread-pool read blocked in
  * the kernel would not (measured). stdin that cannot be reopened (a socket, a closed fd) is read
  * as a stream.

@@ -3,9 +3,8 @@
  * for the one line libvirt shows when an operation fails.
  *
  * Journal: one connection per line to journald's stream socket (`/run/systemd/journal/stdout`,
- * the socket behind sd_journal_stream_fd(3) and `systemd-cat`), identifier `ovmf-hook`. This costs
- * well under a millisecond; spawning `/usr/bin/logger` costs ~6 ms of a ~30 ms hook run (loading
- * child_process + fork/exec), measured by `npm run bench`. Without journald, the line goes to
+ * the socket behind sd_journal_stream_fd(3) and `systemd-cat`), identifier `ovmf-hook`: far cheaper
+ * than spawning `/usr/bin/logger`, which loads child_process and forks (docs/BENCH.md). Without journald, the line goes to
  * `logger` (a detached child whose stdio is /dev/null, so it can never keep libvirt waiting) when
  * there is a syslog socket (`/dev/log`) for it to write to; with neither, only the file gets it.
  *
@@ -220,11 +219,11 @@ function fileProblemByPath(file: string): string | null {
  * `fallback` runs when the socket cannot be reached (no journald).
  */
 function toJournal(socket: string, level: Level, line: string, fallback: () => void): void {
-  // no journald (a container, a host without systemd): no socket to try (~2 ms of a hook call)
+  // no journald (a container, a host without systemd): no socket to try, and no `net` to load
   if (!existsSync(socket)) return fallback();
   try {
     let connected = false;
-    // loaded here: `net` and the stream modules it needs cost ~2 ms, and only a journal line needs them
+    // loaded here: `net` and its stream modules are a noticeable part of start-up, and only a journal line needs them
     // eslint-disable-next-line @typescript-eslint/no-require-imports
     const { createConnection } = require('node:net') as typeof import('node:net');
     const s = createConnection(socket, () => {
@@ -260,7 +259,7 @@ export async function flushLog(): Promise<void> {
 function toSyslog(socket: string, level: Level, line: string): void {
   if (!existsSync(socket)) return;
   try {
-    // loaded here: child_process costs ~3 ms at start-up and is needed only without journald
+    // loaded here: child_process is needed only without journald
     // eslint-disable-next-line @typescript-eslint/no-require-imports
     const { spawn } = require('node:child_process') as typeof import('node:child_process');
     const child = spawn('/usr/bin/logger', ['-t', 'ovmf-hook', '-p', `daemon.${level}`, '--', line], {

@@ -13,7 +13,7 @@ import { constants as osConstants } from 'node:os';
 import { setTimeout as delay } from 'node:timers/promises';
 import path from 'node:path';
 import { UnsafePathError } from '../core/errors';
-import { octalMode } from '../core/text';
+import { fnv1a64, octalMode } from '../core/text';
 import { asyncIo, type Io, type IoHandle } from './fs-api';
 
 /** Fault-injection hook: called before each named step; throw to fail there, never resolve to "kill". */
@@ -163,13 +163,10 @@ const TEMP_EXTRA = 1 + TEMP_MARK.length + 24;
 /**
  * The part of a temp name that tells whose temp it is: the file's name, or — when the name is too
  * long to carry a temp suffix within NAME_MAX (a 247-byte VM name gives a 255-byte NVRAM name) —
- * a stable digest of it (FNV-1a, 64 bit: a name, not a security property).
+ * a stable digest of it.
  */
 function tempStem(basename: string): string {
-  if (Buffer.byteLength(basename) + TEMP_EXTRA <= NAME_MAX) return basename;
-  let h = 0xcbf29ce484222325n;
-  for (const b of Buffer.from(basename)) h = BigInt.asUintN(64, (h ^ BigInt(b)) * 0x100000001b3n);
-  return `~${h.toString(16).padStart(16, '0')}`;
+  return Buffer.byteLength(basename) + TEMP_EXTRA <= NAME_MAX ? basename : `~${fnv1a64(basename)}`;
 }
 
 export const tempName = (basename: string): string => `.${tempStem(basename)}${TEMP_MARK}${randomHex(12)}`;

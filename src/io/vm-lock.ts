@@ -22,6 +22,7 @@ import { createConnection, createServer, type Server } from 'node:net';
 import { realpathSync, unlinkSync } from 'node:fs';
 import { join } from 'node:path';
 import { OvmfHookError, RefusedError } from '../core/errors';
+import { fnv1a64 } from '../core/text';
 import { normalizeUuid } from './archive';
 import { ensurePrivateDir } from './safe-fs';
 
@@ -29,12 +30,8 @@ export interface VmLock {
   release(): Promise<void>;
 }
 
-/** FNV-1a (64 bit) of the state directory: hosts simulated in one namespace (tests) keep apart. */
-function digest(s: string): string {
-  let h = 0xcbf29ce484222325n;
-  for (const b of Buffer.from(s)) h = BigInt.asUintN(64, (h ^ BigInt(b)) * 0x100000001b3n);
-  return h.toString(16).padStart(16, '0');
-}
+/** The state directory's digest keeps hosts simulated in one namespace (tests) apart. */
+const digest = fnv1a64;
 
 const lockName = (stateDir: string, uuid: string): string => {
   let dir = stateDir;
