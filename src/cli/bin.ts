@@ -29,7 +29,7 @@ function quick(): Promise<number> | undefined {
 const fast = quick();
 if (fast) {
   // once stdout and stderr have taken everything (a write's callback runs after all earlier
-  // writes), exit at once: tearing down the heap of a finished command costs ~1–2 ms
+  // writes), exit at once: tearing down the heap of a finished command is wasted time (docs/BENCH.md)
   void fast.then((code) => process.stdout.write('', () => process.stderr.write('', () => process.exit(code))));
 } else {
   // eslint-disable-next-line @typescript-eslint/no-require-imports

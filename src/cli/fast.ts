@@ -1,7 +1,7 @@
 /**
  * The quick way into a command, without yargs. yargs and the set-up of every command module cost
- * ~60 ms of CPU per run (it also renders the help text of the command it runs), more than
- * `rewrite` or `convert` themselves. So when a command line is plainly valid, it is parsed with
+ * more CPU per run than `rewrite` or `convert` themselves (it also renders the help text of the
+ * command it runs; docs/BENCH.md, "CLI start-up tricks"). So when a command line is plainly valid, it is parsed with
  * node's util.parseArgs against the option definitions the command's yargs module declares (its
  * builder runs against a recorder), and the handler runs at once. Plainly valid: only that
  * command's options and the global ones, each at most once, values of the declared form (a number

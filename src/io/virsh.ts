@@ -20,8 +20,8 @@ export interface VirshResult {
 export type VirshRunner = (args: readonly string[]) => Promise<VirshResult>;
 
 /**
- * virsh with a kill timer of node's own (killed → code 124, like timeout(1), which an extra exec
- * would cost ~1.2 ms per call; not found → 127).
+ * virsh with a kill timer of node's own (killed → code 124, like timeout(1), without the extra
+ * exec timeout(1) would cost per call; not found → 127).
  */
 export const runVirsh: VirshRunner = (args) =>
   new Promise((resolve) => {
@@ -45,7 +45,7 @@ export const virshWord = (s: string): string => `'${s.replace(/'/g, "'\\''")}'`;
 /**
  * The command string of a batch: before each command and at the end, `echo M; echo --err M` with
  * a random marker M, so that each command's output and errors can be told apart (one virsh
- * process instead of one per command: each costs ~25 ms, most of it connecting to libvirtd).
+ * process instead of one per command: each process spends most of its time connecting to libvirtd).
  */
 export function batchScript(commands: readonly (readonly string[])[], marker: string): string {
   const mark = (i: number) => `echo ${marker}-${i}; echo --err ${marker}-${i}`;

@@ -240,7 +240,7 @@ export async function runConvert(args: ConvertArgs, deps: CliDeps = {}): Promise
   if (!args.all && names.length === 0) throw new UsageError('name the domains to convert, or use --all (see ovmf-hook convert --help)');
   if (args.match !== undefined && !args.all) throw new UsageError('--match selects domains for --all; use it with --all');
   // with the real libvirt, the questions about a single domain go out at once (one virsh process,
-  // ~25 ms, mostly libvirt's); the configuration and the firmware catalog are read meanwhile
+  // its time mostly libvirt's); the configuration and the firmware catalog are read meanwhile
   const batch = deps.virshBatch ?? (deps.virsh ? undefined : runVirshBatch);
   const batched = batch && prefetching(deps.virsh ?? runVirsh, batch);
   const early = !args.all && names.length === 1 && batched;
