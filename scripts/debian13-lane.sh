@@ -8,16 +8,19 @@
 # 1. Root: `debootstrap --variant=minbase trixie` from deb.debian.org + the packages below, cached in
 #    $DEBIAN13_CACHE/root (default /var/cache/ovmf-hook-trixie) and reused while its marker matches
 #    this script's package list and layout version.
-# 2. Run: in a private mount namespace the cached root is the lower layer of an overlay (the upper
-#    layer is a tmpfs, so every run starts from the same root and leaves nothing in it), with its own
-#    proc, sys, /dev (a tmpfs: null zero full random urandom tty, devpts with ptmxmode=666, no kvm:
-#    the tests use TCG), /run, /tmp and a copy of this checkout at /src (not the checkout itself:
-#    `npm ci` there would replace node_modules under everyone who uses it). `npm ci` + build with
-#    trixie's node, then, in new network + PID namespaces too (the lane's libvirtd sees no host
-#    network, and all of its processes end with the lane), virtlogd + libvirtd -d, the libvirt test
-#    project, `debian13: N passed, N failed, N skipped`, the daemons stopped.
-# Nothing is mounted in the host's namespace; the host's libvirtd, /dev and /etc are never touched.
-# Exit 0 only when the tests ran and none failed.
+# 2. Run, in a private mount namespace: the cached root is the lower layer of an overlay (the upper
+#    layer is a tmpfs, so every run starts from the same root and leaves nothing in it) with its own
+#    proc, sys (read-only), /dev (a tmpfs: null zero full random urandom tty, devpts with
+#    ptmxmode=666; no kvm: the tests use TCG), /run, /tmp, and a copy of this checkout at /src (not
+#    the checkout itself: `npm ci` there would replace node_modules under everyone who uses it).
+#    `npm ci` + build with trixie's node (chroot, the host's network and CA bundle); then, in new
+#    network (lo only) + PID namespaces, pivot_root into the root (see ns_tests: a chroot is not
+#    enough for libvirtd), virtlogd + libvirtd -d, the libvirt test project, the summary line
+#    `debian13: N passed, N failed, N skipped`, the daemons stopped; every process of the lane
+#    ends with its PID namespace.
+# Nothing is mounted in the host's namespace; the host's libvirtd, /etc and /dev are not touched
+# (checked after the run: /dev/ptmx must still be a device node). Exit 0 only when the tests ran
+# and none failed.
 set -euo pipefail
 
 readonly SUITE=trixie
@@ -101,9 +104,9 @@ ns_build() {
   assert_private_ns
   mount --make-rprivate /
   log "debootstrap --variant=minbase $SUITE $dir $MIRROR"
-  debootstrap --variant=minbase --components=main "$SUITE" "$dir" "$MIRROR" >"$dir.debootstrap.log" 2>&1 ||
-    { tail -n 30 "$dir.debootstrap.log" >&2; die "debootstrap failed (log: $dir.debootstrap.log)"; }
-  rm -f "$dir.debootstrap.log"
+  local build_log="$CACHE/build.log"
+  debootstrap --variant=minbase --components=main "$SUITE" "$dir" "$MIRROR" >"$build_log" 2>&1 ||
+    { tail -n 30 "$build_log" >&2; die "debootstrap failed (log: $build_log)"; }
   mount --rbind "$dir" "$dir" # a mount point of its own
   mount --make-rprivate "$dir"
   # debootstrap's own proc/sys mounts are gone with its exit; ours:
@@ -125,12 +128,11 @@ EOF
   printf '#!/bin/sh\n# no daemon starts while packages install into the lane root\nexit 101\n' >"$dir/usr/sbin/policy-rc.d"
   chmod 755 "$dir/usr/sbin/policy-rc.d"
   log "apt-get install ${PACKAGES[*]}"
-  in_root "$dir" apt-get -q update >"$dir.apt.log" 2>&1 ||
-    { tail -n 30 "$dir.apt.log" >&2; die "apt-get update failed in the trixie root"; }
-  in_root "$dir" env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "${PACKAGES[@]}" >>"$dir.apt.log" 2>&1 ||
-    { tail -n 40 "$dir.apt.log" >&2; die "apt-get install failed in the trixie root (log: $dir.apt.log)"; }
+  in_root "$dir" apt-get -q update >>"$build_log" 2>&1 ||
+    { tail -n 30 "$build_log" >&2; die "apt-get update failed in the trixie root (log: $build_log)"; }
+  in_root "$dir" env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "${PACKAGES[@]}" >>"$build_log" 2>&1 ||
+    { tail -n 40 "$build_log" >&2; die "apt-get install failed in the trixie root (log: $build_log)"; }
   in_root "$dir" apt-get clean
-  rm -f "$dir.apt.log"
   # The lane's daemons: no cgroups (they would be made in the host's hierarchy next to the host
   # libvirtd's), no default network (the lane runs in an empty network namespace anyway).
   printf '\n# ovmf-hook Debian 13 lane\ncgroup_controllers = [ ]\n' >>"$dir/etc/libvirt/qemu.conf"
@@ -235,7 +237,10 @@ ns_inside() {
   t0=$SECONDS
   env CI=1 npx vitest run --project libvirt --reporter=default --reporter=json --outputFile="$results" "$@" || status=$?
   log "tests: $((SECONDS - t0)) s (vitest exit $status)"
-  if ! node -e 'const r=JSON.parse(require("fs").readFileSync(process.argv[1],"utf8"));console.log(`debian13: ${r.numPassedTests} passed, ${r.numFailedTests} failed, ${r.numPendingTests+r.numTodoTests} skipped`)' "$results"; then
+  # the summary line, then what was skipped (and why: the titles say it)
+  if ! node -e 'const r=JSON.parse(require("fs").readFileSync(process.argv[1],"utf8"));
+      console.log(`debian13: ${r.numPassedTests} passed, ${r.numFailedTests} failed, ${r.numPendingTests+r.numTodoTests} skipped`);
+      for (const f of r.testResults) for (const t of f.assertionResults) if (t.status === "pending" || t.status === "skipped" || t.status === "todo") console.log(`debian13: skipped: ${f.name.replace("/src/", "")}: ${t.title}`);' "$results"; then
     echo "debian13: not run (vitest wrote no results, exit $status)"
     ((status != 0)) || status=1
   fi
@@ -294,7 +299,7 @@ main() {
   for a in "$@"; do
     case "$a" in
       --rebuild) rebuild=1 ;;
-      -h | --help) sed -n '2,20p' "$SELF"; exit 0 ;;
+      -h | --help) sed -n '2,/^set -euo/p' "$SELF" | sed '$d'; exit 0 ;;
       -*) die "unknown option $a" ;;
       *) files+=("$a") ;;
     esac
@@ -306,11 +311,12 @@ main() {
   exec 9>"$CACHE/lock"
   flock -w 3600 9 || die "$CACHE/lock is held by another lane for an hour"
   log "cluster suites skipped: test/cluster/*.libvirt.test.ts need two libvirtd hosts and a GlusterFS volume (scripts/cluster-testbed.sh)"
-  ensure_root "$rebuild" || { echo "debian13: not run (building the $SUITE root failed)"; exit 1; }
+  (ensure_root "$rebuild") || { echo "debian13: not run (building the $SUITE root failed)"; exit 1; }
   assert_unmounted "$MNT"
-  local dev_before
+  local dev_before out="$CACHE/last-run.out"
   dev_before=$(host_dev)
-  unshare -m --propagation private env LANE_HOST_MNTNS="$(readlink /proc/self/ns/mnt)" bash "$SELF" __run "${files[@]}" || status=$?
+  unshare -m --propagation private env LANE_HOST_MNTNS="$(readlink /proc/self/ns/mnt)" bash "$SELF" __run "${files[@]}" | tee "$out" || status=$?
+  grep -qE '^debian13: ([0-9]+ passed|not run)' "$out" || echo "debian13: not run (the lane failed before its tests, exit $status)"
   # the lane must leave the host's /dev as it was (see ns_tests)
   if [[ ! -c /dev/ptmx ]]; then
     echo "debian13: error: the host's /dev/ptmx is no longer a device node ($(stat -c %N /dev/ptmx 2>&1)); QEMU PTYs on this host are broken until it is one again"

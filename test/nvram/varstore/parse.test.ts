@@ -3,6 +3,7 @@ import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { VarstoreError } from '../../../src/core/errors';
 import { parseVarstore } from '../../../src/core/varstore';
+import { ovmf, varsTemplates } from '../../support/platform';
 import { buildStore, GLOBAL } from './store-builder';
 
 const OVMF = '/usr/share/OVMF';
@@ -11,13 +12,12 @@ if (!haveOvmf) console.warn(`SKIPPED: ${OVMF} is absent (install Debian's "ovmf"
 
 const BOOTED = join(__dirname, 'fixtures/booted-4m.fd');
 
-describe.skipIf(!haveOvmf)('parseVarstore on the Debian OVMF templates', () => {
-  it.each([
-    { file: 'OVMF_VARS.fd', layout: '2M', storeSize: 0xdfb8, count: 0, deleted: 0 },
-    { file: 'OVMF_VARS_4M.fd', layout: '4M', storeSize: 0x3ffb8, count: 0, deleted: 0 },
-    { file: 'OVMF_VARS.ms.fd', layout: '2M', storeSize: 0xdfb8, count: 31, deleted: 26 },
-    { file: 'OVMF_VARS_4M.ms.fd', layout: '4M', storeSize: 0x3ffb8, count: 31, deleted: 26 },
-  ])('$file: $layout, $count live variables, $deleted deleted', ({ file, layout, storeSize, count, deleted }) => {
+// what this host's OVMF release ships (Debian 12: 2 MB and 4 MB images, Debian 13: 4 MB only)
+const known = varsTemplates();
+if (haveOvmf && !known) console.warn(`SKIPPED: OVMF release ${ovmf().release ?? '?'} is not in test/support/platform.ts varsTemplates() — the template contents are not checked`);
+
+describe.skipIf(!haveOvmf || !known)('parseVarstore on the Debian OVMF templates', () => {
+  it.each(known?.templates ?? [])('$file: $layout, $count live variables, $deleted deleted', ({ file, layout, storeSize, count, deleted }) => {
     const p = parseVarstore(readFileSync(join(OVMF, file)));
     expect(p).toMatchObject({ layout, authenticated: true, storeSize, fv: { checksumOk: true } });
     expect(p.variables).toHaveLength(count);
@@ -38,7 +38,8 @@ describe.skipIf(!haveOvmf)('parseVarstore on the Debian OVMF templates', () => {
 
   it.skipIf(!existsSync('/usr/share/ovmf/OVMF.fd'))('reads the NV store at the start of a combined OVMF.fd image', () => {
     const p = parseVarstore(readFileSync('/usr/share/ovmf/OVMF.fd'));
-    expect(p).toMatchObject({ layout: '2M', authenticated: true, storeSize: 0xdfb8 });
+    const layout = known!.combinedLayout;
+    expect(p).toMatchObject({ layout, authenticated: true, storeSize: layout === '2M' ? 0xdfb8 : 0x3ffb8 });
   });
 
   it('refuses a CODE image with a message that says so', () => {
