@@ -6,7 +6,9 @@
 # Not its job: npm ci, building, running the tests.
 set -euo pipefail
 
-readonly PACKAGES=(libvirt-daemon-system libvirt-clients qemu-system-x86 qemu-utils ovmf libxml2-utils virtinst)
+# swtpm: TPM domains; sbsigntool, dosfstools, mtools, systemd-boot-efi: test/keys/enroll.libvirt.test.ts
+# signs systemd-boot's EFI binary and boots it from a FAT image (Debian 12 has no efi-shell-x64 package)
+readonly PACKAGES=(libvirt-daemon-system libvirt-clients qemu-system-x86 qemu-utils ovmf libxml2-utils virtinst swtpm swtpm-tools sbsigntool dosfstools mtools systemd-boot-efi)
 readonly URI='qemu:///system'
 readonly WAIT_SEC="${LIBVIRT_WAIT_SEC:-60}"
 

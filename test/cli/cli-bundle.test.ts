@@ -11,7 +11,7 @@ import { beforeAll, describe, expect, it } from 'vitest';
 import { openArchive } from '../../src/io';
 // @ts-expect-error: a plain .mjs helper of the bench, without types
 import { i440fxDomain } from '../../scripts/bench/domains.mjs';
-import { ensureBuilt } from '../hook/harness';
+import { ensureBuilt, TEST_NODE } from '../hook/harness';
 import { tempDir } from './nvram-support';
 
 const ROOT = path.join(__dirname, '..', '..');
@@ -19,7 +19,7 @@ const CLI = path.join(ROOT, 'dist', 'cli.cjs');
 const UUID = '5a5a5a5a-0000-4000-8000-00000000cafe';
 
 const cli = (args: string[], env: Record<string, string> = {}) => {
-  const r = spawnSync(process.execPath, [CLI, ...args], { cwd: ROOT, encoding: 'utf8', env: { ...process.env, ...env }, timeout: 60_000 });
+  const r = spawnSync(TEST_NODE, [CLI, ...args], { cwd: ROOT, encoding: 'utf8', env: { ...process.env, ...env }, timeout: 60_000 });
   return { code: r.status, stdout: r.stdout, stderr: r.stderr };
 };
 
@@ -47,13 +47,13 @@ describe('dist/cli.cjs (npm run build)', () => {
     await fs.writeFile(file, i440fxDomain({ name: 'ovmfhook-t-big', uuid: '5a5a5a5a-0000-4000-8000-0000000b1900', n: 2400 }));
     const out = path.join(base, 'out.xml');
     const fd = openSync(out, 'w');
-    execFileSync(process.execPath, [CLI, 'rewrite', file], { stdio: ['ignore', fd, 'pipe'] });
+    execFileSync(TEST_NODE, [CLI, 'rewrite', file], { stdio: ['ignore', fd, 'pipe'] });
     closeSync(fd);
     const expected = readFileSync(out, 'utf8');
     expect(expected.length).toBeGreaterThan(4 * 65536);
     expect(expected).toMatch(/machine='(pc-)?q35/);
 
-    const child = spawn(process.execPath, [CLI, 'rewrite', file], { stdio: ['ignore', 'pipe', 'pipe'] });
+    const child = spawn(TEST_NODE, [CLI, 'rewrite', file], { stdio: ['ignore', 'pipe', 'pipe'] });
     child.stdout.pause();
     const chunks: Buffer[] = [];
     child.stdout.on('data', (c: Buffer) => chunks.push(c));
@@ -92,6 +92,6 @@ describe('dist/cli.cjs (npm run build)', () => {
 
     const usage = cli(['nvram'], env);
     expect(usage.code).toBe(2);
-    expect(usage.stderr).toMatch(/^ovmf-hook: name an nvram subcommand: list, show, restore, reset, prune, unlock, repair, vars, diff \(see ovmf-hook --help\)\n$/);
+    expect(usage.stderr).toMatch(/^ovmf-hook: name an nvram subcommand: list, show, restore, reset, prune, unlock, repair, vars, diff, enroll \(see ovmf-hook --help\)\n$/);
   });
 });

@@ -36,7 +36,7 @@ import { fsyncDir, linkExclusive, unlinkQuiet, writeTemp } from '../../io/safe-f
 import { changeLocalNvram } from '../local-nvram';
 import { jsonOption, printJson } from '../output';
 import { table } from '../table';
-import { cliContext, managedNvram, resolveVm, type CliDeps, type Vm } from '../vm';
+import { cliContext, managedNvram, requireShutOff, resolveVm, type CliDeps, type Vm } from '../vm';
 import { isFileTarget, loadBytes } from './nvram-vars';
 
 /** SignatureOwner of certificates and hashes given with --add-* (unless --owner): ovmf-hook's own GUID. */
@@ -70,6 +70,7 @@ export const tpmRefusal = (vm: string): string =>
 const many = (v: unknown): string[] => (v === undefined || v === null ? [] : (Array.isArray(v) ? v : [v]).map(String));
 
 async function readCertificateFile(file: string, variable: 'KEK' | 'db', owner: string): Promise<EnrollEntry[]> {
+  if (file === '') throw new UsageError(`--add-${variable.toLowerCase()} needs a certificate file (PEM or DER)`);
   let bytes: Buffer;
   try {
     const st = statSync(file);
@@ -150,7 +151,7 @@ function check(a: EnrollArgs, file: boolean): void {
 
 // ─── FILE ───────────────────────────────────────────────────────────────────────────────────
 
-const FILE_HINT = 'start from a Secure Boot VARS template (e.g. /usr/share/OVMF/OVMF_VARS_4M.ms.fd)';
+const FILE_HINT = 'enrol into a copy of a Secure Boot template instead (e.g. /usr/share/OVMF/OVMF_VARS_4M.ms.fd)';
 
 /** libvirt's nvram directory from the config (its default when the config cannot be read: this is only a guard). */
 function nvramDirOf(deps: CliDeps): string {
@@ -223,19 +224,32 @@ async function enrollVm(a: EnrollArgs, entries: readonly EnrollEntry[], deps: Cl
   const ctx = cliContext(deps);
   const vm: Vm = await resolveVm(a.target, ctx);
   const nvramPath = managedNvram(vm);
-  const hint = `ovmf-hook convert ${vm.name} --secure-boot (Secure Boot firmware), then ovmf-hook nvram reset ${vm.name} (its Microsoft-keys template)`;
+  const hint = `enrol into a Secure Boot template first: give the domain the Microsoft-keys template (<nvram template='…/OVMF_VARS_4M.ms.fd'>, as ovmf-hook convert ${vm.name} --secure-boot does), then run ovmf-hook nvram reset ${vm.name}`;
   if (vm.tpm && !a.force && !a.dryRun) throw new RefusedError(tpmRefusal(vm.name));
-  if (vm.tpm) process.stderr.write(`ovmf-hook: warning: ${a.dryRun && !a.force ? `${tpmRefusal(vm.name)} (dry run: nothing is written)` : `${vm.name} has a TPM: PCR7 changes with KEK/db; BitLocker asks for its recovery key unless it was suspended (manage-bde -protectors -disable C: -RebootCount 2)`}\n`);
+  // Refusals that need no lock come first, so that a refused enrolment touches nothing (not even
+  // the archive or state directory); the lock-held step below asks "shut off?" again and redoes
+  // the enrolment on what the file holds then.
+  if (!a.dryRun) await requireShutOff(vm, ctx.virsh, 'enroll');
+  const local = await readNvramSafely(nvramPath);
+  if (!local) throw new UsageError(`${vm.name}: its NVRAM ${nvramPath} does not exist yet; start the VM once (libvirt creates it from the template), shut it down, then enrol`);
+  const preview = enroll(local.data, entries, vm.name, hint);
+  if (vm.tpm)
+    process.stderr.write(
+      `ovmf-hook: warning: ${a.force ? `${vm.name} has a TPM: PCR7 changes with KEK/db; BitLocker asks for its recovery key unless it was suspended (manage-bde -protectors -disable C: -RebootCount 2)` : `${tpmRefusal(vm.name)} (dry run: nothing is written)`}\n`,
+    );
+  const who = { vm: { name: vm.name, uuid: vm.uuid }, nvram: nvramPath, tpm: vm.tpm === true };
 
-  if (a.dryRun) {
-    const local = await readNvramSafely(nvramPath);
-    if (!local) throw new UsageError(`${vm.name}: its NVRAM ${nvramPath} does not exist yet; start the VM once (libvirt creates it from the template), shut it down, then enrol`);
-    const r = enroll(local.data, entries, vm.name, hint);
-    if (a.json) return printJson({ target: a.target, vm: { name: vm.name, uuid: vm.uuid }, nvram: nvramPath, dryRun: true, changed: r.changed, items: r.items, timestamps: r.timestamps, free: r.free, tpm: vm.tpm === true });
+  if (a.dryRun || !preview.changed) {
+    const r = preview;
+    if (a.json) return printJson({ target: a.target, ...who, dryRun: a.dryRun, changed: r.changed, items: r.items, timestamps: r.timestamps, free: r.free, generation: null, saved: null });
     const n = r.items.filter((i) => i.status === 'added').length;
     return print(
-      itemRows(r.items, true) +
-        (r.changed ? `dry run: would add ${plural(n, 'entry', 'entries')} (${addedText(r.items)}) to ${vm.name}'s NVRAM ${nvramPath}; nothing written` : `dry run: every entry is already in ${vm.name}'s NVRAM; nothing to add`),
+      itemRows(r.items, a.dryRun) +
+        (!r.changed
+          ? a.dryRun
+            ? `dry run: every entry is already in ${vm.name}'s NVRAM; nothing to add`
+            : `${vm.name}: every entry is already present; nothing written`
+          : `dry run: would add ${plural(n, 'entry', 'entries')} (${addedText(r.items)}) to ${vm.name}'s NVRAM ${nvramPath}; nothing written`),
     );
   }
 
@@ -252,19 +266,7 @@ async function enrollVm(a: EnrollArgs, entries: readonly EnrollEntry[], deps: Cl
   );
   const r = out.result;
   if (a.json)
-    return printJson({
-      target: a.target,
-      vm: { name: vm.name, uuid: vm.uuid },
-      nvram: nvramPath,
-      dryRun: false,
-      changed: r.changed,
-      items: r.items,
-      timestamps: r.timestamps,
-      free: r.free,
-      tpm: vm.tpm === true,
-      generation: out.generation ?? null,
-      saved: out.saved ?? null,
-    });
+    return printJson({ target: a.target, ...who, dryRun: false, changed: r.changed, items: r.items, timestamps: r.timestamps, free: r.free, generation: out.generation ?? null, saved: out.saved ?? null });
   print(
     itemRows(r.items, false) +
       (r.changed
@@ -294,9 +296,9 @@ export function makeNvramEnrollCommand(deps: CliDeps = {}): CommandModule<object
           default: false,
           describe: `Microsoft's 2023 certificates: ${MICROSOFT_2023_CERTIFICATES.map((c) => `${c.name} (${c.variable})`).join(', ')}`,
         })
-        .option('add-kek', { type: 'string', array: true, describe: 'add the certificate(s) of this PEM or DER file to KEK (repeatable)' })
-        .option('add-db', { type: 'string', array: true, describe: 'add the certificate(s) of this PEM or DER file to db (repeatable)' })
-        .option('add-db-hash', { type: 'string', array: true, describe: 'add this SHA-256 image hash (64 hex digits) to db (repeatable)' })
+        .option('add-kek', { type: 'string', describe: 'add the certificate(s) of this PEM or DER file to KEK (repeatable)' })
+        .option('add-db', { type: 'string', describe: 'add the certificate(s) of this PEM or DER file to db (repeatable)' })
+        .option('add-db-hash', { type: 'string', describe: 'add this SHA-256 image hash (64 hex digits) to db (repeatable)' })
         .option('owner', { type: 'string', describe: `SignatureOwner GUID of --add-* entries (default ${OVMF_HOOK_OWNER}, ovmf-hook's)` })
         .option('output', { type: 'string', describe: 'FILE form: write the result to this new file' })
         .option('in-place', { type: 'boolean', default: false, describe: 'FILE form: change FILE itself' })

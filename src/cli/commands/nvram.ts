@@ -7,6 +7,7 @@
  *   reset VM                  back to the OVMF template, the old NVRAM kept as a generation (VM shut off)
  *   prune [VM] [--keep N]     drop old generations (default keep: config keepGenerations)
  *   unlock VM [--force]       remove a claim left behind (a crashed host, a lost release)
+ *   repair [VM]               remove leftovers of interrupted writes, verify every generation, move corrupt ones aside
  *   vars, diff                see ./nvram-vars.ts
  *   enroll VM|FILE            add Secure Boot certificates/hashes to KEK/db, see ./nvram-enroll.ts
  *

@@ -60,7 +60,7 @@ export interface EnrollResult {
 }
 
 export interface EnrollOptions {
-  /** Appended to the "no Secure Boot keys" refusal: what to do for this kind of target. */
+  /** The end of the "no Secure Boot keys" refusal: what to do for this kind of target. */
   noKeysHint?: string;
 }
 
@@ -102,7 +102,7 @@ export function enrollSignatures(image: Uint8Array, entries: readonly EnrollEntr
   const sb = secureBootSummary(ed.original.variables);
   if (!ed.authenticated || sb.pk.x509 + sb.pk.other === 0)
     throw new RefusedError(
-      `the variable store has no Secure Boot keys (${ed.authenticated ? 'no PK: setup mode' : 'not an authenticated store'}), so the firmware would not enforce what is enrolled; enrol into a Secure Boot template first${options.noKeysHint ? `: ${options.noKeysHint}` : ''}`,
+      `the variable store has no Secure Boot keys (${ed.authenticated ? 'no PK: setup mode' : 'not an authenticated store'}), so the firmware would not enforce what is enrolled; ${options.noKeysHint ?? 'enrol into a copy of a Secure Boot template instead'}`,
     );
 
   const status = new Map<EnrollEntry, EnrollItem['status']>();
