@@ -6,7 +6,10 @@
 #          --bin-link PATH / --no-bin-link (the CLI link; default /usr/local/bin/ovmf-hook for the default
 #            hooks dir and prefix, none otherwise), --config-dir DIR (config.json and the install records;
 #            default /etc/ovmf-hook), --state-dir DIR (archive/ and state/; default /var/lib/ovmf-hook),
-#          --no-reload (do not signal libvirtd/virtqemud), --no-build (use the existing dist/).
+#          --no-reload (do not signal libvirtd/virtqemud), --no-build (use the existing dist/),
+#          --from-package (the Debian package's maintainer scripts: the files under --prefix, default this
+#            script's directory, and the --bin-link are the package's: nothing is built, copied or removed
+#            there; the hook, the foreign hook, config, state, record and reload are handled as always).
 # One install record per hooks dir: <config-dir>/installs/<hooks dir, as systemd-escape --path>. It keeps
 # the prefix, the CLI link and the hook that was there before, so --uninstall needs only --hooks-dir.
 set -euo pipefail
@@ -24,6 +27,7 @@ PREFIX_SET=0
 BIN_LINK_SET=0
 RELOAD=1
 BUILD=1
+FROM_PACKAGE=0
 ACTION=install
 MARKER='ovmf-hook: libvirt QEMU hook'
 
@@ -39,7 +43,8 @@ while [ $# -gt 0 ]; do
     --state-dir) need_arg "$@"; STATE_LIB=$2; shift ;;
     --no-reload) RELOAD=0 ;;
     --no-build) BUILD=0 ;;
-    -h|--help) sed -n '2,11p' "$0"; exit 0 ;;
+    --from-package) FROM_PACKAGE=1; BUILD=0 ;;
+    -h|--help) sed -n '2,14p' "$0"; exit 0 ;;
     *) echo "install.sh: unknown option $1 (see --help)" >&2; exit 2 ;;
   esac
   shift
@@ -51,6 +56,8 @@ log() { command -v logger >/dev/null 2>&1 && logger -t ovmf-hook -p daemon.info 
 
 [ "$(id -u)" = 0 ] || die "run as root (sudo $0)"
 SRC=$(cd "$(dirname "$0")" && pwd)
+# the package ships this script next to its files (/usr/lib/ovmf-hook/install.sh)
+[ "$FROM_PACKAGE" = 0 ] || [ "$PREFIX_SET" = 1 ] || PREFIX=$SRC
 # absolute and normalised (no symlinks resolved): the name libvirt and the admin use for it
 abspath() { realpath -ms -- "$1"; }
 HOOKS_DIR=$(abspath "$HOOKS_DIR")
@@ -102,6 +109,23 @@ prefix_in_use() {
   [ "$2" != "$DEFAULT_BIN_LINK" ] && [ "$(readlink "$DEFAULT_BIN_LINK" 2>/dev/null)" = "$1/dist/cli.cjs" ]
 }
 
+# Remove an install's files from a prefix (not the package's: dpkg owns those), unless another install uses it.
+remove_prefix() { # prefix, the CLI link it goes with
+  if prefix_in_use "$1" "$2"; then
+    say "kept $1: another install uses it"
+  elif [ -d "$1" ]; then
+    rm -f "$1/dist/cli.cjs" "$1/dist/cli.mjs" "$1/dist/hooks/qemu" "$1/dist/hooks/qemu.new" "$1/package.json"
+    rmdir "$1/dist/hooks" "$1/dist" "$1" 2>/dev/null || say "left $1: it holds other files"
+  fi
+}
+# The version being installed, for the log: the package's, or the checkout's commit.
+version() {
+  if [ "$FROM_PACKAGE" = 1 ]; then echo "package $(sed -n 's/^ *"version": *"\([^"]*\)".*/\1/p' "$PREFIX/package.json" | head -n 1)"
+  else (cd "$SRC" && git describe --always 2>/dev/null) || true; fi
+}
+PACKAGE_HINT='the ovmf-hook package (apt-get remove ovmf-hook puts back the previous hook)'
+if [ "$FROM_PACKAGE" = 1 ]; then UNDO='removing the package'; else UNDO='--uninstall'; fi
+
 # A reload leaves no trace in the daemon's process (its start time stays): note which daemon process
 # was reloaded when, for `ovmf-hook doctor` (RELOAD_RECORDS, cleared at boot with /run).
 RELOAD_RECORDS=${OVMF_HOOK_RUN_DIR:-/run/ovmf-hook}
@@ -144,6 +168,13 @@ if [ -e "$RECORD" ] && [ "$(rec_get hooks_dir)" != "$HOOKS_DIR" ]; then
 fi
 
 if [ "$ACTION" = uninstall ]; then
+  if [ -e "$RECORD" ] && [ "$FROM_PACKAGE" = 0 ] && [ "$(rec_get installed_by)" = package ]; then
+    die "$HOOKS_DIR is installed by $PACKAGE_HINT; kept everything: remove that package instead"
+  fi
+  if [ -e "$RECORD" ] && [ "$FROM_PACKAGE" = 1 ] && [ "$(rec_get installed_by)" != package ]; then
+    say "$HOOKS_DIR is installed from a checkout (install.sh), not by the package: left it (./install.sh --uninstall removes it)"
+    exit 0
+  fi
   if [ -e "$RECORD" ]; then
     rec_prefix=$(rec_get prefix)
     if [ "$PREFIX_SET" = 1 ] && [ "$PREFIX" != "$rec_prefix" ]; then
@@ -171,17 +202,14 @@ if [ "$ACTION" = uninstall ]; then
   fi
   if is_ours "$HOOK"; then rm -f "$HOOK"; say "removed $HOOK"; fi
   rmdir "$HOOKS_DIR/qemu.d" 2>/dev/null || true
-  if [ ! -e "$RECORD" ] && [ "$BIN_LINK_SET" = 0 ] && [ "$HOOKS_DIR" = "$DEFAULT_HOOKS_DIR" ] && [ "$PREFIX" = "$DEFAULT_PREFIX" ]; then
-    BIN_LINK=$DEFAULT_BIN_LINK
-  fi
-  if [ -n "$BIN_LINK" ] && [ -L "$BIN_LINK" ]; then
-    if [ "$(readlink "$BIN_LINK")" = "$CLI" ]; then rm -f "$BIN_LINK"; say "removed $BIN_LINK"; else say "left $BIN_LINK: it points elsewhere now"; fi
-  fi
-  if prefix_in_use "$PREFIX" "$BIN_LINK"; then
-    say "kept $PREFIX: another install uses it"
-  elif [ -d "$PREFIX" ]; then
-    rm -f "$PREFIX/dist/cli.cjs" "$PREFIX/dist/cli.mjs" "$PREFIX/dist/hooks/qemu" "$PREFIX/dist/hooks/qemu.new" "$PREFIX/package.json"
-    rmdir "$PREFIX/dist/hooks" "$PREFIX/dist" "$PREFIX" 2>/dev/null || say "left $PREFIX: it holds other files"
+  if [ "$FROM_PACKAGE" = 0 ]; then # the package's own files are dpkg's to remove
+    if [ ! -e "$RECORD" ] && [ "$BIN_LINK_SET" = 0 ] && [ "$HOOKS_DIR" = "$DEFAULT_HOOKS_DIR" ] && [ "$PREFIX" = "$DEFAULT_PREFIX" ]; then
+      BIN_LINK=$DEFAULT_BIN_LINK
+    fi
+    if [ -n "$BIN_LINK" ] && [ -L "$BIN_LINK" ]; then
+      if [ "$(readlink "$BIN_LINK")" = "$CLI" ]; then rm -f "$BIN_LINK"; say "removed $BIN_LINK"; else say "left $BIN_LINK: it points elsewhere now"; fi
+    fi
+    remove_prefix "$PREFIX" "$BIN_LINK"
   fi
   rm -f "$RECORD"
   rmdir "$CONF_DIR/installs" 2>/dev/null || true
@@ -199,16 +227,27 @@ if [ "$BIN_LINK_SET" = 0 ]; then
 fi
 
 # --- refuse early, before anything is written
+if [ -e "$RECORD" ] && [ "$FROM_PACKAGE" = 0 ] && [ "$(rec_get installed_by)" = package ]; then
+  die "$HOOKS_DIR is installed by $PACKAGE_HINT; upgrade that package, or remove it before installing from a checkout"
+fi
+TAKEOVER_PREFIX='' TAKEOVER_LINK=''
 if [ -e "$RECORD" ] && [ "$(rec_get prefix)" != "$PREFIX" ]; then
-  die "$HOOKS_DIR is installed with --prefix $(rec_get prefix); use that prefix, or run --uninstall --hooks-dir $HOOKS_DIR first"
+  if [ "$FROM_PACKAGE" = 1 ] && [ "$(rec_get installed_by)" != package ]; then
+    # the package replaces an install from a checkout: it keeps that install's record of the foreign
+    # hook and removes its files once the packaged hook is in place
+    TAKEOVER_PREFIX=$(rec_get prefix) TAKEOVER_LINK=$(rec_get bin_link)
+  else
+    die "$HOOKS_DIR is installed with --prefix $(rec_get prefix); use that prefix, or run --uninstall --hooks-dir $HOOKS_DIR first"
+  fi
 fi
 if exists "$HOOK" && ! is_ours "$HOOK" && exists "$SAVED"; then
   die "$HOOK is not ours and $SAVED already exists; move one of them away and retry"
 fi
 
-# --- node: the hook runs in libvirt's bare environment, so its interpreter path is fixed now
-NODE=$(command -v node || true)
-[ -n "$NODE" ] || die "node (>= 18) not found; install Node.js 18+ (Debian 12: apt install nodejs) and retry"
+# --- node: the hook runs in libvirt's bare environment, so its interpreter path is fixed now (the
+# package's files name the distro's /usr/bin/node, which its Depends: nodejs provides)
+if [ "$FROM_PACKAGE" = 1 ]; then NODE=/usr/bin/node; else NODE=$(command -v node || true); fi
+{ [ -n "$NODE" ] && [ -x "$NODE" ]; } || die "node (>= 18) not found${NODE:+ at $NODE}; install Node.js 18+ (Debian 12: apt install nodejs) and retry"
 NODE=$(readlink -f "$NODE")
 NODE_MAJOR=$("$NODE" -p 'process.versions.node.split(".")[0]')
 [ "$NODE_MAJOR" -ge 18 ] || die "node $("$NODE" --version) is too old; ovmf-hook needs Node.js >= 18"
@@ -222,23 +261,28 @@ esac
 if [ "$BUILD" = 1 ]; then
   (cd "$SRC" && npm ci --no-audit --no-fund --loglevel=error && OVMF_HOOK_NODE="$NODE" npm run --silent build)
 fi
-[ -x "$SRC/dist/hooks/qemu" ] && [ -f "$SRC/dist/cli.cjs" ] || die "dist/ is missing; run without --no-build"
+if [ "$FROM_PACKAGE" = 1 ]; then
+  # the files are the package's, in place already (dpkg owns them: nothing is copied or rewritten)
+  [ -x "$PREFIX/dist/hooks/qemu" ] && [ -f "$CLI" ] || die "$PREFIX/dist/ is missing: reinstall the ovmf-hook package"
+else
+  [ -x "$SRC/dist/hooks/qemu" ] && [ -f "$SRC/dist/cli.cjs" ] || die "dist/ is missing; run without --no-build"
 
-# --- files under one prefix
-install -d -m 0755 "$PREFIX/dist/hooks"
-install -m 0755 "$SRC/dist/cli.cjs" "$CLI"
-rm -f "$PREFIX/dist/cli.mjs" # the CLI of installs before it became CommonJS
-{ echo "#!$NODE"; tail -n +2 "$SRC/dist/hooks/qemu"; } > "$PREFIX/dist/hooks/qemu.new"
-chmod 0755 "$PREFIX/dist/hooks/qemu.new" && mv -f "$PREFIX/dist/hooks/qemu.new" "$PREFIX/dist/hooks/qemu"
-install -m 0644 "$SRC/package.json" "$PREFIX/package.json"
-sed -i "1s|^#!.*|#!$NODE|" "$CLI"
-if [ -e "$RECORD" ]; then
-  old_link=$(rec_get bin_link)
-  if [ -n "$old_link" ] && [ "$old_link" != "$BIN_LINK" ] && [ "$(readlink "$old_link" 2>/dev/null)" = "$CLI" ]; then
-    rm -f "$old_link"; say "removed $old_link"
+  # files under one prefix
+  install -d -m 0755 "$PREFIX/dist/hooks"
+  install -m 0755 "$SRC/dist/cli.cjs" "$CLI"
+  rm -f "$PREFIX/dist/cli.mjs" # the CLI of installs before it became CommonJS
+  { echo "#!$NODE"; tail -n +2 "$SRC/dist/hooks/qemu"; } > "$PREFIX/dist/hooks/qemu.new"
+  chmod 0755 "$PREFIX/dist/hooks/qemu.new" && mv -f "$PREFIX/dist/hooks/qemu.new" "$PREFIX/dist/hooks/qemu"
+  install -m 0644 "$SRC/package.json" "$PREFIX/package.json"
+  sed -i "1s|^#!.*|#!$NODE|" "$CLI"
+  if [ -e "$RECORD" ]; then
+    old_link=$(rec_get bin_link)
+    if [ -n "$old_link" ] && [ "$old_link" != "$BIN_LINK" ] && [ "$(readlink "$old_link" 2>/dev/null)" = "$CLI" ]; then
+      rm -f "$old_link"; say "removed $old_link"
+    fi
   fi
+  if [ -n "$BIN_LINK" ]; then install -d -m 0755 "$(dirname "$BIN_LINK")"; ln -sfn "$CLI" "$BIN_LINK"; fi
 fi
-if [ -n "$BIN_LINK" ]; then install -d -m 0755 "$(dirname "$BIN_LINK")"; ln -sfn "$CLI" "$BIN_LINK"; fi
 
 # --- config and state directories (never overwrite an edited config)
 json_str() { local s=${1//\\/\\\\}; printf '"%s"' "${s//\"/\\\"}"; }
@@ -288,6 +332,7 @@ fi
 install -d -m 0755 "$HOOKS_DIR"
 install -m 0755 "$PREFIX/dist/hooks/qemu" "$HOOK.ovmf-hook-new"
 record=("hooks_dir=$HOOKS_DIR" "prefix=$PREFIX" "bin_link=$BIN_LINK")
+[ "$FROM_PACKAGE" = 0 ] || record+=(installed_by=package)
 if exists "$HOOK" && ! is_ours "$HOOK"; then
   exists "$SAVED" && { rm -f "$HOOK.ovmf-hook-new"; die "$HOOK is not ours and $SAVED already exists; move one of them away and retry"; }
   install -d -m 0755 "$HOOKS_DIR/qemu.d"
@@ -310,11 +355,11 @@ if exists "$HOOK" && ! is_ours "$HOOK"; then
     fi
     write_record "${record[@]}" moved_foreign_hook=1 foreign_hook_kind=symlink "foreign_hook_link=$link"
     ln -s -- "$moved" "$SAVED"
-    say "moved the existing hook link to $SAVED -> $moved ($note; it runs after ours); --uninstall puts back $HOOK -> $link"
+    say "moved the existing hook link to $SAVED -> $moved ($note; it runs after ours); $UNDO puts back $HOOK -> $link"
   else
     write_record "${record[@]}" moved_foreign_hook=1 foreign_hook_kind=file
     mv "$HOOK" "$SAVED"
-    say "moved the existing hook to $SAVED (it still runs after ours); --uninstall puts it back"
+    say "moved the existing hook to $SAVED (it still runs after ours); $UNDO puts it back"
   fi
 elif [ -e "$RECORD" ]; then
   # an upgrade: keep what the record says about the previous hook
@@ -326,9 +371,16 @@ fi
 mv -f "$HOOK.ovmf-hook-new" "$HOOK"
 command -v restorecon >/dev/null 2>&1 && restorecon -R "$HOOKS_DIR" 2>/dev/null || true
 say "installed $HOOK (node: $NODE)${BIN_LINK:+ and $BIN_LINK}; install record $RECORD"
+if [ -n "$TAKEOVER_PREFIX" ]; then
+  say "replaced the install from a checkout in $TAKEOVER_PREFIX"
+  if [ -n "$TAKEOVER_LINK" ] && [ "$TAKEOVER_LINK" != "$BIN_LINK" ] && [ -L "$TAKEOVER_LINK" ] && [ "$(readlink "$TAKEOVER_LINK")" = "$TAKEOVER_PREFIX/dist/cli.cjs" ]; then
+    rm -f "$TAKEOVER_LINK"; say "removed $TAKEOVER_LINK"
+  fi
+  remove_prefix "$TAKEOVER_PREFIX" "$TAKEOVER_LINK"
+fi
 
 reload_daemons
-log "installed $(cd "$SRC" && git describe --always 2>/dev/null || echo) in $HOOKS_DIR"
+log "installed $(version) in $HOOKS_DIR"
 if [ "$HOOKS_DIR" = "$DEFAULT_HOOKS_DIR" ]; then
   OVMF_HOOK_CONFIG="$CONF_DIR/config.json" "$CLI" doctor || say "doctor reported problems (see above)"
 else

@@ -1,5 +1,6 @@
 // Lock + crash-safe backup of this host's ovmf-hook install, for everything that installs the hook
-// into the real libvirtd for a while (test/hook/hook.libvirt.test.ts, scripts/soak.mjs).
+// into the real libvirtd for a while (test/hook/hook.libvirt.test.ts, test/install/deb.libvirt.test.ts,
+// scripts/soak.mjs).
 // One directory: created with mkdir (atomic), holds the owner's pid, the saved paths and a
 // `complete` marker. A later run that finds it with a dead owner first puts the saved state back
 // (the crashed run never did), then proceeds.

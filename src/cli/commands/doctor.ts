@@ -56,7 +56,8 @@ const MIN_NODE_MAJOR = 18;
 const APPARMOR_EXEC_DIRS = ['/usr/bin', '/bin'];
 /** Linux USER_HZ: /proc/<pid>/stat start times are in these ticks on every mainstream architecture. */
 const CLOCK_TICKS = 100;
-const INSTALL = 'run: sudo ./install.sh from the ovmf-hook checkout';
+/** How to (re)install the hook: the Debian package's postinst when that package is installed (it runs install.sh), else install.sh from a checkout. */
+const installHint = (): string => (existsSync('/var/lib/dpkg/info/ovmf-hook.list') ? 'run: sudo dpkg-reconfigure ovmf-hook' : 'run: sudo ./install.sh from the ovmf-hook checkout');
 
 const ok = (check: string, detail: string): DoctorCheck => ({ check, verdict: 'ok', detail });
 const warn = (check: string, detail: string, fix: string): DoctorCheck => ({ check, verdict: 'warn', detail, fix });
@@ -124,9 +125,9 @@ function hookCheck(hook: string): { check: DoctorCheck; interpreter?: Interprete
   try {
     st = statSync(hook);
   } catch {
-    return { check: fail('hook', `${hook} is missing`, `${INSTALL}, then: systemctl reload libvirtd`) };
+    return { check: fail('hook', `${hook} is missing`, `${installHint()}, then: systemctl reload libvirtd`) };
   }
-  if (!st.isFile()) return { check: fail('hook', `${hook} is not a regular file`, `move it away, then ${INSTALL}`) };
+  if (!st.isFile()) return { check: fail('hook', `${hook} is not a regular file`, `move it away, then ${installHint()}`) };
   let text: string;
   try {
     text = head(hook);
@@ -134,16 +135,16 @@ function hookCheck(hook: string): { check: DoctorCheck; interpreter?: Interprete
     return { check: fail('hook', `cannot read ${hook}: ${errorMessage(e)}`, 'run doctor as root') };
   }
   if (!text.includes(HOOK_MARKER))
-    return { check: fail('hook', `${hook} is not ovmf-hook's (a foreign hook)`, `${INSTALL}: it moves the foreign hook to qemu.d/, where it keeps running`) };
+    return { check: fail('hook', `${hook} is not ovmf-hook's (a foreign hook)`, `${installHint()}: it moves the foreign hook to qemu.d/, where it keeps running`) };
   if ((st.mode & 0o111) === 0) return { check: fail('hook', `${hook} is not executable (mode ${octalMode(st.mode)}): libvirt skips it`, `run: chmod 755 ${hook}`) };
   if (st.mode & 0o022) return { check: fail('hook', `${hook} is writable by group/other (mode ${octalMode(st.mode)}): anyone could run code as root`, `run: chmod go-w ${hook}`) };
   const interpreter = shebang(text);
-  if (!interpreter) return { check: fail('hook', `${hook} has no #! interpreter line`, INSTALL) };
+  if (!interpreter) return { check: fail('hook', `${hook} has no #! interpreter line`, installHint()) };
   if (interpreter.viaEnv) return { check: ok('hook', `${hook} is ovmf-hook's, runs ${interpreter.path} from libvirt's PATH`), interpreter };
   try {
     accessSync(interpreter.path, constants.X_OK);
   } catch {
-    return { check: fail('hook', `${hook} runs ${interpreter.path}, which does not exist or is not executable`, `install Node.js ${MIN_NODE_MAJOR}+ as /usr/bin/node, then ${INSTALL}`), interpreter };
+    return { check: fail('hook', `${hook} runs ${interpreter.path}, which does not exist or is not executable`, `install Node.js ${MIN_NODE_MAJOR}+ as /usr/bin/node, then ${installHint()}`), interpreter };
   }
   return { check: ok('hook', `${hook} is ovmf-hook's, runs ${interpreter.path}`), interpreter };
 }
@@ -152,22 +153,22 @@ function nodeCheck(interpreter: Interpreter | undefined, execPath: string, nodeV
   const fromHook = interpreter !== undefined && !interpreter.viaEnv;
   const node = fromHook ? interpreter.path : execPath;
   const who = fromHook ? "the hook's node" : 'node';
-  if (fromHook && !existsSync(node)) return fail('node', `${who} ${node} does not exist`, `install Node.js ${MIN_NODE_MAJOR}+ as /usr/bin/node, then ${INSTALL}`);
+  if (fromHook && !existsSync(node)) return fail('node', `${who} ${node} does not exist`, `install Node.js ${MIN_NODE_MAJOR}+ as /usr/bin/node, then ${installHint()}`);
   let version = nodeVersion;
   if (realpath(node) !== realpath(execPath)) {
     try {
       version = execFileSync(node, ['-p', 'process.versions.node'], { encoding: 'utf8', timeout: 10_000, stdio: ['ignore', 'pipe', 'ignore'] }).trim();
     } catch (e) {
-      return fail('node', `cannot run ${who} ${node}: ${errorMessage(e).split('\n')[0]}`, `install Node.js ${MIN_NODE_MAJOR}+ as /usr/bin/node, then ${INSTALL}`);
+      return fail('node', `cannot run ${who} ${node}: ${errorMessage(e).split('\n')[0]}`, `install Node.js ${MIN_NODE_MAJOR}+ as /usr/bin/node, then ${installHint()}`);
     }
   }
   const major = Number(/^v?(\d+)\./.exec(version)?.[1]);
   if (!(major >= MIN_NODE_MAJOR))
-    return fail('node', `${who} ${node} is version ${version || 'unknown'}; ovmf-hook needs ${MIN_NODE_MAJOR} or newer`, `install Node.js ${MIN_NODE_MAJOR}+ (distro or NodeSource package), then ${INSTALL}`);
+    return fail('node', `${who} ${node} is version ${version || 'unknown'}; ovmf-hook needs ${MIN_NODE_MAJOR} or newer`, `install Node.js ${MIN_NODE_MAJOR}+ (distro or NodeSource package), then ${installHint()}`);
   const dir = posix.dirname(realpath(node));
   if (!APPARMOR_EXEC_DIRS.includes(dir))
-    return warn('node', `${who} ${node} (v${version.replace(/^v/, '')}) lives in ${dir}: AppArmor's libvirtd profile only lets hooks run interpreters from /usr/bin or /bin`, `install Node.js as /usr/bin/node (distro or NodeSource package), then ${INSTALL}`);
-  if (interpreter?.viaEnv) return warn('node', `the hook runs "env ${interpreter.path}": libvirt's bare PATH decides which node runs`, `${INSTALL} (it writes node's absolute path into the hook)`);
+    return warn('node', `${who} ${node} (v${version.replace(/^v/, '')}) lives in ${dir}: AppArmor's libvirtd profile only lets hooks run interpreters from /usr/bin or /bin`, `install Node.js as /usr/bin/node (distro or NodeSource package), then ${installHint()}`);
+  if (interpreter?.viaEnv) return warn('node', `the hook runs "env ${interpreter.path}": libvirt's bare PATH decides which node runs`, `${installHint()} (it writes node's absolute path into the hook)`);
   return ok('node', `${who} ${node} v${version.replace(/^v/, '')}`);
 }
 
