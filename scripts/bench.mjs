@@ -18,6 +18,11 @@
  *   --no-build    use dist/ as it is (default: run scripts/build.mjs first)
  *   --no-libvirt  skip the convert-vs-virt-xml row (it defines a throw-away ovmfhook-t-bench-* VM)
  *   --keep        keep the temp tree (its path is printed)
+ *
+ * The fleet rows time `ovmf-hook nvram certs --all --json` over 100 and 1,000 generated VMs (--quick:
+ * 20 and 200): NVRAM files that are copies of Debian's OVMF_VARS_4M.ms.fd, every other one enrolled
+ * with the 2023 certificates, and a fake virsh (test/cli/fake-virsh-bin.ts) that knows their
+ * definitions; skipped (with a note) without that template.
  */
 import { spawnSync } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
@@ -49,6 +54,7 @@ const CLI = path.join(ROOT, 'dist/cli.cjs');
 const GNU_TIME = '/usr/bin/time';
 const CLEAN_PATH = '/usr/sbin:/usr/bin:/sbin:/bin';
 const LIBVIRT_URI = 'qemu:///system';
+const MS_VARS = '/usr/share/OVMF/OVMF_VARS_4M.ms.fd'; // the fleet rows' NVRAM content (Debian's ovmf)
 const CODE_SIZE = 3653632; // Debian's OVMF_CODE_4M.fd
 const VARS_SIZE = 540672; // Debian's OVMF_VARS_4M.fd
 const RELEASE_NVRAM_BYTES = 4 * 1024 * 1024;
@@ -82,8 +88,9 @@ function parseArgs(argv) {
   o.warmup = o.quick ? 1 : 3;
   o.rssRuns = o.quick ? 1 : 3;
   o.sizes = o.quick
-    ? { migrateDevices: 100, rewriteSmall: 100, rewriteLarge: 1000, archiveSmall: 10, archiveLarge: 500 }
-    : { migrateDevices: 1000, rewriteSmall: 1000, rewriteLarge: 10000, archiveSmall: 10, archiveLarge: 10000 };
+    ? { migrateDevices: 100, rewriteSmall: 100, rewriteLarge: 1000, archiveSmall: 10, archiveLarge: 500, fleetSmall: 20, fleetLarge: 200 }
+    : { migrateDevices: 1000, rewriteSmall: 1000, rewriteLarge: 10000, archiveSmall: 10, archiveLarge: 10000, fleetSmall: 100, fleetLarge: 1000 };
+  o.fleetRuns = o.quick ? 2 : 5;
   return o;
 }
 
@@ -156,6 +163,17 @@ await build({
   logLevel: 'warning',
 });
 const core = createRequire(import.meta.url)(path.join(bundleDir, 'core.cjs'));
+// the fleet rows' stand-in for libvirt: the tests' fake virsh executable
+await build({
+  entryPoints: [path.join(ROOT, 'test/cli/fake-virsh-bin.ts')],
+  outfile: path.join(bundleDir, 'fake-virsh-bin.cjs'),
+  bundle: true,
+  platform: 'node',
+  target: 'node20',
+  format: 'cjs',
+  logLevel: 'warning',
+});
+const { fakeVirshBin } = createRequire(import.meta.url)(path.join(bundleDir, 'fake-virsh-bin.cjs'));
 
 // ---------------------------------------------------------------------------------------------
 // machine
@@ -478,6 +496,54 @@ function inProcessRewrite() {
 }
 
 // ---------------------------------------------------------------------------------------------
+// fleet: nvram certs --all over N generated VMs
+
+/** A fleet of `n` VMs (even: the MS template as it is, odd: enrolled with the 2023 certificates) and its fake virsh. */
+function makeFleet(n, enrolled) {
+  const s = site(`fleet-${n}`);
+  const template = readFileSync(MS_VARS);
+  const domains = {};
+  for (let i = 0; i < n; i++) {
+    const name = `fleet-${String(i).padStart(4, '0')}`;
+    const nvram = path.join(s.nvramDir, `${name}_VARS.fd`);
+    writeFileSync(nvram, i % 2 ? enrolled : template, { mode: 0o600 });
+    domains[name] = { xml: uefiDomain({ name, uuid: benchUuid('fleet', i), n: 12, loader: fw.msCode, template: fw.msVars, nvram }) };
+  }
+  const virsh = fakeVirshBin(s.dir, domains);
+  return { n, env: { ...s.env, ...virsh.env, PATH: `${virsh.env.PATH.split(':')[0]}:${CLEAN_PATH}` } };
+}
+
+function fleetCerts() {
+  if (!existsSync(MS_VARS)) {
+    notes.push(`nvram certs fleet rows: skipped (${MS_VARS} is missing; Debian package ovmf)`);
+    return [];
+  }
+  // the enrolled NVRAM, made by the product itself
+  const enrolledFile = path.join(tree, 'enrolled_VARS.fd');
+  const e = run(hookNode, [CLI, 'nvram', 'enroll', MS_VARS, '--ms-2023', '--output', enrolledFile], { env: small.env });
+  if (failure(e)) throw new Error(`nvram enroll --ms-2023 for the fleet rows failed: ${failure(e)}`);
+  const enrolled = readFileSync(enrolledFile);
+  const out = [];
+  for (const n of [opts.sizes.fleetSmall, opts.sizes.fleetLarge]) {
+    const fleet = makeFleet(n, enrolled);
+    const once = () => {
+      const r = run(hookNode, [CLI, 'nvram', 'certs', '--all', '--json'], { env: fleet.env });
+      const f = failure(r);
+      if (f) throw new Error(`nvram certs --all over ${n} VMs: ${f}`);
+      const counts = JSON.parse(r.stdout.toString()).counts;
+      if (counts.current !== Math.floor(n / 2) || counts['update-available'] !== Math.ceil(n / 2))
+        throw new Error(`nvram certs --all over ${n} VMs: wrong states ${JSON.stringify(counts)}`);
+      return r.ms;
+    };
+    once(); // warm-up (page cache)
+    const ms = Array.from({ length: opts.fleetRuns }, once);
+    const m = median(ms);
+    out.push({ vms: n, runs: ms.length, medianMs: m, p90Ms: quantile(ms, 0.9), msPerVm: m / n });
+  }
+  return out;
+}
+
+// ---------------------------------------------------------------------------------------------
 // main
 
 const failures = [];
@@ -504,6 +570,8 @@ try {
   if (!executable(GNU_TIME)) notes.push(`peak RSS not measured: ${GNU_TIME} is missing (install the Debian package "time")`);
   progress('in-process rewriteXml');
   const rewrite = inProcessRewrite();
+  progress(`nvram certs --all over ${int(opts.sizes.fleetSmall)} and ${int(opts.sizes.fleetLarge)} generated VMs`);
+  const fleet = fleetCerts();
 
   for (const row of rows) if (row.failed) failures.push(`${row.label}: ${row.failed}`);
   const by = Object.fromEntries(rows.map((r) => [r.id, r]));
@@ -532,6 +600,11 @@ try {
   goal('rewriteSmall', `rewriteXml ${int(rs.devices)} devices`, rs.medianMs, '<', 20, 'ms');
   goal('rewriteLinear', `rewriteXml per-device cost, ${int(rl.devices)} / ${int(rs.devices)} devices`, rl.usPerDevice / rs.usPerDevice, '≤', 1.5);
   goal('convert', 'virt-xml / ovmf-hook convert', med('convertVirtXml') / med('convertOurs'), '≥', 3);
+  if (fleet.length === 2) {
+    const [fs, fl] = fleet;
+    goal('certsTotal', `nvram certs --all, ${int(fl.vms)} VMs`, fl.medianMs, '<', 2000, 'ms');
+    goal('certsFlat', `nvram certs per-VM cost, ${int(fl.vms)} / ${int(fs.vms)} VMs`, fl.msPerVm / fs.msPerVm, '≤', 1.1);
+  }
 
   result = {
     machine: machine(),
@@ -547,6 +620,7 @@ try {
       failed: r.failed,
     })),
     rewrite: rewrite.map((r) => ({ ...r, medianMs: Number(r.medianMs.toFixed(3)), p90Ms: Number(r.p90Ms.toFixed(3)), usPerDevice: Number(r.usPerDevice.toFixed(3)) })),
+    certs: fleet.map((r) => ({ ...r, medianMs: Number(r.medianMs.toFixed(1)), p90Ms: Number(r.p90Ms.toFixed(1)), msPerVm: Number(r.msPerVm.toFixed(3)) })),
     goals,
     bounds,
     notes,
@@ -583,6 +657,15 @@ function render(r) {
       r.rewrite.map((x) => [`${int(x.devices)} devices (${x.runs} runs)`, x.xmlKiB, x.changes, fmt(x.medianMs, 2), fmt(x.p90Ms, 2), fmt(x.usPerDevice, 2)]),
     ),
   );
+  if (r.certs.length) {
+    lines.push('');
+    lines.push(
+      table(
+        ['nvram certs --all --json (fake virsh, half enrolled)', 'median ms', 'p90 ms', 'ms/VM'],
+        r.certs.map((x) => [`${int(x.vms)} VMs (${x.runs} runs)`, fmt(x.medianMs), fmt(x.p90Ms), fmt(x.msPerVm, 3)]),
+      ),
+    );
+  }
   lines.push('');
   lines.push(table(['goal', 'measured', 'goal', ''], r.goals.map((g) => [g.label, g.unit === '×' ? `${fmt(g.value, 2)}×` : `${fmt(g.value, 2)} ${g.unit}`, g.goal, g.pass ? 'PASS' : 'MISS'])));
   if (r.bounds.length) {

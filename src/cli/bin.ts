@@ -1,5 +1,5 @@
 // Entry of dist/cli.cjs. No #! line here: scripts/build.mjs puts it in the banner (esbuild would keep both).
-// `rewrite` and `convert` with a plainly valid command line skip yargs (see fast.ts). Modules are
+// `rewrite`, `convert` and `nvram certs` with a plainly valid command line skip yargs (see fast.ts). Modules are
 // required where they are used, not imported: esbuild then sets each one up only when it runs.
 import { quickArgs } from './fast';
 import { reportError } from './report';
@@ -9,14 +9,17 @@ const argv = process.argv.slice(2);
 /** The command run without yargs, or undefined when yargs must parse the command line. */
 function quick(): Promise<number> | undefined {
   /* eslint-disable @typescript-eslint/no-require-imports */
+  const sub = argv[0] === 'nvram' && argv[1] === 'certs'; // a subcommand: its own argv starts at `certs`
   const module =
     argv[0] === 'rewrite'
       ? (require('./commands/rewrite') as typeof import('./commands/rewrite')).rewriteCommand
       : argv[0] === 'convert'
         ? (require('./commands/convert') as typeof import('./commands/convert')).convertCommand
-        : undefined;
+        : sub
+          ? (require('./commands/nvram-certs') as typeof import('./commands/nvram-certs')).makeNvramCertsCommand()
+          : undefined;
   /* eslint-enable @typescript-eslint/no-require-imports */
-  const args = module && quickArgs(module, argv);
+  const args = module && quickArgs(module, sub ? argv.slice(1) : argv);
   if (!module || !args) return undefined;
   return Promise.resolve()
     .then(() => module.handler(args))

@@ -16,10 +16,21 @@ export function owner(config: Config): NvramOwner {
 }
 
 /** What `restore`, `reset` and `enroll` hand the lifecycle executor alike. */
-export type LocalNvramChange = Pick<ResetOptions, 'archive' | 'stateDir' | 'uuid' | 'vmName' | 'nvramPath' | 'nvramIo' | 'owner' | 'claimLeaseSeconds' | 'whileLocked'>;
+export type LocalNvramChange = Pick<ResetOptions, 'archive' | 'stateDir' | 'uuid' | 'vmName' | 'nvramPath' | 'nvramIo' | 'owner' | 'claimLeaseSeconds' | 'whileLocked' | 'command'>;
 
-/** Replace a shut-off VM's local NVRAM (`run` does it) through a held handle on libvirt's nvram directory; `verb` names the command in refusals. */
-export async function changeLocalNvram<R>(ctx: CliContext, vm: Vm, nvramPath: string, archive: Archive, verb: string, run: (o: LocalNvramChange) => Promise<R>): Promise<R> {
+/**
+ * Replace a shut-off VM's local NVRAM (`run` does it) through a held handle on libvirt's nvram
+ * directory; `verb` names the command in refusals (`nvram <verb>`, or `command` when given).
+ */
+export async function changeLocalNvram<R>(
+  ctx: CliContext,
+  vm: Vm,
+  nvramPath: string,
+  archive: Archive,
+  verb: string,
+  run: (o: LocalNvramChange) => Promise<R>,
+  command?: string,
+): Promise<R> {
   const who = owner(ctx.config);
   return withNvramDir(ctx.config.nvramDir, [0, who.uid ?? 0], (dir) =>
     run({
@@ -32,7 +43,8 @@ export async function changeLocalNvram<R>(ctx: CliContext, vm: Vm, nvramPath: st
       owner: who,
       claimLeaseSeconds: ctx.config.claimLeaseSeconds,
       // asked with the VM's lock held: no start can begin between this answer and the write
-      whileLocked: () => requireShutOff(vm, ctx.virsh, verb),
+      whileLocked: () => requireShutOff(vm, ctx.virsh, verb, command),
+      ...(command ? { command } : {}),
     }),
   );
 }

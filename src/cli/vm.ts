@@ -120,10 +120,10 @@ export function managedNvram(vm: Vm): string {
   return vm.nvram;
 }
 
-/** Refuse (exit 1) unless libvirt reports the VM `shut off`. */
-export async function requireShutOff(vm: Vm, virsh: VirshRunner, verb: string): Promise<void> {
-  if (!vm.defined) throw new UsageError(`${vm.name}: not defined on this host; run ovmf-hook nvram ${verb} on the host that has it`);
+/** Refuse (exit 1) unless libvirt reports the VM `shut off`; the refusal names `command` (default `nvram <verb>`). */
+export async function requireShutOff(vm: Vm, virsh: VirshRunner, verb: string, command = `nvram ${verb}`): Promise<void> {
+  if (!vm.defined) throw new UsageError(`${vm.name}: not defined on this host; run ovmf-hook ${command} on the host that has it`);
   const state = await domainState(virsh, vm.uuid);
   if (state !== 'shut off')
-    throw new RefusedError(`${vm.name} is ${state || 'not shut off'}; nvram ${verb} works only on a shut-off VM: shut it down first (virsh shutdown ${vm.name})`);
+    throw new RefusedError(`${vm.name} is ${state || 'not shut off'}; ${command} works only on a shut-off VM: shut it down first (virsh shutdown ${vm.name})`);
 }

@@ -249,6 +249,11 @@ async function prepare(ctx: Ctx): Promise<void> {
     });
     if (incoming) await clearIncomingMigration(config.stateDir, uuid, stateAccess(ctx));
     log('info', `prepare: ${incoming ? 'incoming migration, ' : ''}${r.action}${r.generation ? ` generation ${r.generation}` : ''}${r.displaced ? ` (local copy kept as generation ${r.displaced})` : ''}: ${r.why}`);
+    if (r.lostCertificates)
+      log(
+        'warning',
+        `prepare: the ${r.action === 'restore' ? `restored generation ${r.generation}` : 'template'} trusts fewer Microsoft 2023 Secure Boot certificates than the local NVRAM it replaced; lost: ${r.lostCertificates.join(', ')} (a guest whose boot manager is signed by Windows UEFI CA 2023 may not boot); to add them again, shut the VM down and run: ovmf-hook nvram enroll ${args.vm} --ms-2023`,
+      );
   } catch (e) {
     if (e instanceof OvmfHookError && !inArchive(e, config.archiveDir)) throw e;
     return archiveUnavailable(ctx, e, nvramIo);

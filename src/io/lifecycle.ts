@@ -26,6 +26,7 @@ import { planPrepare, planRelease, type PreparePlan } from '../core/nvram/plan';
 import type { StateUpdate } from '../core/nvram/state-update';
 import { cleanupTemps, MAX_NVRAM_BYTES, readNvramSafely, readRegularFile, sha256, stageFileAtomic, writeFileAtomic, type Faults } from './safe-fs';
 import { newestRestorable, withinStartWindow, type GenerationMeta } from '../core/nvram/types';
+import { lostMicrosoft2023 } from '../core/varstore/readiness';
 
 export interface NvramOwner {
   uid?: number;
@@ -86,6 +87,11 @@ export interface PrepareResult {
   /** Generation now holding the local copy that was pushed aside. */
   displaced?: number;
   claim?: ClaimResult['how'];
+  /**
+   * Microsoft 2023 Secure Boot certificates the replaced local NVRAM trusted and the written one
+   * does not (restore, provision); the start goes ahead (availability), the hook warns.
+   */
+  lostCertificates?: string[];
 }
 
 export interface ReleaseOptions extends Common {
@@ -238,13 +244,13 @@ export async function prepareNvram(o: PrepareOptions): Promise<PrepareResult> {
         const data = restored as Buffer; // verified before anything changes
         const displaced = plan.displaceLocal ? await displace(`displaced by restore of generation ${plan.generation}`) : undefined;
         await writeAndSave(data, plan.state);
-        return { action: 'restore', generation: plan.generation, displaced, why: plan.why, claim: how };
+        return { action: 'restore', generation: plan.generation, displaced, why: plan.why, claim: how, ...lostBy(local, data) };
       }
       case 'provision': {
         const data = template as Buffer;
         const displaced = plan.displaceLocal ? await displace('displaced by provisioning from the template') : undefined;
         await writeAndSave(data, plan.state, sha256(data));
-        return { action: 'provision', displaced, why: plan.why, claim: how };
+        return { action: 'provision', displaced, why: plan.why, claim: how, ...lostBy(local, data) };
       }
     }
   } catch (e) {
@@ -322,6 +328,18 @@ export async function releaseNvram(o: ReleaseOptions): Promise<ReleaseResult> {
   }
 }
 
+/** `lostCertificates` of a PrepareResult when `next` replaces `local` (nothing when none is lost). */
+const lostBy = (local: { data: Buffer } | null, next: Buffer): Pick<PrepareResult, 'lostCertificates'> => {
+  const lost = local ? lostMicrosoft2023(local.data, next) : [];
+  return lost.length ? { lostCertificates: lost } : {};
+};
+
+/** Tell the CLI writer (which may refuse) when `next` trusts fewer Microsoft 2023 certificates than `local`; before anything is written. */
+function checkCertificates(o: CliWrite, local: { data: Buffer } | null, next: Buffer): void {
+  const lost = local && o.onCertificatesLost ? lostMicrosoft2023(local.data, next) : [];
+  if (lost.length) o.onCertificatesLost!(lost);
+}
+
 export interface ResetOptions extends CliWrite {
   templatePath: string;
 }
@@ -333,13 +351,14 @@ export interface ResetOptions extends CliWrite {
  * (refused if another host holds it). Claim and lock are given back afterwards.
  */
 async function withClaim<T>(o: CliWrite, verb: string, fn: () => Promise<T>): Promise<T> {
-  const lock = await lockVm(o.stateDir, o.uuid, `ovmf-hook nvram ${verb} (pid ${process.pid})`, (other) =>
-    `${o.vmName}: its NVRAM is in use by ${other}; nvram ${verb} works only on a shut-off VM: try again once the start has finished and the VM is shut down`);
+  const command = o.command ?? `nvram ${verb}`;
+  const lock = await lockVm(o.stateDir, o.uuid, `ovmf-hook ${command} (pid ${process.pid})`, (other) =>
+    `${o.vmName}: its NVRAM is in use by ${other}; ${command} works only on a shut-off VM: try again once the start has finished and the VM is shut down`);
   try {
     await o.whileLocked?.();
     const state = await getLocalState(o.stateDir, o.uuid, stateAccess(o));
     if (withinStartWindow(state?.preparedAt, o.now))
-      throw new RefusedError(`${o.vmName} was started at ${state!.preparedAt} and libvirt has not opened its NVRAM yet, or that start is still failing; nvram ${verb} works only on a shut-off VM: try again in a minute`);
+      throw new RefusedError(`${o.vmName} was started at ${state!.preparedAt} and libvirt has not opened its NVRAM yet, or that start is still failing; ${command} works only on a shut-off VM: try again in a minute`);
     await claimFile(o.stateDir, o.nvramPath, { uuid: o.uuid, vmName: o.vmName }, stateAccess(o));
     const claim = await takeClaim(o);
     try {
@@ -359,6 +378,13 @@ interface CliWrite extends Common {
   claimLeaseSeconds?: number;
   /** Called once this host's VM lock is held, before anything is read or written (e.g. "is it shut off?"). */
   whileLocked?: () => Promise<void>;
+  /** The command named in refusals, the lock holder and the saved copy's reason; default `nvram <verb>`. */
+  command?: string;
+  /**
+   * reset/restore: called before anything is written when the NVRAM to be written trusts fewer
+   * Microsoft 2023 Secure Boot certificates than the local one (their names); a throw refuses.
+   */
+  onCertificatesLost?: (lost: readonly string[]) => void;
 }
 
 /**
@@ -371,6 +397,7 @@ export async function resetNvram(o: ResetOptions): Promise<{ action: 'reset'; ge
     const template = await readTemplate(o, o.templatePath);
     if (!template) throw new UsageError(`template ${o.templatePath} does not exist; pass the VM's OVMF VARS template`);
     const local = await readNvramSafely(ioPath(o), { io: nvramApi(o) });
+    checkCertificates(o, local, template);
     const state = await getLocalState(o.stateDir, uuid, stateAccess(o));
     const base = { vmName: o.vmName, now: o.now };
     const saved = local
@@ -400,6 +427,7 @@ export async function restoreGeneration(
     const data = await o.archive.read(uuid, o.generation);
     const metas = await o.archive.list(uuid);
     const local = await readNvramSafely(ioPath(o), { io: nvramApi(o) });
+    checkCertificates(o, local, data);
     const state = await getLocalState(o.stateDir, uuid, stateAccess(o));
     const base = { vmName: o.vmName, now: o.now };
     const localSha = local && sha256(local.data);
@@ -459,7 +487,7 @@ export async function enrollNvram<R extends NvramEdit>(
     const reusable = same && (await o.archive.verify(uuid, same.generation)) === null ? same.generation : undefined;
     const saved =
       reusable ??
-      generationOf(await o.archive.add(uuid, local.data, { ...base, kind: 'manual', reason: 'copy taken before nvram enroll', basedOn: state?.generation ?? null, sha256: localSha }));
+      generationOf(await o.archive.add(uuid, local.data, { ...base, kind: 'manual', reason: `copy taken before ${o.command ?? 'nvram enroll'}`, basedOn: state?.generation ?? null, sha256: localSha }));
     const generation = generationOf(await o.archive.add(uuid, data, { ...base, kind: 'manual', reason: result.reason, basedOn: saved }));
     await writeFileAtomic(ioPath(o), data, { ...o.owner, mode: o.owner.mode ?? 0o600, faults: o.faults, io: nvramApi(o) });
     await recordSync(o.stateDir, uuid, { generation, sha256: sha256(data) }, o.now, stateAccess(o));

@@ -86,6 +86,41 @@ export const runVirshBatch: VirshBatchRunner = async (commands) => {
   return splitBatch(commands.length, marker, await runVirsh([batchScript(commands, marker)]));
 };
 
+/**
+ * Most command text per batch: virsh gets a batch as one argument, which Linux caps at 128 KiB
+ * (MAX_ARG_STRLEN); half of that leaves room for the markers and long names.
+ */
+export const BATCH_MAX_CHARS = 64 * 1024;
+
+/**
+ * Run many commands in as few batches as BATCH_MAX_CHARS allows (`parallel` batches at a time:
+ * each virsh process waits mostly on libvirtd); the answers in the order of `commands`.
+ */
+export async function runInBatches(
+  batch: VirshBatchRunner,
+  commands: readonly (readonly string[])[],
+  { maxChars = BATCH_MAX_CHARS, parallel = 4 }: { maxChars?: number; parallel?: number } = {},
+): Promise<VirshResult[]> {
+  const groups: (readonly string[])[][] = [];
+  let size = Infinity;
+  for (const c of commands) {
+    const n = c.reduce((sum, w) => sum + virshWord(w).length + 1, 0) + 120; // + batchScript's markers around it
+    if (size + n > maxChars) {
+      groups.push([]);
+      size = 0;
+    }
+    groups[groups.length - 1]!.push(c);
+    size += n;
+  }
+  const answers: VirshResult[][] = new Array(groups.length);
+  let next = 0;
+  const worker = async () => {
+    for (let i = next++; i < groups.length; i = next++) answers[i] = await batch(groups[i]!);
+  };
+  await Promise.all(Array.from({ length: Math.min(parallel, groups.length) }, worker));
+  return answers.flat();
+}
+
 /** What `convert` asks libvirt about a domain, in the order it asks (one batch, src/cli/commands/convert.ts). */
 export function convertQuestions(name: string, o: { dryRun?: boolean; force?: boolean }): string[][] {
   return [

@@ -4,6 +4,7 @@
  * timings belong in the bench's own output, not in a test that could flake.
  */
 import { spawnSync } from 'node:child_process';
+import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { ensureBuilt } from '../hook/harness';
@@ -35,6 +36,7 @@ describe('npm run bench --quick', () => {
       machine: { cpu: string; cores: number; node: string };
       rows: Row[];
       rewrite: { devices: number; medianMs: number; usPerDevice: number; changes: number }[];
+      certs: { vms: number; runs: number; medianMs: number; msPerVm: number }[];
       goals: { id: string; value: number; pass: boolean }[];
       bounds: { id: string; boundMs: number; boundToFloor: number; hookToBound: number; goalReachable: boolean }[];
       failures: string[];
@@ -52,7 +54,24 @@ describe('npm run bench --quick', () => {
     expect(report.rows[0].ratioToFloor).toBe(1);
     expect(report.rewrite.map((x) => x.devices)).toEqual([100, 1000]);
     for (const rw of report.rewrite) expect(rw.changes).toBeGreaterThan(rw.devices / 2); // it really converted
-    expect(report.goals.map((g) => g.id)).toEqual(['started', 'prepare', 'release', 'migrate', 'archiveScale', 'rewriteSmall', 'rewriteLinear']);
+    // the fleet rows (nvram certs --all over generated VMs) need Debian's OVMF_VARS_4M.ms.fd
+    const fleet = existsSync('/usr/share/OVMF/OVMF_VARS_4M.ms.fd');
+    expect(report.goals.map((g) => g.id)).toEqual([
+      'started',
+      'prepare',
+      'release',
+      'migrate',
+      'archiveScale',
+      'rewriteSmall',
+      'rewriteLinear',
+      ...(fleet ? ['certsTotal', 'certsFlat'] : []),
+    ]);
+    expect(report.certs.map((x) => x.vms)).toEqual(fleet ? [20, 200] : []);
+    for (const c of report.certs) {
+      expect(c.runs).toBe(2);
+      expect(c.medianMs).toBeGreaterThan(0);
+      expect(c.msPerVm).toBeCloseTo(c.medianMs / c.vms, 2);
+    }
     // each latency goal next to its lower bound (the same I/O without the hook), measured in the same run
     expect(report.bounds.map((b) => b.id)).toEqual(['prepare', 'release', 'migrate']);
     for (const b of report.bounds) {

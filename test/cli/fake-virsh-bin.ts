@@ -20,6 +20,8 @@ export interface FakeVirshDomain {
   managedSave?: boolean;
   /** names of snapshots with memory state */
   memorySnapshots?: string[];
+  /** `define` of this domain fails with this error (as libvirt refusing a definition) */
+  defineError?: string;
 }
 
 const SCRIPT = String.raw`
@@ -82,6 +84,7 @@ function run(args) {
     case 'define': {
       const xml = readFileSync(rest[0], 'utf8');
       const n = /<name>([^<]*)<\/name>/.exec(xml)[1];
+      if (domains[n]?.defineError) return { code: 1, stdout: '', stderr: 'error: Failed to define domain from ' + rest[0] + '\nerror: ' + domains[n].defineError + '\n' };
       domains[n] = { ...domains[n], xml, persistent: true };
       writeFileSync(STATE, JSON.stringify(domains));
       return ok("Domain '" + n + "' defined from " + rest[0] + '\n');

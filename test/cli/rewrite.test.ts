@@ -107,11 +107,24 @@ describe('ovmf-hook rewrite (built CLI)', () => {
   });
 
   it('warnings go to stderr, one line each, prefixed "ovmf-hook: warning:"', () => {
-    const input = fixture('q35-ovmf-manual.xml');
+    // a combined (read-write) OVMF image: no separate NVRAM, so Secure Boot cannot be switched on in place
+    const input = fixture('q35-ovmf-manual.xml').replace("<loader readonly='yes' type='pflash'>", "<loader type='pflash'>");
     const r = runCli(cli, ['rewrite', '--secure-boot'], { env, input });
     expect(r.code).toBe(0);
     expect(r.stdout).toBe(input);
-    expect(r.stderr).toMatch(/^ovmf-hook: warning: ovmfhook-fix-q35-ovmf-manual: already boots UEFI without Secure Boot[^\n]*\n$/);
+    expect(r.stderr).toMatch(/^ovmf-hook: warning: ovmfhook-fix-q35-ovmf-manual: already boots UEFI without Secure Boot, and its firmware is a combined read-write image[^\n]*virsh start --reset-nvram ovmfhook-fix-q35-ovmf-manual\n$/);
+  });
+
+  it('an already-UEFI domain with --secure-boot: firmware switched in place (same NVRAM path), and a warning that the NVRAM needs keys (convert enrols them)', () => {
+    const input = fixture('q35-ovmf-manual.xml');
+    const r = runCli(cli, ['rewrite', '--secure-boot'], { env, input });
+    expect(r.code, r.stderr).toBe(0);
+    expect(r.stdout).toContain("<loader readonly='yes' type='pflash' secure='yes'>/usr/share/OVMF/OVMF_CODE_4M.ms.fd</loader>");
+    expect(r.stdout).toContain("<nvram template='/usr/share/OVMF/OVMF_VARS_4M.ms.fd'>/var/lib/libvirt/qemu/nvram/ovmfhook-fix-q35-ovmf-manual_VARS.fd</nvram>");
+    expect(r.stdout).toContain("<smm state='on'/>");
+    expect(r.stderr).toMatch(
+      /^ovmf-hook: warning: ovmfhook-fix-q35-ovmf-manual: its firmware is switched to the Secure Boot build in place;[^\n]*ovmf-hook convert ovmfhook-fix-q35-ovmf-manual --secure-boot defines this and enrols the keys[^\n]*\n$/,
+    );
   });
 
   it('exits 1 with one line naming the domain when the catalog has no matching firmware', () => {

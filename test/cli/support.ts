@@ -10,6 +10,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { vi } from 'vitest';
 import { buildProduct } from '../../scripts/build.mjs';
+import { TEST_NODE } from '../hook/harness';
 
 const ROOT = join(__dirname, '..', '..');
 
@@ -24,9 +25,9 @@ export async function buildCli(dir: string): Promise<string> {
   return (await buildProduct({ root: ROOT, outDir: dir, codeCache: false })).cli;
 }
 
-/** Run `node CLI args…`; `input` goes to stdin (empty when not given). */
+/** Run `node CLI args…` with TEST_NODE (test/hook/harness.ts); `input` goes to stdin (empty when not given). */
 export function runCli(cli: string, args: string[], opts: { input?: string | Buffer; env?: Record<string, string>; cwd?: string; timeoutMs?: number } = {}): CliRun {
-  const r = spawnSync(process.execPath, [cli, ...args], {
+  const r = spawnSync(TEST_NODE, [cli, ...args], {
     input: opts.input ?? '',
     env: { ...process.env, ...opts.env },
     cwd: opts.cwd,

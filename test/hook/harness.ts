@@ -13,13 +13,19 @@ import { execFileSync, spawn, spawnSync, type StdioOptions } from 'node:child_pr
 import { createHash } from 'node:crypto';
 import { closeSync, constants, existsSync, mkdirSync, mkdtempSync, openSync, readdirSync, readFileSync, rmSync, statSync, write, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join, posix, relative } from 'node:path';
+import { join, posix, relative, resolve } from 'node:path';
 import { promisify } from 'node:util';
 import { parseDescriptor, type FirmwareDescriptor } from '../../src/core/firmware';
 
 export const ROOT = join(__dirname, '..', '..');
 export const HOOK_BIN = join(ROOT, 'dist', 'hooks', 'qemu');
 export const CLI_BIN = join(ROOT, 'dist', 'cli.cjs');
+/**
+ * The node that runs the built CLI in the tests (`TEST_NODE cli.cjs …`): `OVMF_HOOK_TEST_NODE` (a
+ * node, or a wrapper such as scripts/node18.sh; scripts/test-node18.sh sets it), else the node
+ * running vitest. The hook runs through its shebang, which `OVMF_HOOK_NODE` sets at build time.
+ */
+export const TEST_NODE = process.env.OVMF_HOOK_TEST_NODE ? resolve(process.env.OVMF_HOOK_TEST_NODE) : process.execPath;
 
 /** libvirt passes only these (plus LD_*, HOME, USER, LOGNAME, TMPDIR when set). */
 export const HOOK_PATH = '/usr/sbin:/usr/bin:/sbin:/bin';

@@ -13,7 +13,7 @@ import { copyFileSync, existsSync, lstatSync, mkdirSync, mkdtempSync, readdirSyn
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { ensureBuilt, ROOT } from '../hook/harness';
+import { ensureBuilt, ROOT, TEST_NODE } from '../hook/harness';
 
 const INSTALL_SH = process.env.OVMF_HOOK_TEST_INSTALL_SH || join(ROOT, 'install.sh');
 const MARKER = 'ovmf-hook: libvirt QEMU hook';
@@ -78,8 +78,23 @@ function tree(name = `t${++n}`) {
 }
 type Tree = ReturnType<typeof tree>;
 
+/**
+ * install.sh writes the `node` it finds on PATH into the installed hook's and CLI's shebang: with
+ * OVMF_HOOK_TEST_NODE set (scripts/test-node18.sh), PATH starts with a `node` that is TEST_NODE, so
+ * the installed CLI runs under it too.
+ */
+function installEnv(): NodeJS.ProcessEnv | undefined {
+  if (TEST_NODE === process.execPath) return undefined;
+  const bin = join(base, 'test-node-bin');
+  if (!existsSync(bin)) {
+    mkdirSync(bin);
+    symlinkSync(TEST_NODE, join(bin, 'node'));
+  }
+  return { ...process.env, PATH: `${bin}:${process.env.PATH ?? '/usr/bin:/bin'}` };
+}
+
 const install = (args: string[]): Run => {
-  const r = spawnSync('bash', [INSTALL_SH, ...args], { encoding: 'utf8', timeout: 60_000 });
+  const r = spawnSync('bash', [INSTALL_SH, ...args], { encoding: 'utf8', timeout: 60_000, env: installEnv() });
   return { code: r.status, out: r.stdout, err: r.stderr };
 };
 const doInstall = (t: Tree, extra: string[] = []) => install(['--no-build', ...t.opts(extra)]);
@@ -237,7 +252,7 @@ describe.skipIf(!asRoot)('install.sh (as root, into temp directories)', () => {
     const t = tree();
     const args = t.opts().filter((a, i, all) => a !== '--bin-link' && all[i - 1] !== '--bin-link');
     const script = 'mount -t tmpfs ovmfhook-test /usr/local/bin || exit 99; bash "$0" --no-build "$@"; rc=$?; echo "@@bin:$(ls -A /usr/local/bin)@@"; exit $rc';
-    const r = spawnSync('unshare', ['-m', '--propagation', 'private', 'sh', '-c', script, INSTALL_SH, ...args], { encoding: 'utf8', timeout: 60_000 });
+    const r = spawnSync('unshare', ['-m', '--propagation', 'private', 'sh', '-c', script, INSTALL_SH, ...args], { encoding: 'utf8', timeout: 60_000, env: installEnv() });
     expect(r.status, `${r.stdout}\n${r.stderr}`).toBe(0);
     expect(r.stdout).toContain('@@bin:@@');
     expect(readFileSync(t.record, 'utf8')).toContain('bin_link=\n');

@@ -210,7 +210,7 @@ describe.skipIf(!haveOvmf || !haveOpenssl)('nvram enroll FILE (built CLI)', () =
       expectRefused(d, () => run('enroll', at('ms.fd'), '--ms-2023', '--output', at('exists.fd')), 2, /exists\.fd exists; --output writes a new file/);
       expectRefused(d, () => run('enroll', at('ms.fd'), '--ms-2023'), 2, /is a file: write the result to --output OUT \(a new file\) or change it with --in-place/);
       expectRefused(d, () => run('enroll', at('ms.fd'), '--ms-2023', '--output', at('o.fd'), '--in-place'), 2, /give either --output OUT or --in-place, not both/);
-      expectRefused(d, () => run('enroll', at('ms.fd'), '--in-place'), 2, /name what to enrol: --ms-2023, --add-kek CERT, --add-db CERT or --add-db-hash SHA256/);
+      expectRefused(d, () => run('enroll', at('ms.fd'), '--in-place'), 2, /name what to enrol: --ms-2023, --add-kek CERT, --add-db CERT, --add-db-hash SHA256 or --set-dbx FILE/);
       expectRefused(d, () => run('enroll', at('ms.fd'), '--add-db-hash', 'abc', '--in-place'), 2, /--add-db-hash "abc" is not a SHA-256 hash/);
       expectRefused(d, () => run('enroll', at('ms.fd'), '--add-db', pem, '--owner', 'me', '--in-place'), 2, /"me" is not a GUID/);
       copyFileSync(MS, join(h.nvramDir, 'vm_VARS.fd'));
@@ -274,7 +274,7 @@ describe.skipIf(!haveOvmf || !haveOpenssl)('nvram enroll VM (built CLI, fake vir
       expect(r.code).toBe(0);
       expect(r.stdout).toMatch(/^db +added +ovmf-hook-unit +.*c\.pem\n/m);
       expect(r.stdout).toMatch(
-        new RegExp(`\\n${VM}: enrolled KEK \\+1, db \\+4 into ${h.nvram}, archived as generation 2 \\(the newest\\); the NVRAM before is generation 1 \\(undo: ovmf-hook nvram restore ${VM} --generation 1\\)\\n$`),
+        new RegExp(`\\n${VM}: enrolled KEK \\+1, db \\+4 into ${h.nvram}, archived as generation 2 \\(the newest\\); the NVRAM before is generation 1 \\(undo: ovmf-hook nvram restore ${VM} --generation 1 --force\\)\\n$`),
       );
       const enrolled = readFileSync(h.nvram);
       expect(x509Count(variable(h.nvram, 'db'))).toBe(6);
@@ -291,7 +291,9 @@ describe.skipIf(!haveOvmf || !haveOpenssl)('nvram enroll VM (built CLI, fake vir
       expect(h.run('enroll', VM, '--ms-2023').stdout).toMatch(new RegExp(`\\n${VM}: every entry is already present; nothing written\\n$`));
       expect(snapshot(h.dir)).toEqual(before);
 
-      const undo = h.run('restore', VM, '--generation', '1');
+      // the undo drops the 2023 certificates: refused unless --force (test/keys/certs-cli.test.ts)
+      expect(h.run('restore', VM, '--generation', '1').code).toBe(1);
+      const undo = h.run('restore', VM, '--generation', '1', '--force');
       expect(undo.code, undo.stderr).toBe(0);
       expect(sha(readFileSync(h.nvram))).toBe(sha(original));
     } finally {

@@ -14,7 +14,7 @@ import { chownSync, existsSync, mkdirSync, readdirSync, readFileSync, renameSync
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { fakeVirshBin } from '../cli/fake-virsh-bin';
-import { CLI_BIN, DEFAULT_UUID, domainXml, ensureBuilt, makeFirmware, makeHost, pattern, tempRoot, VARS_SIZE, type Firmware, type HookHost } from '../hook/harness';
+import { CLI_BIN, DEFAULT_UUID, domainXml, ensureBuilt, makeFirmware, makeHost, pattern, tempRoot, TEST_NODE, VARS_SIZE, type Firmware, type HookHost } from '../hook/harness';
 import { checkArchive, sha256 } from './support';
 
 const VM = 'vm1';
@@ -45,7 +45,7 @@ function cli(h: HookHost, args: string[], opts: { wrap?: string[] } = {}) {
   // the CLI asks for a domain by name (dumpxml) and then by its UUID (domstate): the fake knows both
   const xml = (h as ReturnType<typeof host>).xml();
   const virsh = fakeVirshBin(h.dir, { [VM]: { xml }, [DEFAULT_UUID]: { xml } });
-  const [cmd, ...pre] = [...(opts.wrap ?? []), process.execPath, CLI_BIN, ...args];
+  const [cmd, ...pre] = [...(opts.wrap ?? []), TEST_NODE, CLI_BIN, ...args];
   const child = spawn(cmd, pre, { env: { ...process.env, ...virsh.env, OVMF_HOOK_CONFIG: h.configPath }, stdio: ['ignore', 'pipe', 'pipe'] });
   let stdout = '';
   let stderr = '';

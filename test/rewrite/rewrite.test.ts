@@ -58,6 +58,7 @@ describe('rewrite pipeline: golden outputs', () => {
       ['machine-q35', 1],
       ['secure-boot', 1],
       ['uefi-firmware', 2],
+      ['secure-boot-uefi', 0], // a BIOS domain: the firmware rules above give it Secure Boot
       ['tpm-crb', 1],
     ]);
     const order = r.changes.map((c) => RULES.findIndex((rule) => rule.id === c.rule));
@@ -182,23 +183,35 @@ describe('rewrite pipeline: domains it leaves alone', () => {
     devices: "    <controller type='pci' index='0' model='pcie-root'/>\n    <controller type='pci' index='1' model='pcie-root-port'>\n      <model name='pcie-root-port'/>\n      <target chassis='1' port='0x10'/>\n      <address type='pci' domain='0x0000' bus='0x00' slot='0x02' function='0x0' multifunction='on'/>\n    </controller>\n",
   });
 
-  it('already-UEFI q35 domain: untouched; Secure Boot asked → a warning with --reset-nvram, no edit (R21/R25)', () => {
+  it('already-UEFI q35 domain: untouched without Secure Boot; with it the firmware is switched in place, the NVRAM path kept (R21)', () => {
     const plain = rewriteXml(UEFI_Q35, pick);
     expect(plain).toEqual({ xml: UEFI_Q35, changes: [], changed: false, warnings: [] });
     const sb = rewriteXml(UEFI_Q35, { ...pick, secureBoot: true });
-    expect(sb.xml).toBe(UEFI_Q35);
-    expect(sb.changes).toEqual([]);
-    expect(sb.warnings).toHaveLength(1);
-    expect(sb.warnings[0]).toMatch(/^vm1: already boots UEFI .* virsh start --reset-nvram vm1$/);
+    expect(sb.xml).toBe(
+      UEFI_Q35.replace(`<loader readonly='yes' type='pflash'>${OVMF.code}`, `<loader readonly='yes' type='pflash' secure='yes'>${OVMF.msCode}`)
+        .replace(`<nvram template='${OVMF.vars}'>`, `<nvram template='${OVMF.msVars}'>`)
+        .replace('    <apic/>\n', "    <apic/>\n    <smm state='on'/>\n"),
+    );
+    expect(sb.changes.map((c) => c.rule)).toEqual(['secure-boot-uefi', 'secure-boot-uefi', 'secure-boot-uefi', 'secure-boot-uefi']);
+    expect(sb.warnings).toEqual([]);
+    expect(sb.secureBootSwitched).toBe(true);
+    // and it is done: a second run changes nothing
+    expect(rewriteXml(sb.xml, { ...pick, secureBoot: true })).toEqual({ xml: sb.xml, changes: [], changed: false, warnings: [] });
   });
 
-  it('already-UEFI i440fx domain: chipset converted, loader and nvram kept byte for byte', () => {
+  it('already-UEFI i440fx domain: chipset converted, then the firmware switched in place, the NVRAM path kept', () => {
     const input = UEFI_Q35.replace('pc-q35-7.2', 'pc-i440fx-7.2').replace(/    <controller type='pci'[\s\S]*<\/controller>\n/, "    <controller type='pci' index='0' model='pci-root'/>\n");
     const r = rewriteXml(input, { ...pick, secureBoot: true });
     const os = (x: string) => /<os>[\s\S]*<\/os>/.exec(x)![0];
-    expect(os(r.xml)).toBe(os(input).replace('pc-i440fx-7.2', 'q35'));
+    expect(os(r.xml)).toBe(
+      os(input)
+        .replace('pc-i440fx-7.2', 'q35')
+        .replace(`<loader readonly='yes' type='pflash'>${OVMF.code}`, `<loader readonly='yes' type='pflash' secure='yes'>${OVMF.msCode}`)
+        .replace(`<nvram template='${OVMF.vars}'>`, `<nvram template='${OVMF.msVars}'>`),
+    );
     expect(r.changes.map((c) => c.rule)).not.toContain('uefi-firmware');
-    expect(r.warnings).toHaveLength(1);
+    expect(r.changes.map((c) => c.rule)).toContain('secure-boot-uefi');
+    expect(r.warnings).toEqual([]);
   });
 
   it.each([

@@ -33,14 +33,9 @@ describe('secure-boot (R19/R20)', () => {
     expect(runRule(secureBoot, input, { secureBoot: false })).toMatchObject({ applies: false, xml: input, warning: undefined });
   });
 
-  it('never touches a domain that already boots UEFI, and says how to switch by hand', () => {
+  it('leaves a domain that already boots UEFI to secure-boot-uefi (R21)', () => {
     const input = domainXml({ machine: 'pc-q35-7.2', os: UEFI_OS('') });
-    const r = runRule(secureBoot, input, { secureBoot: true });
-    expect(r).toMatchObject({ applies: false, xml: input });
-    expect(r.warning).toBe(
-      'vm1: already boots UEFI without Secure Boot configured; its <loader>/<nvram> are left as they are. ' +
-        'To switch: remove <loader> and <nvram>, enable Secure Boot, then re-create the NVRAM with: virsh start --reset-nvram vm1',
-    );
+    expect(runRule(secureBoot, input, { secureBoot: true })).toMatchObject({ applies: false, xml: input, warning: undefined });
   });
 
   it.each([

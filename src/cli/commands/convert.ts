@@ -6,6 +6,10 @@
  * memory state, which would not restore after the conversion (R2). --all skips running and
  * transient domains and counts them. A domain that needs no change is "unchanged" whatever its
  * state. stdout carries nothing but the diffs of --dry-run.
+ *
+ * A domain that already boots UEFI without Secure Boot (--secure-boot, R21) also gets Secure Boot
+ * keys in its existing NVRAM before the new definition is defined (../secure-boot-switch.ts): VM
+ * shut off, NVRAM archived first, a TPM refused without --force; --dry-run says what would happen.
  */
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -19,7 +23,8 @@ import { plural } from '../../core/text';
 import { unifiedDiff } from '../diff';
 import { catalogPicker, rewriteWithPolicy, withRewriteFlags, type RewriteFlags } from '../rewrite-options';
 import { convertQuestions, runVirsh, runVirshBatch, virshError, type VirshBatchRunner, type VirshResult, type VirshRunner } from '../../io/virsh';
-import type { CliDeps } from '../vm';
+import { cliContext, type CliContext, type CliDeps } from '../vm';
+import { applySwitch, keysText, planSwitch, undoSwitch, type SwitchPlan } from '../secure-boot-switch';
 
 export interface ConvertArgs extends RewriteFlags {
   names?: string[];
@@ -54,6 +59,8 @@ interface Env {
   args: ConvertArgs;
   /** --all: a running domain is out of scope (skipped), not a refusal */
   skipRunning: boolean;
+  /** config, libvirt and the archive, for the NVRAM of a domain switched to Secure Boot (made on first use) */
+  context: () => CliContext;
 }
 
 /**
@@ -160,16 +167,40 @@ async function convertOne(env: Env, name: string): Promise<Outcome> {
   const changes = plural(result.changes.length, 'change');
 
   const { running, other } = await blockers(env, name, info);
+  const skipped = !args.dryRun && env.skipRunning && (!info.persistent || running !== undefined);
+  // already UEFI, switched to Secure Boot: its NVRAM gets the keys (planned before anything changes)
+  let plan: SwitchPlan | undefined;
+  if (result.secureBootSwitched && info.persistent && !skipped) {
+    plan = await planSwitch(env.context(), dump.stdout, result.xml, Boolean(args.force));
+    other.push(...plan.blockers);
+  }
   const all = running ? [running, ...other] : other;
   if (args.dryRun) {
     process.stdout.write(unifiedDiff(dump.stdout, result.xml, { from: `${name}.xml`, to: `${name}.xml` }));
-    return { status: 'would convert', detail: all.length ? `${changes}; refused if run now: ${all.map((b) => b.why).join(', and ')}` : changes };
+    const what = plan ? `${changes}; ${keysText(plan, true)}` : changes;
+    const whys = [...all.map((b) => b.why), ...(plan?.error ? ['its NVRAM cannot get the keys (above)'] : [])];
+    return { status: 'would convert', detail: whys.length ? `${what}; refused if run now: ${whys.join(', and ')}` : what };
   }
   if (!info.persistent && env.skipRunning) return transientSkip(name); // (it was persistent when --all listed it)
   if (running && env.skipRunning) return { status: 'skipped', detail: `${info.state}; shut it down to convert it` };
   if (all.length) throw refusal(name, all);
-  await define(virsh, name, result.xml);
-  return { status: 'converted', detail: changes };
+  if (plan?.error) throw plan.error;
+  const switched = plan && (await applySwitch(env.context(), plan));
+  if (plan?.vm.tpm)
+    process.stderr.write(
+      `ovmf-hook: warning: ${name} has a TPM: PCR7 changes with Secure Boot on; BitLocker asks for its recovery key unless it was suspended (manage-bde -protectors -disable C: -RebootCount 2)\n`,
+    );
+  try {
+    await define(virsh, name, result.xml);
+  } catch (e) {
+    if (plan && switched && isOvmfHookError(e)) throw new OvmfHookError(`${e.message}${await undoSwitch(env.context(), plan, switched)}`, e.exitCode);
+    throw e;
+  }
+  if (!plan) return { status: 'converted', detail: changes };
+  const archived = switched
+    ? `; archived as generation ${switched.generation}, the NVRAM before is generation ${switched.saved} (undo: ovmf-hook nvram restore ${name} --generation ${switched.saved} --force, since the NVRAM before may trust fewer Microsoft 2023 certificates)`
+    : '';
+  return { status: 'converted', detail: `${changes}; ${keysText(plan, false)}${archived}` };
 }
 
 /**
@@ -247,6 +278,7 @@ export async function runConvert(args: ConvertArgs, deps: CliDeps = {}): Promise
   if (early) early.prefetch(convertQuestions(names[0], args));
   // what cliContext (vm.ts) would give, without loading the NVRAM archive code convert never uses
   const ctx = { config: (deps.config ?? loadConfig)(), virsh: deps.virsh ?? runVirsh };
+  let full: CliContext | undefined;
   const pick = catalogPicker(ctx.config, early ? preloaded(() => loadCatalog({ roots: ctx.config.firmwareDirs })) : undefined);
   const env: Env = {
     virsh: batched?.virsh ?? ctx.virsh,
@@ -254,6 +286,7 @@ export async function runConvert(args: ConvertArgs, deps: CliDeps = {}): Promise
     args,
     skipRunning: Boolean(args.all),
     rewrite: (xml) => rewriteWithPolicy(parseDomain(xml), ctx.config, args, pick),
+    context: () => (full ??= cliContext({ ...deps, config: () => ctx.config })),
   };
 
   if (!args.all && names.length === 1) {
@@ -302,7 +335,11 @@ export const convertCommand: CommandModule<object, any> = {
         .option('all', { type: 'boolean', default: false, describe: 'every domain (running and transient ones are skipped and counted)' })
         .option('match', { type: 'string', describe: "with --all: only domains whose name matches this glob ('*', '?'), e.g. 'web-*'" })
         .option('dry-run', { type: 'boolean', default: false, describe: 'print the diffs on stdout; define nothing' })
-        .option('force', { type: 'boolean', default: false, describe: 'convert despite a managed-save image or snapshots with memory state (they will not restore)' })
+        .option('force', {
+          type: 'boolean',
+          default: false,
+          describe: 'convert despite a managed-save image or snapshots with memory state (they will not restore), or a TPM when Secure Boot is switched on (suspend BitLocker first)',
+        })
         .example('$0 convert win11 --secure-boot --tpm', 'convert one shut-off VM')
         .example("$0 convert --all --match 'web-*' --dry-run", 'review what converting the web VMs would change'),
     ),

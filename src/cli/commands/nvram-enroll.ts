@@ -1,8 +1,10 @@
 /**
  * `ovmf-hook nvram enroll VM|FILE [--ms-2023] [--add-kek CERT]… [--add-db CERT]… [--add-db-hash SHA256]…
- *                         [--owner GUID] [--output OUT | --in-place] [--dry-run] [--force] [--json]`
+ *                         [--set-dbx FILE] [--owner GUID] [--output OUT | --in-place] [--dry-run] [--force] [--json]`
  *
- * Adds Secure Boot certificates and hashes to KEK and db of a variable store, offline:
+ * Adds Secure Boot certificates and hashes to KEK and db of a variable store, offline, and with
+ * `--set-dbx` replaces dbx by a signed DBX update (its content and timestamp; the signature is not
+ * verified: see src/core/varstore/signed-update.ts):
  *   - VM (name or UUID): its local NVRAM, like `nvram restore`: the VM must be shut off (asked under
  *     the VM's lock), the current NVRAM is archived first and the result becomes the newest
  *     generation (undo: `nvram restore VM --generation <the copy>`). A VM with a TPM is refused
@@ -21,13 +23,16 @@ import { DEFAULT_CONFIG } from '../../core/config';
 import { isOvmfHookError, RefusedError, UsageError, VarstoreError } from '../../core/errors';
 import {
   enrollSignatures,
+  lostMicrosoft2023,
+  microsoft2023Entries,
   MICROSOFT_2023_CERTIFICATES,
   MICROSOFT_OWNER,
   normalizeGuid,
-  parseCertificate,
   parseCertificates,
+  parseSignedUpdate,
   type EnrollEntry,
   type EnrollItem,
+  type EnrollOptions,
   type EnrollResult,
 } from '../../core/varstore';
 import { enrollNvram, readNvramSafely, writeFileAtomic } from '../../io';
@@ -41,8 +46,10 @@ import { isFileTarget, loadBytes } from './nvram-vars';
 
 /** SignatureOwner of certificates and hashes given with --add-* (unless --owner): ovmf-hook's own GUID. */
 export const OVMF_HOOK_OWNER = 'bc2a7257-8555-4a15-a5ed-9364623e3175';
-/** Largest certificate file read. */
+/** Largest certificate or DBX update file read. */
 const MAX_CERT_BYTES = 1024 * 1024;
+
+type DbxRequest = NonNullable<EnrollOptions['dbx']>;
 
 export interface EnrollArgs {
   target: string;
@@ -50,6 +57,8 @@ export interface EnrollArgs {
   addKek: string[];
   addDb: string[];
   addDbHash: string[];
+  /** A signed DBX update file whose content replaces dbx. */
+  setDbx?: string;
   owner?: string;
   output?: string;
   inPlace: boolean;
@@ -69,28 +78,37 @@ export const tpmRefusal = (vm: string): string =>
 /** Strings of a repeatable option (yargs gives a string, an array, or nothing). */
 const many = (v: unknown): string[] => (v === undefined || v === null ? [] : (Array.isArray(v) ? v : [v]).map(String));
 
-async function readCertificateFile(file: string, variable: 'KEK' | 'db', owner: string): Promise<EnrollEntry[]> {
-  if (file === '') throw new UsageError(`--add-${variable.toLowerCase()} needs a certificate file (PEM or DER)`);
-  let bytes: Buffer;
+/** A small input file (certificate, DBX update); `what` says what it should be. */
+async function readInputFile(file: string, what: string): Promise<Buffer> {
   try {
     const st = statSync(file);
-    if (!st.isFile()) throw new UsageError(`${file}: not a regular file; give a PEM or DER certificate file`);
-    if (st.size > MAX_CERT_BYTES) throw new VarstoreError(`${file}: ${st.size} bytes is too big for a certificate file`);
-    bytes = await readFile(file);
+    if (!st.isFile()) throw new UsageError(`${file}: not a regular file; give ${what}`);
+    if (st.size > MAX_CERT_BYTES) throw new VarstoreError(`${file}: ${st.size} bytes is too big for ${what}`);
+    return await readFile(file);
   } catch (e) {
     if (isOvmfHookError(e)) throw e;
     throw new UsageError(`${file}: ${(e as NodeJS.ErrnoException).code === 'ENOENT' ? 'no such file' : (e as Error).message}`);
   }
+}
+
+async function readCertificateFile(file: string, variable: 'KEK' | 'db', owner: string): Promise<EnrollEntry[]> {
+  if (file === '') throw new UsageError(`--add-${variable.toLowerCase()} needs a certificate file (PEM or DER)`);
+  const bytes = await readInputFile(file, 'a PEM or DER certificate file');
   return parseCertificates(bytes, file).map((certificate) => ({ variable, owner, source: file, kind: 'x509' as const, certificate }));
+}
+
+/** `--set-dbx FILE`: the signed update, refused in one line (exit 2) when the file is not one. */
+async function readDbxUpdate(file: string | undefined): Promise<DbxRequest | undefined> {
+  if (file === undefined) return undefined;
+  if (file === '') throw new UsageError('--set-dbx needs a signed DBX update file (e.g. Microsoft\'s DBXUpdate.bin)');
+  return { update: parseSignedUpdate(await readInputFile(file, 'a signed DBX update file'), file), source: file };
 }
 
 /** Everything the options ask to enrol, in output order: --ms-2023, --add-kek, --add-db, --add-db-hash. */
 async function requestedEntries(a: EnrollArgs): Promise<EnrollEntry[]> {
   const owner = a.owner === undefined ? OVMF_HOOK_OWNER : normalizeGuid(a.owner);
   const entries: EnrollEntry[] = [];
-  if (a.ms2023)
-    for (const c of MICROSOFT_2023_CERTIFICATES)
-      entries.push({ variable: c.variable, owner: MICROSOFT_OWNER, source: '--ms-2023', kind: 'x509', certificate: parseCertificate(Buffer.from(c.der, 'base64'), c.name) });
+  if (a.ms2023) entries.push(...microsoft2023Entries('--ms-2023'));
   for (const f of a.addKek) entries.push(...(await readCertificateFile(f, 'KEK', owner)));
   for (const f of a.addDb) entries.push(...(await readCertificateFile(f, 'db', owner)));
   for (const h of a.addDbHash) {
@@ -101,23 +119,48 @@ async function requestedEntries(a: EnrollArgs): Promise<EnrollEntry[]> {
   return entries;
 }
 
-/** `KEK +1, db +3` (variables with additions only). */
-const addedText = (items: readonly EnrollItem[]): string =>
-  (['KEK', 'db'] as const)
-    .map((v) => [v, items.filter((i) => i.variable === v && i.status === 'added').length] as const)
-    .filter(([, n]) => n > 0)
-    .map(([v, n]) => `${v} +${n}`)
-    .join(', ');
+/** `KEK +1, db +3` (variables with additions only), and `dbx replaced (N entries)` when it was. */
+const addedText = (items: readonly EnrollItem[], dbx?: EnrollResult['dbx']): string =>
+  [
+    ...(['KEK', 'db'] as const)
+      .map((v) => [v, items.filter((i) => i.variable === v && i.status === 'added').length] as const)
+      .filter(([, n]) => n > 0)
+      .map(([v, n]) => `${v} +${n}`),
+    ...(dbx?.status === 'replaced' ? [`dbx replaced (${plural(dbx.entries, 'entry', 'entries')})`] : []),
+  ].join(', ');
 
-const itemRows = (items: readonly EnrollItem[], dryRun: boolean): string =>
-  table(
-    items.map((i) => [
+const itemRows = (items: readonly EnrollItem[], dryRun: boolean, dbx?: EnrollResult['dbx']): string =>
+  table([
+    ...items.map((i) => [
       i.variable,
       i.status === 'present' ? 'present' : dryRun ? 'would add' : 'added',
       i.kind === 'x509' ? i.name : `sha256 ${i.name}`,
       i.status === 'present' ? `already in ${i.variable}` : `${i.source}${i.owner === MICROSOFT_OWNER ? ', owner Microsoft' : ''}`,
     ]),
-  );
+    ...(dbx
+      ? [
+          [
+            'dbx',
+            dbx.status === 'unchanged' ? 'present' : dryRun ? 'would replace' : 'replaced',
+            `${plural(dbx.entries, 'entry', 'entries')} (before: ${dbx.before})`,
+            dbx.status === 'unchanged' ? `dbx holds this update already` : `${dbx.source}, timestamp ${dbx.timestamp}`,
+          ],
+        ]
+      : []),
+  ]);
+
+/** Entries added and dbx replaced, counted for "would add … / would replace …". */
+const wouldText = (r: EnrollResult): string => {
+  const n = r.items.filter((i) => i.status === 'added').length;
+  const kekDb = addedText(r.items);
+  return [
+    ...(n > 0 ? [`add ${plural(n, 'entry', 'entries')} (${kekDb})`] : []),
+    ...(r.dbx?.status === 'replaced' ? [`replace dbx (${plural(r.dbx.entries, 'entry', 'entries')}, timestamp ${r.dbx.timestamp})`] : []),
+  ].join(' and ');
+};
+
+/** Nothing would change: why, in words. */
+const nothingText = (r: EnrollResult): string => (r.dbx && r.items.length === 0 ? 'dbx holds this update already' : r.dbx ? 'every entry is already present and dbx holds this update already' : 'every entry is already present');
 
 /** The options that name the request, for the generation's reason. */
 const requestText = (a: EnrollArgs): string =>
@@ -126,12 +169,13 @@ const requestText = (a: EnrollArgs): string =>
     ...a.addKek.map((f) => `--add-kek ${path.basename(f)}`),
     ...a.addDb.map((f) => `--add-db ${path.basename(f)}`),
     ...(a.addDbHash.length ? [`--add-db-hash ×${a.addDbHash.length}`] : []),
+    ...(a.setDbx !== undefined ? [`--set-dbx ${path.basename(a.setDbx)}`] : []),
   ].join(' ');
 
 /** Run the pure enrolment on `bytes`, naming `label` in its errors. */
-function enroll(bytes: Uint8Array, entries: readonly EnrollEntry[], label: string, noKeysHint: string): EnrollResult {
+function enroll(bytes: Uint8Array, entries: readonly EnrollEntry[], label: string, noKeysHint: string, dbx: DbxRequest | undefined): EnrollResult {
   try {
-    return enrollSignatures(bytes, entries, { noKeysHint });
+    return enrollSignatures(bytes, entries, { noKeysHint, ...(dbx ? { dbx } : {}) });
   } catch (e) {
     if (e instanceof VarstoreError) throw new VarstoreError(`${label}: ${e.message}`);
     if (e instanceof RefusedError) throw new RefusedError(`${label}: ${e.message}`);
@@ -140,8 +184,8 @@ function enroll(bytes: Uint8Array, entries: readonly EnrollEntry[], label: strin
 }
 
 function check(a: EnrollArgs, file: boolean): void {
-  if (!a.ms2023 && !a.addKek.length && !a.addDb.length && !a.addDbHash.length)
-    throw new UsageError('name what to enrol: --ms-2023, --add-kek CERT, --add-db CERT or --add-db-hash SHA256');
+  if (!a.ms2023 && !a.addKek.length && !a.addDb.length && !a.addDbHash.length && a.setDbx === undefined)
+    throw new UsageError('name what to enrol: --ms-2023, --add-kek CERT, --add-db CERT, --add-db-hash SHA256 or --set-dbx FILE');
   if (a.output !== undefined && a.inPlace) throw new UsageError('give either --output OUT or --in-place, not both');
   if (!file && (a.output !== undefined || a.inPlace))
     throw new UsageError(`${a.target} is a VM: its NVRAM is changed in place (archived first); --output and --in-place apply to a FILE (a path)`);
@@ -170,7 +214,7 @@ const realDir = (p: string): string => {
   }
 };
 
-async function enrollFile(a: EnrollArgs, entries: readonly EnrollEntry[], deps: CliDeps): Promise<void> {
+async function enrollFile(a: EnrollArgs, entries: readonly EnrollEntry[], dbx: DbxRequest | undefined, deps: CliDeps): Promise<void> {
   const file = a.target;
   if (a.inPlace && !a.dryRun) {
     if (lstatSync(file, { throwIfNoEntry: false })?.isSymbolicLink()) throw new UsageError(`${file} is a symbolic link; give the file itself for --in-place`);
@@ -182,7 +226,7 @@ async function enrollFile(a: EnrollArgs, entries: readonly EnrollEntry[], deps: 
   if (a.output !== undefined && !a.dryRun && lstatSync(a.output, { throwIfNoEntry: false }))
     throw new UsageError(`${a.output} exists; --output writes a new file (use --in-place to change ${file} itself)`);
   const bytes = await loadBytes(file);
-  const r = enroll(bytes, entries, file, FILE_HINT);
+  const r = enroll(bytes, entries, file, FILE_HINT, dbx);
   const mode = statSync(file).mode & 0o777;
   let written: string | undefined;
   if (!a.dryRun && a.output !== undefined) {
@@ -193,17 +237,20 @@ async function enrollFile(a: EnrollArgs, entries: readonly EnrollEntry[], deps: 
     await writeFileAtomic(file, r.data, { mode, uid: st.uid, gid: st.gid });
     written = file;
   }
-  if (a.json) return printJson({ target: file, file, dryRun: a.dryRun, changed: r.changed, written: written ?? null, items: r.items, timestamps: r.timestamps, free: r.free });
-  const added = addedText(r.items);
+  if (a.json)
+    return printJson({ target: file, file, dryRun: a.dryRun, changed: r.changed, written: written ?? null, items: r.items, dbx: r.dbx ?? null, timestamps: r.timestamps, free: r.free });
+  const added = addedText(r.items, r.dbx);
   print(
-    itemRows(r.items, a.dryRun) +
+    itemRows(r.items, a.dryRun, r.dbx) +
       (a.dryRun
         ? r.changed
-          ? `dry run: would add ${plural(r.items.filter((i) => i.status === 'added').length, 'entry', 'entries')} (${added}) to ${file}; nothing written`
-          : `dry run: every entry is already in ${file}; nothing to add`
+          ? `dry run: would ${wouldText(r)} ${r.items.some((i) => i.status === 'added') ? 'to' : 'in'} ${file}; nothing written`
+          : r.dbx
+            ? `dry run: ${nothingText(r)} (${file}); nothing to change`
+            : `dry run: every entry is already in ${file}; nothing to add`
         : !r.changed
-          ? `${file}: every entry is already present; ${written ? `${written} written unchanged` : 'nothing written'}`
-          : `${file}: added ${added}; written to ${written}${written === file ? ' (in place)' : ''}`),
+          ? `${file}: ${nothingText(r)}; ${written ? `${written} written unchanged` : 'nothing written'}`
+          : `${file}: ${r.items.some((i) => i.status === 'added') ? 'added ' : ''}${added}; written to ${written}${written === file ? ' (in place)' : ''}`),
   );
 }
 
@@ -220,7 +267,7 @@ async function writeNewFile(out: string, data: Uint8Array, mode: number): Promis
 
 // ─── VM ─────────────────────────────────────────────────────────────────────────────────────
 
-async function enrollVm(a: EnrollArgs, entries: readonly EnrollEntry[], deps: CliDeps): Promise<void> {
+async function enrollVm(a: EnrollArgs, entries: readonly EnrollEntry[], dbx: DbxRequest | undefined, deps: CliDeps): Promise<void> {
   const ctx = cliContext(deps);
   const vm: Vm = await resolveVm(a.target, ctx);
   const nvramPath = managedNvram(vm);
@@ -232,7 +279,7 @@ async function enrollVm(a: EnrollArgs, entries: readonly EnrollEntry[], deps: Cl
   if (!a.dryRun) await requireShutOff(vm, ctx.virsh, 'enroll');
   const local = await readNvramSafely(nvramPath);
   if (!local) throw new UsageError(`${vm.name}: its NVRAM ${nvramPath} does not exist yet; start the VM once (libvirt creates it from the template), shut it down, then enrol`);
-  const preview = enroll(local.data, entries, vm.name, hint);
+  const preview = enroll(local.data, entries, vm.name, hint, dbx);
   if (vm.tpm)
     process.stderr.write(
       `ovmf-hook: warning: ${a.force ? `${vm.name} has a TPM: PCR7 changes with KEK/db; BitLocker asks for its recovery key unless it was suspended (manage-bde -protectors -disable C: -RebootCount 2)` : `${tpmRefusal(vm.name)} (dry run: nothing is written)`}\n`,
@@ -241,15 +288,17 @@ async function enrollVm(a: EnrollArgs, entries: readonly EnrollEntry[], deps: Cl
 
   if (a.dryRun || !preview.changed) {
     const r = preview;
-    if (a.json) return printJson({ target: a.target, ...who, dryRun: a.dryRun, changed: r.changed, items: r.items, timestamps: r.timestamps, free: r.free, generation: null, saved: null });
-    const n = r.items.filter((i) => i.status === 'added').length;
+    if (a.json)
+      return printJson({ target: a.target, ...who, dryRun: a.dryRun, changed: r.changed, items: r.items, dbx: r.dbx ?? null, timestamps: r.timestamps, free: r.free, generation: null, saved: null });
     return print(
-      itemRows(r.items, a.dryRun) +
+      itemRows(r.items, a.dryRun, r.dbx) +
         (!r.changed
           ? a.dryRun
-            ? `dry run: every entry is already in ${vm.name}'s NVRAM; nothing to add`
-            : `${vm.name}: every entry is already present; nothing written`
-          : `dry run: would add ${plural(n, 'entry', 'entries')} (${addedText(r.items)}) to ${vm.name}'s NVRAM ${nvramPath}; nothing written`),
+            ? r.dbx
+              ? `dry run: ${nothingText(r)} (${vm.name}'s NVRAM); nothing to change`
+              : `dry run: every entry is already in ${vm.name}'s NVRAM; nothing to add`
+            : `${vm.name}: ${nothingText(r)}; nothing written`
+          : `dry run: would ${wouldText(r)} ${r.items.some((i) => i.status === 'added') ? 'to' : 'in'} ${vm.name}'s NVRAM ${nvramPath}; nothing written`),
     );
   }
 
@@ -259,19 +308,30 @@ async function enrollVm(a: EnrollArgs, entries: readonly EnrollEntry[], deps: Cl
     enrollNvram({
       ...o,
       edit: (current) => {
-        const r = enroll(current, entries, vm.name, hint);
-        return { ...r, reason: `nvram enroll ${request}: ${addedText(r.items) || 'nothing added'}` };
+        const r = enroll(current, entries, vm.name, hint, dbx);
+        return { ...r, reason: `nvram enroll ${request}: ${addedText(r.items, r.dbx) || 'nothing added'}` };
       },
     }),
   );
   const r = out.result;
   if (a.json)
-    return printJson({ target: a.target, ...who, dryRun: false, changed: r.changed, items: r.items, timestamps: r.timestamps, free: r.free, generation: out.generation ?? null, saved: out.saved ?? null });
+    return printJson({
+      target: a.target,
+      ...who,
+      dryRun: false,
+      changed: r.changed,
+      items: r.items,
+      dbx: r.dbx ?? null,
+      timestamps: r.timestamps,
+      free: r.free,
+      generation: out.generation ?? null,
+      saved: out.saved ?? null,
+    });
   print(
-    itemRows(r.items, false) +
+    itemRows(r.items, false, r.dbx) +
       (r.changed
-        ? `${vm.name}: enrolled ${addedText(r.items)} into ${nvramPath}, archived as generation ${out.generation} (the newest); the NVRAM before is generation ${out.saved} (undo: ovmf-hook nvram restore ${vm.name} --generation ${out.saved})`
-        : `${vm.name}: every entry is already present; nothing written`),
+        ? `${vm.name}: enrolled ${addedText(r.items, r.dbx)} into ${nvramPath}, archived as generation ${out.generation} (the newest); the NVRAM before is generation ${out.saved} (undo: ovmf-hook nvram restore ${vm.name} --generation ${out.saved}${lostMicrosoft2023(r.data, local.data).length ? ' --force' : ''})`
+        : `${vm.name}: ${nothingText(r)}; nothing written`),
   );
 }
 
@@ -281,7 +341,8 @@ async function run(a: EnrollArgs, deps: CliDeps): Promise<void> {
   const file = isFileTarget(a.target);
   check(a, file);
   const entries = await requestedEntries(a);
-  return file ? enrollFile(a, entries, deps) : enrollVm(a, entries, deps);
+  const dbx = await readDbxUpdate(a.setDbx);
+  return file ? enrollFile(a, entries, dbx, deps) : enrollVm(a, entries, dbx, deps);
 }
 
 export function makeNvramEnrollCommand(deps: CliDeps = {}): CommandModule<object, any> {
@@ -299,6 +360,10 @@ export function makeNvramEnrollCommand(deps: CliDeps = {}): CommandModule<object
         .option('add-kek', { type: 'string', describe: 'add the certificate(s) of this PEM or DER file to KEK (repeatable)' })
         .option('add-db', { type: 'string', describe: 'add the certificate(s) of this PEM or DER file to db (repeatable)' })
         .option('add-db-hash', { type: 'string', describe: 'add this SHA-256 image hash (64 hex digits) to db (repeatable)' })
+        .option('set-dbx', {
+          type: 'string',
+          describe: "replace dbx by a signed DBX update (Microsoft's DBXUpdate.bin: authentication header + signature lists): its content and timestamp",
+        })
         .option('owner', { type: 'string', describe: `SignatureOwner GUID of --add-* entries (default ${OVMF_HOOK_OWNER}, ovmf-hook's)` })
         .option('output', { type: 'string', describe: 'FILE form: write the result to this new file' })
         .option('in-place', { type: 'boolean', default: false, describe: 'FILE form: change FILE itself' })
@@ -306,7 +371,8 @@ export function makeNvramEnrollCommand(deps: CliDeps = {}): CommandModule<object
         .option('force', { type: 'boolean', default: false, describe: 'also for a VM with a TPM (suspend BitLocker in the guest first)' })
         .option('json', jsonOption())
         .example('$0 nvram enroll win11 --ms-2023', "add Microsoft's 2023 KEK and db certificates to a shut-off VM")
-        .example('$0 nvram enroll vm1 --add-db my-signing-cert.pem', 'trust binaries signed with your own key'),
+        .example('$0 nvram enroll vm1 --add-db my-signing-cert.pem', 'trust binaries signed with your own key')
+        .example('$0 nvram enroll win11 --set-dbx DBXUpdate.bin', "replace dbx by Microsoft's signed revocation list"),
     handler: (argv) => {
       const one = (name: string): string | undefined => {
         const v = argv[name];
@@ -320,6 +386,7 @@ export function makeNvramEnrollCommand(deps: CliDeps = {}): CommandModule<object
           addKek: many(argv['add-kek']),
           addDb: many(argv['add-db']),
           addDbHash: many(argv['add-db-hash']),
+          setDbx: one('set-dbx'),
           owner: one('owner'),
           output: one('output'),
           inPlace: argv['in-place'] === true,

@@ -10,6 +10,7 @@
  *   repair [VM]               remove leftovers of interrupted writes, verify every generation, move corrupt ones aside
  *   vars, diff                see ./nvram-vars.ts
  *   enroll VM|FILE            add Secure Boot certificates/hashes to KEK/db, see ./nvram-enroll.ts
+ *   certs [VM...|--all]       Microsoft 2011/2023 Secure Boot certificate readiness per VM, see ./nvram-certs.ts
  *
  * VM = a name or UUID libvirt knows on this host, or the UUID of a VM only the archive knows.
  * Only this CLI asks libvirt (virsh) whether a VM is shut off; the hook never does.
@@ -21,11 +22,14 @@ import { type Config } from '../../core/config';
 import { ArchiveCorruptError, isOvmfHookError, RefusedError, UsageError } from '../../core/errors';
 import { isAutoRestorable, isExpired, newestRestorable, type ClaimInfo, type GenerationMeta, type LocalState } from '../../core/nvram';
 import { genBase } from '../../io/archive';
+import { readRegularFile } from '../../io/safe-fs';
+import { lostMicrosoft2023 } from '../../core/varstore';
 import { jsonOption, printJson } from '../output';
 import { table } from '../table';
 import { domainState } from '../../io/virsh';
 import { changeLocalNvram } from '../local-nvram';
 import { cliContext, managedNvram, resolveVm, type CliContext, type CliDeps, type Vm } from '../vm';
+import { makeNvramCertsCommand } from './nvram-certs';
 import { makeNvramEnrollCommand } from './nvram-enroll';
 import { generationArg, makeNvramDiffCommand, makeNvramVarsCommand, numberOption } from './nvram-vars';
 
@@ -299,30 +303,72 @@ function showMovedAside(vm: Vm, { generation, meta }: CorruptGeneration, asJson:
 
 // ─── restore / reset ────────────────────────────────────────────────────────────────────────
 
-async function restore(argv: { vm: string; generation?: number; json: boolean }, deps: CliDeps): Promise<void> {
+/**
+ * The guard of restore and reset: the NVRAM about to be written (`what`: "generation 3", "the
+ * template …") trusts fewer Microsoft 2023 Secure Boot certificates than the local one. Without
+ * --force a refusal naming them (exit 1); with it a warning, and the names are kept for the output.
+ */
+function certificateGuard(vm: Vm, verb: 'restore' | 'reset', what: string, force: boolean) {
+  const guard = {
+    lost: [] as string[],
+    check: (lost: readonly string[]): void => {
+      if (!lost.length) return;
+      const again = `ovmf-hook nvram enroll ${cliName(vm)} --ms-2023`;
+      if (!force)
+        throw new RefusedError(
+          `${vm.name}: ${what} trusts fewer Microsoft 2023 Secure Boot certificates than the current NVRAM; nvram ${verb} would drop ${lost.join(', ')} (a guest whose boot manager is signed by Windows UEFI CA 2023 may no longer boot): add --force to ${verb} anyway, then add them again with ${again}`,
+        );
+      guard.lost = [...lost];
+      process.stderr.write(`ovmf-hook: warning: ${vm.name}: ${what} does not trust ${lost.join(', ')}, which the NVRAM it replaces did; add them again with: ${again}\n`);
+    },
+  };
+  return guard;
+}
+
+/**
+ * The guard's look before the VM lock, so that a refusal writes nothing (asked again under the
+ * lock): `read` gives the local NVRAM and what would replace it. A read that fails is left to the
+ * locked step, which reports it in its own order.
+ */
+async function lookFirst(guard: ReturnType<typeof certificateGuard>, nvramPath: string, next: () => Promise<Uint8Array | null>): Promise<void> {
+  let pair: [Uint8Array | null, Uint8Array | null];
+  try {
+    const local = (await readNvramSafely(nvramPath))?.data ?? null;
+    pair = [local, local && (await next())];
+  } catch {
+    return;
+  }
+  if (pair[0] && pair[1]) guard.check(lostMicrosoft2023(pair[0], pair[1]));
+}
+
+async function restore(argv: { vm: string; generation?: number; force: boolean; json: boolean }, deps: CliDeps): Promise<void> {
   const ctx = cliContext(deps);
   const vm = await resolveVm(argv.vm, ctx);
   const nvramPath = managedNvram(vm);
   const archive = await ctx.archive();
   const generation = argv.generation ?? (await archive.newest(vm.uuid))?.generation;
   if (generation === undefined) throw new UsageError(`${vm.name} has no auto-restorable generation; pick one with --generation N (see: ovmf-hook nvram list ${vm.name})`);
-  const r = await changeLocalNvram(ctx, vm, nvramPath, archive, 'restore', (o) => restoreGeneration({ ...o, generation }));
-  if (argv.json) return printJson({ vm: vmRef(vm), nvram: nvramPath, ...r });
+  const guard = certificateGuard(vm, 'restore', `generation ${generation}`, argv.force);
+  if (!argv.force) await lookFirst(guard, nvramPath, () => archive.read(vm.uuid, generation));
+  const r = await changeLocalNvram(ctx, vm, nvramPath, archive, 'restore', (o) => restoreGeneration({ ...o, generation, onCertificatesLost: guard.check }));
+  if (argv.json) return printJson({ vm: vmRef(vm), nvram: nvramPath, ...r, lostCertificates: guard.lost });
   print(
     `${vm.name}: restored generation ${r.from} to ${nvramPath}; ${r.generation === r.from ? 'it is the newest generation' : `archived again as generation ${r.generation}, the newest`}` +
       (r.displaced ? `; the previous local NVRAM is kept as generation ${r.displaced}` : ''),
   );
 }
 
-async function reset(argv: { vm: string; json: boolean }, deps: CliDeps): Promise<void> {
+async function reset(argv: { vm: string; force: boolean; json: boolean }, deps: CliDeps): Promise<void> {
   const ctx = cliContext(deps);
   const vm = await resolveVm(argv.vm, ctx);
   const nvramPath = managedNvram(vm);
   if (!vm.template) throw new UsageError(`${vm.name}: no OVMF VARS template known for its firmware; set <nvram template='…'> in the domain`);
-  const archive = await ctx.archive({ create: true });
   const template = vm.template;
-  const r = await changeLocalNvram(ctx, vm, nvramPath, archive, 'reset', (o) => resetNvram({ ...o, templatePath: template }));
-  if (argv.json) return printJson({ vm: vmRef(vm), nvram: nvramPath, template: vm.template, ...r });
+  const guard = certificateGuard(vm, 'reset', `the template ${template}`, argv.force);
+  if (!argv.force) await lookFirst(guard, nvramPath, async () => (await readRegularFile(template, { noFollow: false, singleLink: false }))?.data ?? null);
+  const archive = await ctx.archive({ create: true });
+  const r = await changeLocalNvram(ctx, vm, nvramPath, archive, 'reset', (o) => resetNvram({ ...o, templatePath: template, onCertificatesLost: guard.check }));
+  if (argv.json) return printJson({ vm: vmRef(vm), nvram: nvramPath, template: vm.template, ...r, lostCertificates: guard.lost });
   print(
     `${vm.name}: reset ${nvramPath} to the template ${vm.template} (archived as generation ${r.generation})` +
       (r.saved ? `; the previous NVRAM is kept as generation ${r.saved}` : ''),
@@ -491,14 +537,22 @@ export function makeNvramCommand(deps: NvramCommandDeps = {}): CommandModule<obj
       command: 'restore <vm>',
       describe: 'Write an archived generation back to the local NVRAM of a shut-off VM',
       builder: (y: Argv) =>
-        y.positional('vm', vmPositional).option('generation', numberOption('generation number (default: the newest auto-restorable)')).option('json', jsonOption()),
-      handler: (a) => restore({ vm: String(a.vm), generation: generationArg(a.generation), json: a.json === true }, deps),
+        y
+          .positional('vm', vmPositional)
+          .option('generation', numberOption('generation number (default: the newest auto-restorable)'))
+          .option('force', { type: 'boolean', default: false, describe: 'also when the generation trusts fewer Microsoft 2023 Secure Boot certificates than the current NVRAM' })
+          .option('json', jsonOption()),
+      handler: (a) => restore({ vm: String(a.vm), generation: generationArg(a.generation), force: a.force === true, json: a.json === true }, deps),
     },
     {
       command: 'reset <vm>',
       describe: "Reset a shut-off VM's NVRAM to the OVMF template (the old one is kept as a generation)",
-      builder: (y: Argv) => y.positional('vm', vmPositional).option('json', jsonOption()),
-      handler: (a) => reset({ vm: String(a.vm), json: a.json === true }, deps),
+      builder: (y: Argv) =>
+        y
+          .positional('vm', vmPositional)
+          .option('force', { type: 'boolean', default: false, describe: 'also when the template trusts fewer Microsoft 2023 Secure Boot certificates than the current NVRAM' })
+          .option('json', jsonOption()),
+      handler: (a) => reset({ vm: String(a.vm), force: a.force === true, json: a.json === true }, deps),
     },
     {
       command: 'prune [vm]',
@@ -529,13 +583,14 @@ export function makeNvramCommand(deps: NvramCommandDeps = {}): CommandModule<obj
     makeNvramVarsCommand(deps),
     makeNvramDiffCommand(deps),
     makeNvramEnrollCommand(deps),
+    makeNvramCertsCommand(deps),
   ];
   return {
     command: 'nvram',
     describe: 'Inspect and manage VMs\' UEFI NVRAM and its archive',
     builder: (y: Argv) => {
       for (const c of sub) y.command(c);
-      return y.demandCommand(1, 'name an nvram subcommand: list, show, restore, reset, prune, unlock, repair, vars, diff, enroll');
+      return y.demandCommand(1, 'name an nvram subcommand: list, show, restore, reset, prune, unlock, repair, vars, diff, enroll, certs');
     },
     handler: () => {},
   };

@@ -85,6 +85,12 @@ export async function runRewrite(args: RewriteArgs, deps: RewriteDeps = {}): Pro
   const domain = parseDomain(input);
   const config = (deps.config ?? loadConfig)();
   const result = rewriteWithPolicy(domain, config, args, catalogPicker(config));
+  // already UEFI, switched to Secure Boot (R21): the XML alone does not make the firmware enforce
+  if (result.secureBootSwitched)
+    result.warnings.push(
+      `${domain.name}: its firmware is switched to the Secure Boot build in place; its existing NVRAM may hold no Secure Boot keys, and without them the firmware does not enforce: ` +
+        `ovmf-hook convert ${domain.name} --secure-boot defines this and enrols the keys into that NVRAM, keeping its boot entries (rewrite only prints XML)`,
+    );
 
   if (args.json) {
     const { name, uuid } = domain;

@@ -4,8 +4,9 @@
  *
  * The rules run in the order of RULES. The chipset rules recognise a domain to convert by its
  * i440fx machine, so the devices are converted first and the machine flips last; a second run
- * then sees q35 and leaves the chipset alone (R3). The firmware rules only touch domains that do
- * not boot UEFI yet (R21/R25). Hence a rewritten domain rewrites to itself with no changes.
+ * then sees q35 and leaves the chipset alone (R3). The firmware rules touch domains that do not
+ * boot UEFI yet, and (Secure Boot asked) UEFI domains without Secure Boot (R21), which then have it.
+ * Hence a rewritten domain rewrites to itself with no changes.
  */
 import { DEFAULT_CONFIG } from '../config';
 import { parseDomain, type Domain } from '../domain';
@@ -17,6 +18,7 @@ import { nicE1000e } from './nic-e1000e';
 import { pcieRootPorts } from './pcie-root-ports';
 import { removePciIdeControllers } from './remove-pci-ide-controllers';
 import { secureBoot } from './secure-boot';
+import { SECURE_BOOT_UEFI_RULE, secureBootUefi } from './secure-boot-uefi';
 import { soundIch9 } from './sound-ich9';
 import { stripPciAddresses } from './strip-pci-addresses';
 import { tpmCrb } from './tpm-crb';
@@ -26,6 +28,7 @@ import { videoCirrus } from './video-cirrus';
 import type { Change, RewriteOptions, Rule } from './types';
 
 export type { Change, FirmwarePick, RewriteOptions, Rule } from './types';
+export { SECURE_BOOT_UEFI_RULE, switchBlocker } from './secure-boot-uefi';
 
 export const RULES: readonly Rule[] = [
   // chipset i440fx → q35 (R7–R14, then R6)
@@ -41,6 +44,8 @@ export const RULES: readonly Rule[] = [
   // firmware BIOS → UEFI (R19/R20 before R16–R18: SMM is on before the firmware is picked)
   secureBoot,
   uefiFirmware,
+  // an already-UEFI domain without Secure Boot: its firmware switched in place (R21)
+  secureBootUefi,
   // devices (R22)
   tpmCrb,
 ];
@@ -67,6 +72,11 @@ export interface RewriteResult {
   warnings: string[];
   /** why the domain was left untouched (not an x86_64 QEMU/KVM domain) */
   skipped?: string;
+  /**
+   * The domain already booted UEFI and its firmware was switched to the Secure Boot build in place
+   * (R21): its existing NVRAM needs Secure Boot keys (PK/KEK/db) before the firmware enforces.
+   */
+  secureBootSwitched?: true;
 }
 
 export function resolveRewriteOptions(input: RewriteInput): RewriteOptions {
@@ -105,5 +115,7 @@ function applyRules(d: Domain, o: RewriteOptions, original: string): RewriteResu
     if (w) warnings.push(w);
     if (rule.applies(d, o)) changes.push(...rule.apply(d, o));
   }
-  return { xml: changes.length > 0 ? d.toXml() : original, changes, changed: changes.length > 0, warnings };
+  const result: RewriteResult = { xml: changes.length > 0 ? d.toXml() : original, changes, changed: changes.length > 0, warnings };
+  if (changes.some((c) => c.rule === SECURE_BOOT_UEFI_RULE)) result.secureBootSwitched = true;
+  return result;
 }

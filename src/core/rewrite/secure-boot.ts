@@ -1,10 +1,9 @@
 /**
  * R19/R20: a domain about to get Secure Boot firmware gets `<features><smm state='on'/>` first
- * (so the firmware pick sees it). A domain that already boots UEFI keeps its firmware (R21/R25):
- * it only gets a warning telling how to switch Secure Boot on by hand.
+ * (so the firmware pick sees it). A domain that already boots UEFI is switched by
+ * secure-boot-uefi.ts (R21).
  */
 import { element, type Domain } from '../domain';
-import { secureBootConfigured } from '../config/config';
 import { added, setAttr } from './change';
 import type { Change, Rule } from './types';
 
@@ -25,9 +24,4 @@ export const secureBoot: Rule = {
   why: 'Secure Boot builds of OVMF only write their variables from SMM, and libvirt requires SMM (and q35) for them',
   applies: (d, o) => o.secureBoot && d.isX86Qemu && d.isQ35 && !d.isUefi,
   apply: (d) => smmOn(RULE, d),
-  warn: (d, o) =>
-    o.secureBoot && d.isX86Qemu && d.isUefi && !secureBootConfigured(d)
-      ? `${d.name}: already boots UEFI without Secure Boot configured; its <loader>/<nvram> are left as they are. ` +
-        `To switch: remove <loader> and <nvram>, enable Secure Boot, then re-create the NVRAM with: virsh start --reset-nvram ${d.name}`
-      : undefined,
 };

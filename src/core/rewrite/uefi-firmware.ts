@@ -4,8 +4,8 @@
  * no `format` attributes (libvirt 9.0). Auto form: `<os firmware='efi'>` plus the secure-boot and
  * enrolled-keys `<firmware>` features; libvirt picks the files. BIOS leftovers go (a ROM `<loader>`,
  * `<nvram>`, `firmware='bios'` and its `<firmware>` features); `<bios>` (boot menu, reboot timeout,
- * serial) is kept: libvirt accepts it for OVMF domains too. A domain that already boots UEFI is never
- * touched (R21/R25).
+ * serial) is kept: libvirt accepts it for OVMF domains too. A domain that already boots UEFI is not
+ * touched here (secure-boot-uefi.ts switches one to Secure Boot, R21).
  */
 import { posix } from 'node:path';
 import { element, type Domain } from '../domain';

@@ -15,12 +15,19 @@
  * Entries already present (same certificate or hash, whoever owns it) are reported `present` and
  * not added again. KEK and db are written unsigned with the timestamp rule of write.ts (the newest
  * added certificate's notBefore, never earlier than the current timestamp).
+ *
+ * `dbx` (`--set-dbx`): a signed DBX update (signed-update.ts) replaces dbx — its signature lists
+ * become dbx's whole content (a published DBX update is the complete revocation list, so nothing
+ * of the old dbx is kept) and its header's timestamp the variable's timestamp, as if the firmware
+ * had applied it; a later signed update must then be newer than that one.
  */
 import { RefusedError, VarstoreError } from '../errors';
-import { buildSignatureList, readSignatureLists, type Certificate } from './certs';
+import { buildSignatureList, parseCertificate, readSignatureLists, type Certificate } from './certs';
 import { secureBootSummary } from './decode';
 import { EFI_CERT_SHA256, EFI_CERT_X509, EFI_GLOBAL_VARIABLE, EFI_IMAGE_SECURITY_DATABASE } from './guids';
-import { editVarstore } from './write';
+import { MICROSOFT_2023_CERTIFICATES, MICROSOFT_OWNER } from './microsoft-2023';
+import type { SignedUpdate } from './signed-update';
+import { editVarstore, SECURE_BOOT_DB_ATTRIBUTES, type VarstoreEditor } from './write';
 
 export type EnrollVariable = 'KEK' | 'db';
 
@@ -48,20 +55,37 @@ export interface EnrollItem {
   status: 'added' | 'present';
 }
 
+/** What `--set-dbx` did. */
+export interface DbxResult {
+  /** The update file, for output. */
+  source: string;
+  /** `replaced`, or `unchanged`: dbx held exactly this content and timestamp already. */
+  status: 'replaced' | 'unchanged';
+  /** Entries in dbx before and after. */
+  before: number;
+  entries: number;
+  /** The update's timestamp, now dbx's. */
+  timestamp: string;
+}
+
 export interface EnrollResult {
   /** The written image; the input bytes when nothing changed. */
   data: Buffer;
   changed: boolean;
   items: EnrollItem[];
   /** Timestamps of the changed variables afterwards. */
-  timestamps: Partial<Record<EnrollVariable, string>>;
+  timestamps: Partial<Record<EnrollVariable | 'dbx', string>>;
   /** Bytes left in the variable store afterwards. */
   free: number;
+  /** Present when a dbx update was given. */
+  dbx?: DbxResult;
 }
 
 export interface EnrollOptions {
   /** The end of the "no Secure Boot keys" refusal: what to do for this kind of target. */
   noKeysHint?: string;
+  /** Replace dbx with this signed update's content (`--set-dbx`). */
+  dbx?: { update: SignedUpdate; source: string };
 }
 
 const VENDOR: Record<EnrollVariable, string> = { KEK: EFI_GLOBAL_VARIABLE, db: EFI_IMAGE_SECURITY_DATABASE };
@@ -85,6 +109,36 @@ const itemOf = (e: EnrollEntry, status: EnrollItem['status']): EnrollItem =>
       }
     : { variable: e.variable, kind: 'sha256', name: e.hash, sha256: e.hash, owner: e.owner, source: e.source, status };
 
+/** Microsoft's 2023 certificates as enrolment entries (owner Microsoft), `source` naming the request in output. */
+export const microsoft2023Entries = (source = '--ms-2023'): EnrollEntry[] =>
+  MICROSOFT_2023_CERTIFICATES.map((c) => ({
+    variable: c.variable,
+    owner: MICROSOFT_OWNER,
+    source,
+    kind: 'x509' as const,
+    certificate: parseCertificate(Buffer.from(c.der, 'base64'), c.name),
+  }));
+
+/** Refuse an image that is more (or less) than its variable store volume: a combined OVMF.fd, a padded copy. */
+export function requireWholeVolume(ed: VarstoreEditor, image: Uint8Array): void {
+  const { fv } = ed.original;
+  if (fv.length !== image.length)
+    throw new VarstoreError(
+      `the file is ${image.length} bytes but its variable store volume is ${fv.length} bytes: not a VARS file (a combined OVMF.fd, or a padded copy?)`,
+    );
+}
+
+const countEntries = (data: Uint8Array | undefined): number => {
+  if (!data) return 0;
+  try {
+    return readSignatureLists(data, 'dbx').reduce((n, l) => n + l.entries.length, 0);
+  } catch {
+    return 0;
+  }
+};
+
+const sameBytes = (a: Uint8Array, b: Uint8Array) => a.length === b.length && a.every((x, i) => x === b[i]);
+
 const dataOf = (e: EnrollEntry): Uint8Array => (e.kind === 'x509' ? e.certificate.der : new Uint8Array(Buffer.from(e.hash, 'hex')));
 const keyOf = (type: string, data: Uint8Array) => `${type}:${Buffer.from(data).toString('hex')}`;
 
@@ -94,11 +148,7 @@ const keyOf = (type: string, data: Uint8Array) => `${type}:${Buffer.from(data).t
  */
 export function enrollSignatures(image: Uint8Array, entries: readonly EnrollEntry[], options: EnrollOptions = {}): EnrollResult {
   const ed = editVarstore(image);
-  const { fv } = ed.original;
-  if (fv.length !== image.length)
-    throw new VarstoreError(
-      `the file is ${image.length} bytes but its variable store volume is ${fv.length} bytes: not a VARS file (a combined OVMF.fd, or a padded copy?)`,
-    );
+  requireWholeVolume(ed, image);
   const sb = secureBootSummary(ed.original.variables);
   if (!ed.authenticated || sb.pk.x509 + sb.pk.other === 0)
     throw new RefusedError(
@@ -135,6 +185,21 @@ export function enrollSignatures(image: Uint8Array, entries: readonly EnrollEntr
     const r = ed.appendSignatures(variable, VENDOR[variable], joined);
     if (r.timestamp) timestamps[variable] = r.timestamp;
   }
+  let dbx: DbxResult | undefined;
+  if (options.dbx) {
+    const { update, source } = options.dbx;
+    const current = ed.get('dbx', EFI_IMAGE_SECURITY_DATABASE);
+    const same =
+      current !== undefined &&
+      current.attributes.value === SECURE_BOOT_DB_ATTRIBUTES &&
+      current.timestamp === update.timestamp &&
+      sameBytes(current.data, update.signatureLists);
+    if (!same) {
+      ed.set('dbx', EFI_IMAGE_SECURITY_DATABASE, SECURE_BOOT_DB_ATTRIBUTES, update.signatureLists, { timestamp: update.timestamp });
+      timestamps.dbx = update.timestamp;
+    }
+    dbx = { source, status: same ? 'unchanged' : 'replaced', before: countEntries(current?.data), entries: update.entries, timestamp: update.timestamp };
+  }
   const data = ed.toBuffer();
   return {
     data,
@@ -142,5 +207,6 @@ export function enrollSignatures(image: Uint8Array, entries: readonly EnrollEntr
     items: entries.map((e) => itemOf(e, status.get(e)!)),
     timestamps,
     free: ed.usage().free,
+    ...(dbx ? { dbx } : {}),
   };
 }

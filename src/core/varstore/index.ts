@@ -80,5 +80,28 @@ export {
   type RawSignatureList,
   type SignatureMerge,
 } from './certs';
-export { commonName, enrollSignatures, type EnrollEntry, type EnrollItem, type EnrollOptions, type EnrollResult, type EnrollVariable } from './enroll';
+export {
+  commonName,
+  enrollSignatures,
+  microsoft2023Entries,
+  requireWholeVolume,
+  type DbxResult,
+  type EnrollEntry,
+  type EnrollItem,
+  type EnrollOptions,
+  type EnrollResult,
+  type EnrollVariable,
+} from './enroll';
+export { enrollSecureBootKeys, type SecureBootKeysOptions, type SecureBootKeysResult } from './secure-boot-keys';
+export { EFI_CERT_TYPE_PKCS7, parseSignedUpdate, type SignedUpdate } from './signed-update';
 export { MICROSOFT_2023_CERTIFICATES, MICROSOFT_OWNER, type MicrosoftCertificate } from './microsoft-2023';
+export {
+  certificateReadiness,
+  lostMicrosoft2023,
+  microsoftCertificates,
+  MICROSOFT_SECURE_BOOT_CERTIFICATES,
+  type CertificateReadiness,
+  type CertificateState,
+  type KnownMicrosoftCertificate,
+  type MicrosoftCertificateId,
+} from './readiness';

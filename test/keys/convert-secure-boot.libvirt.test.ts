@@ -1,0 +1,187 @@
+/**
+ * `ovmf-hook convert VM --secure-boot` of a VM that already boots UEFI without Secure Boot (issue
+ * 14 item 3, rule R21), proven by the firmware in the real libvirtd (q35, TCG):
+ *
+ *   a plain UEFI domain (OVMF_CODE_4M.fd + OVMF_VARS_4M.fd) boots systemd-boot's EFI binary,
+ *   unsigned, from a FAT disk (\EFI\BOOT\BOOTX64.EFI): it runs (its menu on the serial console), and
+ *   the firmware creates its Boot#### entries; one more entry is added by hand. Then the convert:
+ *   --dry-run changes nothing; the convert switches the firmware to the Secure Boot build, enrols
+ *   PK/KEK/db/dbx (the Microsoft-keys template's, plus Microsoft's 2023 certificates) into the VM's
+ *   existing NVRAM — archived first — and `nvram vars` shows Secure Boot on with the same Boot####
+ *   entries and BootOrder. The next boot refuses the same unsigned binary: the firmware enforces.
+ *
+ * The CLI runs with a temp config (archive and state in a temp dir; libvirt's nvram directory);
+ * the hook is not installed. Only domains named ovmfhook-t-sbconv… are touched.
+ * Needs: dosfstools, mtools, systemd-boot-efi (scripts/ci-setup.sh).
+ */
+import { spawnSync } from 'node:child_process';
+import { createHash } from 'node:crypto';
+import { existsSync, mkdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { beforeAll, expect, it } from 'vitest';
+import { editVarstore, EFI_GLOBAL_VARIABLE } from '../../src/core/varstore';
+import { defineDomain, describeLibvirt, destroyDomain, makeDomainXml, scratchPath, startDomain, uniqueVmName, virsh } from '../support/libvirt';
+import { buildCli, runCli, writeConfig, type CliRun } from '../cli/support';
+
+const SYSTEMD_BOOT = '/usr/lib/systemd/boot/efi/systemd-bootx64.efi';
+const TOOLS = ['mkfs.vfat', 'mmd', 'mcopy'];
+const NVRAM_DIR = '/var/lib/libvirt/qemu/nvram';
+const MS_TEMPLATE = '/usr/share/OVMF/OVMF_VARS_4M.ms.fd';
+/** systemd-boot's own menu entry (OVMF never prints it): the unsigned binary is running. */
+const UNSIGNED_RAN = /Reboot Into Firmware Interface/;
+/** OVMF refusing the disk's boot file: `Access Denied` (not allowed by db), `Security Violation` on some builds. */
+const REFUSED = /BdsDxe: failed to (?:load|start) Boot[0-9A-F]{4} "[^"]*" from PciRoot[^\n]*: (?:Access Denied|Security Violation)/;
+
+let cli = '';
+let env: Record<string, string> = {};
+let dir = '';
+
+const sh = (cmd: string, args: string[]) => {
+  const r = spawnSync(cmd, args, { encoding: 'utf8', cwd: dir, env: { ...process.env, MTOOLS_SKIP_CHECK: '1' }, timeout: 60_000 });
+  if (r.status !== 0) throw new Error(`${cmd} ${args.join(' ')}: ${r.error ?? r.stderr.trim()}`);
+  return r.stdout;
+};
+const ovmfHook = (...args: string[]): CliRun => runCli(cli, args, { env });
+const ok = (r: CliRun): string => {
+  expect(r.code, r.stderr).toBe(0);
+  return r.stdout;
+};
+const sha256 = (b: Uint8Array): string => createHash('sha256').update(b).digest('hex');
+
+interface VarsJson {
+  secureBoot: { effective: string; setupMode: string; secureBootEnable: string; subjects: { pk: string[]; kek: string[]; db: string[] } };
+  variables: Array<{ vendorGuid: string; name: string; data: string; decoded?: { option?: { description: string } } }>;
+}
+const varsOf = (target: string) => JSON.parse(ok(ovmfHook('nvram', 'vars', target, '--json'))) as VarsJson;
+/** Boot#### and BootOrder: name → data (hex). */
+const bootVariables = (v: VarsJson) =>
+  Object.fromEntries(v.variables.filter((x) => x.vendorGuid === EFI_GLOBAL_VARIABLE && /^Boot([0-9A-F]{4}|Order)$/.test(x.name)).map((x) => [x.name, x.data]));
+const descriptions = (v: VarsJson) =>
+  v.variables.filter((x) => /^Boot[0-9A-F]{4}$/.test(x.name)).map((x) => `${x.name} ${x.decoded?.option?.description ?? '?'}`);
+
+/** A 64 MiB FAT image holding `efi` as \EFI\BOOT\BOOTX64.EFI. */
+function efiDisk(name: string, efi: string): string {
+  const img = join(dir, `${name}.img`);
+  sh('mkfs.vfat', ['-C', img, '65536']);
+  sh('mmd', ['-i', img, '::/EFI', '::/EFI/BOOT']);
+  sh('mcopy', ['-i', img, efi, '::/EFI/BOOT/BOOTX64.EFI']);
+  return img;
+}
+
+/** The serial log without terminal escape sequences. */
+const serialText = (log: string) => (existsSync(log) ? readFileSync(log, 'latin1').replace(/\x1b\[[0-9;=?]*[A-Za-z]/g, '') : '');
+
+/** Start `vm` with a fresh serial log, wait until the console matches `until`, destroy it; returns the console text. */
+async function boot(vm: string, log: string, until: RegExp, timeoutMs = 120_000): Promise<string> {
+  rmSync(log, { force: true });
+  startDomain(vm);
+  const deadline = Date.now() + timeoutMs;
+  try {
+    for (;;) {
+      const text = serialText(log);
+      if (until.test(text)) return text;
+      if (Date.now() > deadline) throw new Error(`${until} not seen on ${vm}'s console within ${timeoutMs} ms; last output: ${JSON.stringify(text.slice(-600))}`);
+      await new Promise((r) => setTimeout(r, 250));
+    }
+  } finally {
+    destroyDomain(vm); // at most one TCG guest at a time
+  }
+}
+
+/** A load option (UEFI 3.1.3) named `description` for the device path of `like` (a Boot#### variable's data). */
+function loadOptionLike(like: Buffer, description: string): Uint8Array {
+  const pathLength = like.readUInt16LE(4);
+  let end = 6;
+  while (like.readUInt16LE(end) !== 0) end += 2;
+  const devicePath = like.subarray(end + 2, end + 2 + pathLength);
+  const head = Buffer.alloc(6);
+  head.writeUInt32LE(1, 0); // LOAD_OPTION_ACTIVE
+  head.writeUInt16LE(pathLength, 4);
+  return new Uint8Array(Buffer.concat([head, Buffer.from(`${description}\0`, 'utf16le'), devicePath]));
+}
+
+describeLibvirt('convert --secure-boot of a VM that already boots UEFI, proven by the firmware (q35, TCG)', () => {
+  beforeAll(async () => {
+    const missing = [...TOOLS.filter((t) => spawnSync('sh', ['-c', `command -v ${t}`]).status !== 0), ...[SYSTEMD_BOOT, MS_TEMPLATE].filter((f) => !existsSync(f))];
+    if (missing.length) throw new Error(`missing ${missing.join(', ')}: apt-get install dosfstools mtools systemd-boot-efi ovmf (scripts/ci-setup.sh)`);
+    dir = scratchPath('sbconv');
+    mkdirSync(dir, { recursive: true });
+    cli = await buildCli(join(dir, 'dist'));
+    env = { OVMF_HOOK_CONFIG: writeConfig(dir, 'config.json', { archiveDir: join(dir, 'archive'), stateDir: join(dir, 'state') }) };
+  }, 120_000);
+
+  it('plain UEFI VM with boot entries → Secure Boot firmware and keys in the same NVRAM, the same Boot#### entries, the unsigned binary refused', async () => {
+    const disk = efiDisk('unsigned', SYSTEMD_BOOT);
+    const vm = uniqueVmName('sbconv');
+    const log = scratchPath(`${vm}.log`);
+    defineDomain(makeDomainXml({ name: vm, machine: 'q35', firmware: 'ovmf', serialLog: log, disks: [{ path: disk, format: 'raw' }] }));
+    const nvram = join(NVRAM_DIR, `${vm}_VARS.fd`);
+
+    // without Secure Boot the unsigned binary runs; the firmware creates its boot entries
+    await boot(vm, log, UNSIGNED_RAN);
+    const booted = varsOf(vm);
+    expect(booted.secureBoot.effective).toBe('off');
+    expect(booted.secureBoot.subjects.pk).toEqual([]);
+    expect(descriptions(booted).length).toBeGreaterThanOrEqual(2);
+
+    // and one entry of our own, at the end of BootOrder
+    const own = editVarstore(readFileSync(nvram));
+    const order = Buffer.from(own.get('BootOrder', EFI_GLOBAL_VARIABLE)!.data);
+    const firstOption = `Boot${order.readUInt16LE(0).toString(16).toUpperCase().padStart(4, '0')}`;
+    own.set('Boot0009', EFI_GLOBAL_VARIABLE, 7, loadOptionLike(Buffer.from(own.get(firstOption, EFI_GLOBAL_VARIABLE)!.data), 'ovmf-hook test entry'));
+    own.set('BootOrder', EFI_GLOBAL_VARIABLE, 7, new Uint8Array(Buffer.concat([order, Buffer.from([9, 0])])));
+    writeFileSync(nvram, own.toBuffer());
+    const before = varsOf(vm);
+    expect(descriptions(before)).toContain('Boot0009 ovmf-hook test entry');
+    const original = readFileSync(nvram);
+    const owner = statSync(nvram);
+    const definition = virsh(['dumpxml', '--inactive', vm]).stdout;
+
+    // --dry-run: the diff and what would happen to the NVRAM; nothing changes
+    const dry = ovmfHook('convert', vm, '--secure-boot', '--dry-run');
+    expect(dry.code, dry.stderr).toBe(0);
+    expect(dry.stdout).toMatch(/^\+ {4}<smm state='on'\/>$/m);
+    expect(dry.stderr).toMatch(
+      new RegExp(`^${vm}: would convert \\(\\d+ changes; NVRAM would get Secure Boot keys from ${MS_TEMPLATE}: PK [^;]+; KEK \\d+, db \\d+, dbx \\d+ entries \\(4 Microsoft 2023 certificates added\\); keeps [^)]*Boot0009[^)]*\\)\\n$`),
+    );
+    expect(sha256(readFileSync(nvram))).toBe(sha256(original));
+    expect(virsh(['dumpxml', '--inactive', vm]).stdout).toBe(definition);
+
+    // the convert: firmware switched, keys enrolled into the existing NVRAM, archived first
+    const r = ovmfHook('convert', vm, '--secure-boot');
+    expect(r.code, r.stderr).toBe(0);
+    expect(r.stdout).toBe('');
+    expect(r.stderr).toMatch(
+      new RegExp(`^${vm}: converted \\(\\d+ changes; NVRAM got Secure Boot keys from ${MS_TEMPLATE}: .*; archived as generation 2, the NVRAM before is generation 1 \\(undo: ovmf-hook nvram restore ${vm} --generation 1 --force, since the NVRAM before may trust fewer Microsoft 2023 certificates\\)\\)\\n$`),
+    );
+    const converted = virsh(['dumpxml', '--inactive', vm]).stdout;
+    expect(converted).toMatch(/<loader [^>]*>\/usr\/share\/OVMF\/OVMF_CODE_4M\.(ms|secboot)\.fd<\/loader>/);
+    expect(converted).toContain(`>${nvram}</nvram>`);
+    expect(converted).toMatch(/<smm state='on'\/>/);
+
+    // Secure Boot on in the NVRAM (the template's PK), every boot entry and BootOrder as they were
+    const template = varsOf(MS_TEMPLATE);
+    const after = varsOf(vm);
+    expect([after.secureBoot.effective, after.secureBoot.setupMode, after.secureBoot.secureBootEnable]).toEqual(['on', 'user', 'on']);
+    expect(after.secureBoot.subjects.pk).toEqual(template.secureBoot.subjects.pk);
+    expect(after.secureBoot.subjects.kek).toEqual([...template.secureBoot.subjects.kek, 'Microsoft Corporation KEK 2K CA 2023']);
+    expect(after.secureBoot.subjects.db).toEqual([...template.secureBoot.subjects.db, 'Windows UEFI CA 2023', 'Microsoft UEFI CA 2023', 'Microsoft Option ROM UEFI CA 2023']);
+    expect(bootVariables(after)).toEqual(bootVariables(before));
+    const local = statSync(nvram);
+    expect([local.uid, local.gid, local.mode & 0o777, local.size]).toEqual([owner.uid, owner.gid, 0o600, original.length]);
+    const generations = (JSON.parse(ok(ovmfHook('nvram', 'list', vm, '--json'))) as { generations: Array<{ generation: number; kind: string; sha256: string; reason: string }> }).generations;
+    expect(generations.map((g) => [g.generation, g.kind, g.sha256, g.reason])).toEqual([
+      [1, 'manual', sha256(original), 'copy taken before convert --secure-boot'],
+      [2, 'manual', sha256(readFileSync(nvram)), `convert --secure-boot: Secure Boot keys from ${MS_TEMPLATE}`],
+    ]);
+
+    // the firmware enforces: the same unsigned binary is refused now
+    const refused = await boot(vm, log, REFUSED);
+    expect(refused).not.toMatch(UNSIGNED_RAN);
+    expect(varsOf(vm).secureBoot.effective).toBe('on');
+
+    // done: converting again changes nothing
+    const again = ovmfHook('convert', vm, '--secure-boot');
+    expect(again).toEqual({ code: 0, stdout: '', stderr: `${vm}: unchanged\n` });
+  }, 400_000);
+});
