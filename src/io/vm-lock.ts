@@ -18,12 +18,18 @@
  * (the one abstract name such a node has) so that two takers never both remove it — the second would
  * remove the first one's new lock.
  */
-import { createConnection, createServer, type Server } from 'node:net';
+import type * as Net from 'node:net';
+import type { Server } from 'node:net';
 import { realpathSync, unlinkSync } from 'node:fs';
 import { join } from 'node:path';
 import { OvmfHookError, RefusedError } from '../core/errors';
 import { fnv1a64 } from '../core/text';
 import { normalizeUuid } from './archive';
+
+// loaded on first use: only prepare and nvram restore/reset lock, and `net` is a noticeable part
+// of a hook call's start-up (the filters and release never need it)
+// eslint-disable-next-line @typescript-eslint/no-require-imports
+const net = (): typeof Net => require('node:net') as typeof Net;
 import { ensurePrivateDir } from './safe-fs';
 
 export interface VmLock {
@@ -47,7 +53,7 @@ const lockName = (stateDir: string, uuid: string): string => {
 function askHolder(name: string): Promise<string> {
   return new Promise((resolve) => {
     let text = '';
-    const sock = createConnection({ path: name });
+    const sock = net().createConnection({ path: name });
     const done = () => {
       clearTimeout(timer);
       sock.destroy();
@@ -94,7 +100,7 @@ function listen(server: Server, name: string): Promise<boolean> {
 /** Whether a process listens on the socket file (connection refused or no file: nobody does). */
 function hasListener(file: string): Promise<boolean> {
   return new Promise((resolve) => {
-    const sock = createConnection({ path: file });
+    const sock = net().createConnection({ path: file });
     const done = (live: boolean) => {
       clearTimeout(timer);
       sock.destroy();
@@ -111,7 +117,7 @@ function hasListener(file: string): Promise<boolean> {
  * name as the same one, which is what it is here): held for a few system calls, so it is waited for.
  */
 async function takeGuard(): Promise<Server | undefined> {
-  const guard = createServer();
+  const guard = net().createServer();
   for (let waited = 0; waited < 2000; waited += 10) {
     if (await listen(guard, '\0ovmf-hook:lock-guard')) return guard.unref();
     await new Promise((resolve) => setTimeout(resolve, 10));
@@ -145,7 +151,7 @@ async function takeDeadHoldersFile(server: Server, file: string): Promise<boolea
 export async function lockVm(stateDir: string, uuid: string, holder: string, busy: (other: string) => string): Promise<VmLock> {
   const name = lockKind.abstract ? lockName(stateDir, uuid) : await lockFile(stateDir, uuid);
   // a peer that hangs up at once (hasListener, any local process) must not crash the holder: EPIPE ignored
-  const server: Server = createServer((conn) => conn.on('error', () => {}).end(`${holder}\n`));
+  const server: Server = net().createServer((conn) => conn.on('error', () => {}).end(`${holder}\n`));
   const bound = (await listen(server, name)) || (!lockKind.abstract && (await takeDeadHoldersFile(server, name)));
   if (!bound) throw new RefusedError(busy(await askHolder(name)));
   server.unref(); // never keeps a process alive by itself

@@ -8,7 +8,7 @@
  *   SignatureHeader[SignatureHeaderSize], then EFI_SIGNATURE_DATA[] of SignatureSize bytes each:
  *   SignatureOwner GUID + SignatureData (an X.509 DER certificate, a SHA-256 hash …).
  */
-import { X509Certificate } from 'node:crypto';
+import { x509, type X509Certificate } from '../crypto';
 import { VarstoreError } from '../errors';
 import { EFI_CERT_SHA256, EFI_CERT_X509, signatureTypeName } from './guids';
 import { readGuid } from './parse';
@@ -74,7 +74,7 @@ export const parseCertificates = (input: Uint8Array | string, what = 'certificat
   const text = typeof input === 'string' ? input : Buffer.from(input.subarray(0, 1 << 20)).toString('latin1');
   const load = (src: string | Uint8Array, label: string): Certificate => {
     try {
-      return fromX509(new X509Certificate(typeof src === 'string' ? src : Buffer.from(src)), label);
+      return fromX509(x509(src), label);
     } catch (e) {
       if (e instanceof VarstoreError) throw e;
       return bad(`${label} is not a valid X.509 certificate (PEM or DER): ${(e as Error).message.split('\n')[0]}`);

@@ -3,7 +3,7 @@
  * (BootOrder, Boot####, Timeout …) and Secure Boot (PK/KEK/db/dbx, mode switches),
  * plus a store-to-store diff. Malformed data raises VarstoreError.
  */
-import { X509Certificate } from 'node:crypto';
+import { x509 } from '../crypto';
 import { VarstoreError } from '../errors';
 import { devicePathsToText } from './devicepath';
 import {
@@ -126,7 +126,7 @@ const isoDate = (s: string): string => {
 
 /** Summarise one DER certificate with Node's X509Certificate. */
 export const certificateInfo = (der: Uint8Array): CertificateInfo => {
-  const c = new X509Certificate(der);
+  const c = x509(der);
   return {
     subject: c.subject,
     subjectCN: cnOf(c.subject),

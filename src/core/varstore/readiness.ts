@@ -5,7 +5,7 @@
  * restore). Pure. A certificate counts when its DER, identified by the SHA-1 thumbprint Microsoft
  * publishes, is an X.509 entry of the variable it belongs in (the KEK CAs in KEK, the others in db).
  */
-import { createHash, X509Certificate } from 'node:crypto';
+import { crypto, x509 } from '../crypto';
 import { VarstoreError } from '../errors';
 import { readSignatureLists } from './certs';
 import { EFI_CERT_X509, EFI_GLOBAL_VARIABLE, EFI_IMAGE_SECURITY_DATABASE, EFI_SECURE_BOOT_ENABLE_DISABLE } from './guids';
@@ -85,7 +85,7 @@ function x509Entries(vars: readonly Variable[], vendor: string, name: string, pr
   }
 }
 
-const sha1 = (der: Uint8Array): string => createHash('sha1').update(der).digest('hex');
+const sha1 = (der: Uint8Array): string => crypto().createHash('sha1').update(der).digest('hex');
 
 /** Which known Microsoft certificates the store's KEK and db hold. */
 export function microsoftCertificates(vars: readonly Variable[], problems: string[] = []): Record<MicrosoftCertificateId, boolean> {
@@ -107,7 +107,7 @@ function ownerOf(der: Uint8Array, problems: string[]): string | null {
   if (known !== undefined) return known;
   let owner: string | null;
   try {
-    const { subject } = new X509Certificate(der);
+    const { subject } = x509(der);
     owner = subjectPart(subject, 'CN') ?? subjectPart(subject, 'O') ?? (subject.replace(/\n/g, ', ') || null);
   } catch (e) {
     problems.push(`PK: its certificate is unreadable (${(e as Error).message.split('\n')[0]})`);
