@@ -5,10 +5,8 @@
  * domains are refused; `--all --dry-run --match` reports progress for this run's domains only.
  * Every domain here is named ovmfhook-t-cv<run id>-… and removed when the block ends.
  */
-import { mkdirSync, readdirSync } from 'node:fs';
 import { beforeAll, expect, it } from 'vitest';
 import {
-  DOMAIN_FIXTURES_DIR,
   defineDomain,
   describeLibvirt,
   destroyDomain,
@@ -26,27 +24,20 @@ import {
   waitForFile,
 } from '../support/libvirt';
 import { firmwareAtDefine, loaderFormatAttr, platform, secureBootRefusal, unsignedEfiDisk, usesSpice, withoutSpice } from '../support/platform';
-import { buildCli, runCli, writeConfig, type CliRun } from './support';
+import { BIOS_FIXTURES, inactiveXml, scratchCli } from '../support/libvirt-cli';
+import { runCli, type CliRun } from './support';
 
 /** This run's domains share a prefix, so `--all --match` can be aimed at them alone. */
 const RUN = `cv${Math.random().toString(16).slice(2, 8)}`;
 const vmName = (what: string) => uniqueVmName(`${RUN}-${what}`);
 
-/** BIOS fixtures (libvirt-formatted i440fx and q35, and the hand-written edge case). */
-const BIOS_FIXTURES = readdirSync(DOMAIN_FIXTURES_DIR).filter((f) => /^(bios-|q35-bios|edge-).*\.xml$/.test(f));
-
 let cli: string;
 let env: Record<string, string>;
 const convert = (args: string[]): CliRun => runCli(cli, ['convert', ...args], { env });
-const inactiveXml = (name: string) => virsh(['dumpxml', '--inactive', '--security-info', name]).stdout;
 
 describeLibvirt('ovmf-hook convert against libvirt', () => {
   beforeAll(async () => {
-    const dir = scratchPath('cli');
-    mkdirSync(dir, { recursive: true });
-    cli = await buildCli(dir);
-    // built-in defaults: the host's firmware descriptors, libvirt's nvram dir
-    env = { OVMF_HOOK_CONFIG: writeConfig(dir, 'config.json', {}) };
+    ({ cli, env } = await scratchCli('cli')); // built-in defaults: the host's firmware descriptors, libvirt's nvram dir
   }, 60_000);
 
   const FLAG_SETS: string[][] = [[], ['--secure-boot'], ['--firmware', 'auto']];

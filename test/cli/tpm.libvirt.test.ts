@@ -22,10 +22,9 @@
  * goes too) and removed when the block ends whatever happens.
  */
 import { spawnSync } from 'node:child_process';
-import { existsSync, mkdirSync, readdirSync } from 'node:fs';
+import { existsSync } from 'node:fs';
 import { beforeAll, describe, expect, it } from 'vitest';
 import {
-  DOMAIN_FIXTURES_DIR,
   defineDomain,
   describeLibvirt,
   destroyDomain,
@@ -42,7 +41,8 @@ import {
   waitForFile,
 } from '../support/libvirt';
 import { platform, usesSpice, withoutSpice } from '../support/platform';
-import { buildCli, runCli, writeConfig } from './support';
+import { BIOS_FIXTURES, inactiveXml, scratchCli } from '../support/libvirt-cli';
+import { runCli } from './support';
 
 const TITLE = 'ovmf-hook --tpm against libvirt with swtpm';
 const RUN = `tpm${Math.random().toString(16).slice(2, 8)}`;
@@ -54,8 +54,6 @@ const TCG2_CONFIG_GUID = '6339d487-26ba-424b-9a5d-687e25d740bc';
 const TPM_DEVICE_2_0_DTPM = '02';
 /** libvirt's swtpm_storage_dir default (qemu.conf), the same on libvirt 9.0 and 11.x */
 const SWTPM_STATE_DIR = '/var/lib/libvirt/swtpm';
-
-const BIOS_FIXTURES = readdirSync(DOMAIN_FIXTURES_DIR).filter((f) => /^(bios-|q35-bios|edge-).*\.xml$/.test(f));
 
 /** Why libvirt cannot run an emulated TPM here (swtpm and swtpm_setup, from swtpm + swtpm-tools), or undefined. */
 function swtpmMissing(): string | undefined {
@@ -71,7 +69,6 @@ interface Variable {
 
 let cli: string;
 let env: Record<string, string>;
-const inactiveXml = (name: string) => virsh(['dumpxml', '--inactive', '--security-info', name]).stdout;
 
 /** The TCG2 configuration variables of a VARS file, by the CLI's decoder. */
 function tcg2Variables(nvram: string): Variable[] {
@@ -129,10 +126,7 @@ async function bootOnce(tpm: boolean): Promise<Boot> {
 
 function tests(): void {
   beforeAll(async () => {
-    const dir = scratchPath('cli');
-    mkdirSync(dir, { recursive: true });
-    cli = await buildCli(dir);
-    env = { OVMF_HOOK_CONFIG: writeConfig(dir, 'config.json', {}) };
+    ({ cli, env } = await scratchCli('cli'));
   }, 60_000);
 
   const noSpice = libvirtAvailable() && !platform().spice;

@@ -6,34 +6,24 @@
  */
 import { spawnSync } from 'node:child_process';
 import { existsSync, readFileSync, writeFileSync } from 'node:fs';
-import { join } from 'node:path';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { enrollSignatures, MICROSOFT_2023_CERTIFICATES, MICROSOFT_OWNER, parseCertificate, type EnrollEntry } from '../../src/core/varstore';
-import { domainXml, ensureBuilt, makeFirmware, makeHost, tempRoot, type Firmware, type HookHost, type HookResult } from './harness';
+import { describe, expect, it } from 'vitest';
+import { enrolledWith2023, MS_VARS_4M as MS } from '../support/ms-2023';
+import { domainXml, hostsFixture, makeHost, type HookHost, type HookResult } from './harness';
 
-const MS = '/usr/share/OVMF/OVMF_VARS_4M.ms.fd';
 const haveOvmf = existsSync(MS);
 if (!haveOvmf) console.warn('SKIPPED: hook certificate guard tests need /usr/share/OVMF (Debian ovmf)');
 
 const VM = 'vm1';
 const ALL_2023 = 'Microsoft Corporation KEK 2K CA 2023, Windows UEFI CA 2023, Microsoft UEFI CA 2023, Microsoft Option ROM UEFI CA 2023';
-let fw: Firmware;
-let tmp: ReturnType<typeof tempRoot> | undefined;
-
-beforeAll(() => {
-  ensureBuilt();
-  tmp = tempRoot();
-  fw = makeFirmware(join(tmp.root, 'fw'));
-}, 120_000);
-afterAll(() => tmp?.cleanup());
+const hosts = hostsFixture();
 
 const owner = (() => {
   const user = spawnSync('id', ['-u', 'libvirt-qemu']).status === 0 ? 'libvirt-qemu' : 'nobody';
   return { user, gid: Number(spawnSync('id', ['-g', user], { encoding: 'utf8' }).stdout.trim()) };
 })();
 const host = (name: string, archiveDir?: string): HookHost =>
-  makeHost(tmp!.root, { name, archiveDir, firmware: fw, config: { qemuUser: owner.user, qemuGroup: `+${owner.gid}` } });
-const xml = (h: HookHost) => domainXml({ name: VM, firmware: 'ovmf-secure', nvram: h.nvramPath(VM) }, fw);
+  makeHost(hosts.root, { name, archiveDir, firmware: hosts.fw, config: { qemuUser: owner.user, qemuGroup: `+${owner.gid}` } });
+const xml = (h: HookHost) => domainXml({ name: VM, firmware: 'ovmf-secure', nvram: h.nvramPath(VM) }, hosts.fw);
 const ok = (r: HookResult, what: string) => expect([r.code, r.stderr], what).toEqual([0, '']);
 
 /** prepare, the guest's NVRAM becomes `content`, release (archived as the next generation). */
@@ -45,15 +35,8 @@ async function cycle(h: HookHost, content: Buffer): Promise<void> {
 
 describe.skipIf(!haveOvmf)('hook prepare: restoring a generation with fewer Microsoft 2023 certificates', () => {
   it('starts anyway, restores it, and logs a warning naming the certificates lost; a restore that loses nothing logs none', async () => {
-    const ms2023: EnrollEntry[] = MICROSOFT_2023_CERTIFICATES.map((c) => ({
-      variable: c.variable,
-      owner: MICROSOFT_OWNER,
-      source: '--ms-2023',
-      kind: 'x509',
-      certificate: parseCertificate(Buffer.from(c.der, 'base64'), c.name),
-    }));
     const old = readFileSync(MS);
-    const enrolled = enrollSignatures(old, ms2023).data;
+    const enrolled = enrolledWith2023(old);
     const a = host('hostA');
     const b = host('hostB', a.archiveDir);
     await cycle(a, enrolled); // generation 1: enrolled on A

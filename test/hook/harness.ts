@@ -15,6 +15,7 @@ import { closeSync, constants, existsSync, mkdirSync, mkdtempSync, openSync, rea
 import { tmpdir } from 'node:os';
 import { join, posix, relative, resolve } from 'node:path';
 import { promisify } from 'node:util';
+import { afterAll, beforeAll } from 'vitest';
 import { parseDescriptor, type FirmwareDescriptor } from '../../src/core/firmware';
 
 export const ROOT = join(__dirname, '..', '..');
@@ -409,6 +410,33 @@ export function makeHost(root: string, opts: HostOptions): HookHost {
 export function tempRoot(): { root: string; cleanup: () => void } {
   const root = mkdtempSync(join(tmpdir(), 'ovmfhook-hook-'));
   return { root, cleanup: () => rmSync(root, { recursive: true, force: true }) };
+}
+
+/**
+ * The simulated hosts of one test file: registers a beforeAll (dist/ built, a temp root, a fake
+ * OVMF build in `<root>/fw`) and an afterAll removing the root; read `root` and `fw` once it ran.
+ */
+export function hostsFixture(): { readonly root: string; readonly fw: Firmware } {
+  let tmp: ReturnType<typeof tempRoot> | undefined;
+  let fw: Firmware | undefined;
+  beforeAll(() => {
+    ensureBuilt();
+    tmp = tempRoot();
+    fw = makeFirmware(join(tmp.root, 'fw'));
+  }, 120_000);
+  afterAll(() => tmp?.cleanup());
+  const ready = () => {
+    if (!tmp || !fw) throw new Error('hostsFixture: read before its beforeAll ran');
+    return { root: tmp.root, fw };
+  };
+  return {
+    get root() {
+      return ready().root;
+    },
+    get fw() {
+      return ready().fw;
+    },
+  };
 }
 
 // ---------------------------------------------------------------------------------------------

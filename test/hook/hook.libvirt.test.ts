@@ -30,40 +30,17 @@ import {
 } from '../support/libvirt';
 import { releaseArg } from '../support/platform';
 import { CLI_BIN, ensureBuilt, ROOT, sha256 } from './harness';
-import { CONF_DIR, exists, HOOKS_DIR, NVRAM_DIR, restoreFromGuard, STATE_LIB, takeGuard, testInstallConfig } from '../../scripts/host-guard.mjs';
+import { archived, HOOK, HOOK_D, nvramOf, reloadLibvirt, sh, TestInstall } from '../support/host-install';
+import { CONF_DIR, exists, HOOKS_DIR, STATE_LIB } from '../../scripts/host-guard.mjs';
 
-const HOOK = `${HOOKS_DIR}/qemu`;
-const HOOK_D = `${HOOKS_DIR}/qemu.d`;
 const MARKER = 'ovmf-hook: libvirt QEMU hook';
 
-// set up in beforeAll (a skipped file creates nothing)
-let tmp = '';
-let archiveDir = '';
-let logFile = '';
-let foreignLog = '';
-let FOREIGN = '';
-let config: Record<string, unknown> = {};
-let guarded = false;
+const t = new TestInstall();
 let installed = false;
 
-function sh(cmd: string, args: string[], timeoutSec = 120): { code: number; out: string } {
-  const r = spawnSync('timeout', [String(timeoutSec), cmd, ...args], { encoding: 'utf8', cwd: ROOT });
-  return { code: r.status ?? 128, out: `${r.stdout ?? ''}${r.stderr ?? ''}` };
-}
+const hookLog = () => t.hookLog();
+const foreignCalls = () => t.foreignCalls();
 
-function reloadLibvirt(): void {
-  const r = sh('bash', [join(ROOT, 'scripts/libvirt-reload.sh')], 90);
-  if (r.code !== 0) throw new Error(`libvirt-reload.sh: ${r.out}`);
-}
-
-const hookLog = () => (existsSync(logFile) ? readFileSync(logFile, 'utf8') : '');
-const foreignCalls = () => (existsSync(foreignLog) ? readFileSync(foreignLog, 'utf8') : '');
-
-/** Opt a test VM into NVRAM archiving (the test config leaves other VMs alone). */
-const archived = (xml: string) =>
-  xml.replace(/(<\/name>\n)/, '$1  <metadata>\n    <ovmf:policy xmlns:ovmf="urn:ovmf-hook:policy:1" archive="yes"/>\n  </metadata>\n');
-
-const nvramOf = (vm: string) => `${NVRAM_DIR}/${vm}_VARS.fd`;
 const liveXml = (vm: string) => virsh(['dumpxml', vm]).stdout;
 
 interface NvramList {
@@ -81,7 +58,7 @@ function nvramList(vm: string): NvramList {
 function expectOurInstall(): void {
   const hook = exists(HOOK) ? readFileSync(HOOK, 'utf8') : '';
   const conf = exists(join(CONF_DIR, 'config.json')) ? readFileSync(join(CONF_DIR, 'config.json'), 'utf8') : '';
-  if (!hook.includes(MARKER) || conf !== JSON.stringify(config, null, 2))
+  if (!hook.includes(MARKER) || conf !== JSON.stringify(t.config, null, 2))
     throw new Error(`the hook install or ${CONF_DIR}/config.json changed under this test (another session installing on this host?)`);
 }
 
@@ -94,39 +71,18 @@ async function boot(vm: string, serial: string): Promise<void> {
 describeLibvirt('the hook in the real libvirtd (installed by install.sh)', () => {
   beforeAll(async () => {
     ensureBuilt();
-    await takeGuard({ label: '[hook.libvirt]', onRecovered: reloadLibvirt });
-    guarded = true;
-    tmp = mkdtempSync(join(tmpdir(), 'ovmfhook-hooklv-'));
-    const install = testInstallConfig(tmp);
-    ({ archiveDir, logFile } = install);
-    config = install;
-    foreignLog = join(tmp, 'foreign.log');
-    // never fails (exit 0 even when its log is gone): if it is ever left behind, VM starts still work
-    FOREIGN = `#!/bin/sh\n# a hook that was here before ovmf-hook\necho "$@" >> '${foreignLog}' 2>/dev/null\nexit 0\n`;
+    await t.guard('[hook.libvirt]');
+    t.tmp = mkdtempSync(join(tmpdir(), 'ovmfhook-hooklv-'));
+    t.setUp();
     // a clean starting point: a foreign hook, no qemu.d, no earlier install, our config
-    mkdirSync(HOOKS_DIR, { recursive: true });
-    rmSync(HOOK_D, { recursive: true, force: true });
-    rmSync(HOOK, { force: true });
-    writeFileSync(HOOK, FOREIGN, { mode: 0o755 });
-    rmSync(join(CONF_DIR, 'installs', 'etc-libvirt-hooks'), { force: true }); // install.sh's record of /etc/libvirt/hooks
-    mkdirSync(CONF_DIR, { recursive: true });
-    writeFileSync(join(CONF_DIR, 'config.json'), JSON.stringify(config, null, 2));
-    mkdirSync(archiveDir, { mode: 0o700 });
+    t.startingPoint();
+    mkdirSync(t.archiveDir, { mode: 0o700 });
   }, 400_000);
 
   afterAll(() => {
-    try {
-      if (guarded && installed && exists(HOOK) && readFileSync(HOOK, 'utf8').includes(MARKER)) sh('bash', [join(ROOT, 'install.sh'), '--uninstall', '--no-reload']);
-    } finally {
-      try {
-        if (guarded) {
-          restoreFromGuard();
-          reloadLibvirt();
-        }
-      } finally {
-        if (tmp) rmSync(tmp, { recursive: true, force: true });
-      }
-    }
+    t.release(() => {
+      if (t.guarded && installed && exists(HOOK) && readFileSync(HOOK, 'utf8').includes(MARKER)) sh('bash', [join(ROOT, 'install.sh'), '--uninstall', '--no-reload']);
+    });
   }, 200_000);
 
   it('install.sh installs the hook, keeps the foreign hook running from qemu.d and keeps the config', () => {
@@ -136,9 +92,9 @@ describeLibvirt('the hook in the real libvirtd (installed by install.sh)', () =>
     expect(r.code, r.out).toBe(0);
     expect(readFileSync(HOOK, 'utf8').split('\n')[1]).toContain(MARKER);
     expect(readFileSync(HOOK, 'utf8').split('\n')[0]).toBe('#!/usr/bin/node');
-    expect(readFileSync(`${HOOK_D}/00-original-qemu`, 'utf8')).toBe(FOREIGN);
+    expect(readFileSync(`${HOOK_D}/00-original-qemu`, 'utf8')).toBe(t.foreign);
     expect(lstatSync(`${HOOK_D}/00-original-qemu`).mode & 0o111).not.toBe(0);
-    expect(JSON.parse(readFileSync(join(CONF_DIR, 'config.json'), 'utf8'))).toEqual(config);
+    expect(JSON.parse(readFileSync(join(CONF_DIR, 'config.json'), 'utf8'))).toEqual(t.config);
     expect(r.out).toMatch(/kept existing \/etc\/ovmf-hook\/config\.json/);
     expect(existsSync(`${STATE_LIB}/archive`) && existsSync(`${STATE_LIB}/state`)).toBe(true);
     expect(r.out).toMatch(/sent SIGHUP to libvirtd|reloaded libvirtd/);
@@ -154,7 +110,7 @@ describeLibvirt('the hook in the real libvirtd (installed by install.sh)', () =>
     expect(r.out).not.toMatch(/moved the existing hook/);
     expect(readFileSync(HOOK, 'utf8')).toContain(MARKER);
     expect(readdirSync(HOOK_D)).toEqual(['00-original-qemu']);
-    expect(readFileSync(`${HOOK_D}/00-original-qemu`, 'utf8')).toBe(FOREIGN);
+    expect(readFileSync(`${HOOK_D}/00-original-qemu`, 'utf8')).toBe(t.foreign);
     expect(readdirSync(HOOKS_DIR).filter((f) => f.includes('ovmf-hook-new'))).toEqual([]);
   });
 
@@ -238,7 +194,7 @@ describeLibvirt('the hook in the real libvirtd (installed by install.sh)', () =>
       writeFileSync(nvramOf(vm), Buffer.alloc(size, 0x22));
       cycle(vm); // generation 3 = 0x22…
       const uuid = virsh(['domuuid', vm]).stdout.trim();
-      const gen3 = join(archiveDir, uuid, 'gen-000003.fd');
+      const gen3 = join(t.archiveDir, uuid, 'gen-000003.fd');
       const b = readFileSync(gen3);
       b[4096] ^= 0x01;
       writeFileSync(gen3, b);
@@ -305,7 +261,7 @@ describeLibvirt('the hook in the real libvirtd (installed by install.sh)', () =>
     copyFileSync(OVMF.vars, vars);
     chmodSync(code, 0o644);
     chmodSync(vars, 0o644);
-    const image = join(tmp, `${vm}.save`);
+    const image = join(t.tmp, `${vm}.save`);
     const xml = makeDomainXml({ name: vm, machine: 'q35', firmware: 'ovmf', serialLog: serial }).replace(OVMF.code, code).replace(OVMF.vars, vars);
     try {
       await withTempDomain(archived(xml), async () => {
@@ -351,10 +307,10 @@ describeLibvirt('the hook in the real libvirtd (installed by install.sh)', () =>
   it('install.sh --uninstall removes the hook and puts the foreign hook back', () => {
     const r = sh('bash', [join(ROOT, 'install.sh'), '--uninstall']);
     expect(r.code, r.out).toBe(0);
-    expect(readFileSync(HOOK, 'utf8')).toBe(FOREIGN);
+    expect(readFileSync(HOOK, 'utf8')).toBe(t.foreign);
     expect(existsSync(HOOK_D)).toBe(false);
     expect(exists('/usr/local/bin/ovmf-hook')).toBe(false);
-    expect(JSON.parse(readFileSync(join(CONF_DIR, 'config.json'), 'utf8'))).toEqual(config); // config kept
+    expect(JSON.parse(readFileSync(join(CONF_DIR, 'config.json'), 'utf8'))).toEqual(t.config); // config kept
   });
 
   it('install.sh refuses before writing anything when the foreign hook cannot be moved aside', () => {
@@ -364,7 +320,7 @@ describeLibvirt('the hook in the real libvirtd (installed by install.sh)', () =>
       const r = sh('bash', [join(ROOT, 'install.sh'), '--no-build']);
       expect(r.code).toBe(1);
       expect(r.out).toMatch(/qemu is not ours and .*00-original-qemu already exists; move one of them away and retry/);
-      expect(readFileSync(HOOK, 'utf8')).toBe(FOREIGN);
+      expect(readFileSync(HOOK, 'utf8')).toBe(t.foreign);
       expect(exists('/usr/local/bin/ovmf-hook') || exists('/usr/local/lib/ovmf-hook')).toBe(false);
     } finally {
       rmSync(HOOK_D, { recursive: true, force: true });

@@ -6,22 +6,14 @@
  */
 import { existsSync, lstatSync, readFileSync, symlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { domainXml, ensureBuilt, makeFirmware, makeHost, pattern, tempRoot, VARS_SIZE, type Firmware, type HookHost, type HookResult } from './harness';
+import { describe, expect, it } from 'vitest';
+import { domainXml, hostsFixture, makeHost, pattern, VARS_SIZE, type HookHost, type HookResult } from './harness';
 
 const VM = 'vm1';
-let fw: Firmware;
-let tmp: ReturnType<typeof tempRoot> | undefined;
-
-beforeAll(() => {
-  ensureBuilt();
-  tmp = tempRoot();
-  fw = makeFirmware(join(tmp.root, 'fw'));
-}, 120_000);
-afterAll(() => tmp?.cleanup());
+const hosts = hostsFixture();
 
 const host = (config: Record<string, unknown> = {}): HookHost =>
-  makeHost(tmp!.root, { firmware: fw, config: { qemuUser: '+0', qemuGroup: '+0', ...config } });
+  makeHost(hosts.root, { firmware: hosts.fw, config: { qemuUser: '+0', qemuGroup: '+0', ...config } });
 
 const ok = (r: HookResult, what: string) => {
   expect(r.signal, `${what}: signal`).toBeNull();
@@ -38,10 +30,10 @@ describe('logFile is a symlink (the hook runs as root)', () => {
     const victim = join(h.dir, 'victim');
     if (exists) writeFileSync(victim, 'precious\n', { mode: 0o644 });
     symlinkSync(victim, h.logFile);
-    const xml = domainXml({ name: VM, firmware: 'ovmf', nvram: h.nvramPath(VM) }, fw);
+    const xml = domainXml({ name: VM, firmware: 'ovmf', nvram: h.nvramPath(VM) }, hosts.fw);
 
     ok(await h.run([VM, 'prepare', 'begin', '-'], xml), 'prepare');
-    expect(readFileSync(h.nvramPath(VM)).equals(readFileSync(fw.vars))).toBe(true);
+    expect(readFileSync(h.nvramPath(VM)).equals(readFileSync(hosts.fw.vars))).toBe(true);
     writeFileSync(h.nvramPath(VM), pattern(VARS_SIZE, 'guest wrote'));
     ok(await h.run([VM, 'release', 'end', '-'], xml), 'release');
     expect(existsSync(join(h.archiveDir))).toBe(true);
@@ -56,7 +48,7 @@ describe('logFile is a symlink (the hook runs as root)', () => {
     const victim = join(h.dir, 'victim');
     writeFileSync(victim, 'precious\n');
     symlinkSync(victim, h.logFile);
-    const r = await h.run([VM, 'prepare', 'begin', '-'], domainXml({ name: VM, firmware: 'bios' }, fw));
+    const r = await h.run([VM, 'prepare', 'begin', '-'], domainXml({ name: VM, firmware: 'bios' }, hosts.fw));
     expect(r.code).toBe(1);
     expect(r.stderr.split('\n').filter(Boolean)).toHaveLength(1);
     expect(r.stderr).toMatch(/^ovmf-hook: vm1: /);

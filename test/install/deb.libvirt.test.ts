@@ -22,44 +22,27 @@ import { afterAll, beforeAll, expect, it } from 'vitest';
 import { describeLibvirt, destroyDomain, makeDomainXml, OVMF, scratchPath, uniqueVmName, virsh, withTempDomain } from '../support/libvirt';
 import { releaseArg } from '../support/platform';
 import { ensureBuilt, ROOT, sha256 } from '../hook/harness';
-import { CONF_DIR, exists, HOOKS_DIR, NVRAM_DIR, restoreFromGuard, STATE_LIB, takeGuard, testInstallConfig } from '../../scripts/host-guard.mjs';
+import { archived, CONFIG, HOOK, HOOK_D, nvramOf, RECORD, reloadLibvirt, sh as shIn, TestInstall } from '../support/host-install';
+import { CONF_DIR, exists, STATE_LIB } from '../../scripts/host-guard.mjs';
 
 const PKG = 'ovmf-hook';
-const HOOK = `${HOOKS_DIR}/qemu`;
-const HOOK_D = `${HOOKS_DIR}/qemu.d`;
 const SAVED = `${HOOK_D}/00-original-qemu`;
-const RECORD = join(CONF_DIR, 'installs', 'etc-libvirt-hooks'); // install.sh's record of /etc/libvirt/hooks
-const CONFIG = join(CONF_DIR, 'config.json');
 const LIB = '/usr/lib/ovmf-hook';
 const BIN = '/usr/bin/ovmf-hook';
 /** This file installed the package (pid inside): a later run that finds the package and this purges it. */
 const LEFTOVER = '/var/tmp/ovmfhook-deb-libvirt-test.installed';
 const VERSION: string = JSON.parse(readFileSync(join(ROOT, 'package.json'), 'utf8')).version;
 
-let tmp = '';
+const t = new TestInstall();
 let deb = '';
 let newer = '';
-let archiveDir = '';
-let logFile = '';
-let foreignLog = '';
-let FOREIGN = '';
-let config: Record<string, unknown> = {};
-let guarded = false;
 let weInstalled = false;
 
-function sh(cmd: string, args: string[], timeoutSec = 120): { code: number; out: string } {
-  const r = spawnSync('timeout', [String(timeoutSec), cmd, ...args], { encoding: 'utf8', cwd: ROOT, env: { ...process.env, DEBIAN_FRONTEND: 'noninteractive' } });
-  return { code: r.status ?? 128, out: `${r.stdout ?? ''}${r.stderr ?? ''}` };
-}
+const sh = (cmd: string, args: string[], timeoutSec = 120) => shIn(cmd, args, timeoutSec, { DEBIAN_FRONTEND: 'noninteractive' });
 const apt = (...args: string[]) => sh('apt-get', ['-y', '-q', '-o', 'DPkg::Lock::Timeout=300', ...args], 600);
 /** dpkg's two-letter state of the package ('ii', 'rc'), or '' when dpkg knows nothing of it. */
 const pkgStatus = () => sh('dpkg-query', ['-W', '-f=${db:Status-Abbrev}', PKG]).out.trim().replace(/^dpkg-query: .*/s, '');
 const pkgVersion = () => sh('dpkg-query', ['-W', '-f=${Version}', PKG]).out.trim();
-
-function reloadLibvirt(): void {
-  const r = sh('bash', [join(ROOT, 'scripts/libvirt-reload.sh')], 90);
-  if (r.code !== 0) throw new Error(`libvirt-reload.sh: ${r.out}`);
-}
 
 /** Purge the package whatever state it is in (its prerm refuses when the hook it moved is gone: then without the record). */
 function purge(): void {
@@ -70,11 +53,8 @@ function purge(): void {
   if (pkgStatus()) throw new Error(`could not purge ${PKG}: ${r.out}`);
 }
 
-const hookLog = () => (existsSync(logFile) ? readFileSync(logFile, 'utf8') : '');
-const foreignCalls = () => (existsSync(foreignLog) ? readFileSync(foreignLog, 'utf8') : '');
-const archived = (xml: string) =>
-  xml.replace(/(<\/name>\n)/, '$1  <metadata>\n    <ovmf:policy xmlns:ovmf="urn:ovmf-hook:policy:1" archive="yes"/>\n  </metadata>\n');
-const nvramOf = (vm: string) => `${NVRAM_DIR}/${vm}_VARS.fd`;
+const hookLog = () => t.hookLog();
+const foreignCalls = () => t.foreignCalls();
 /** Start paused (the firmware never runs: the NVRAM stays as prepare left it) and destroy: one prepare + release. */
 const cycle = (vm: string) => {
   virsh(['start', '--paused', vm]);
@@ -98,22 +78,11 @@ function archiveSnapshot(): Record<string, string> {
     for (const name of readdirSync(d).sort()) {
       const p = join(d, name);
       if (lstatSync(p).isDirectory()) walk(p);
-      else out[p.slice(archiveDir.length)] = sha256(readFileSync(p));
+      else out[p.slice(t.archiveDir.length)] = sha256(readFileSync(p));
     }
   };
-  walk(archiveDir);
+  walk(t.archiveDir);
   return out;
-}
-
-/** The state this file starts each install from: the foreign hook alone in the hooks dir, the test config. */
-function foreignHookAndTestConfig(): void {
-  mkdirSync(HOOKS_DIR, { recursive: true });
-  rmSync(HOOK_D, { recursive: true, force: true });
-  rmSync(HOOK, { force: true });
-  writeFileSync(HOOK, FOREIGN, { mode: 0o755 });
-  rmSync(RECORD, { force: true });
-  mkdirSync(CONF_DIR, { recursive: true });
-  writeFileSync(CONFIG, JSON.stringify(config, null, 2));
 }
 
 /** `apt-get install ARGS`, as this file's install (LEFTOVER marks it first); the output. */
@@ -132,17 +101,17 @@ function expectInstalled(): void {
   expect(readFileSync(HOOK)).toEqual(readFileSync(`${LIB}/dist/hooks/qemu`));
   expect(readFileSync(HOOK, 'utf8').split('\n', 1)[0]).toBe('#!/usr/bin/node');
   expect(readdirSync(HOOK_D)).toEqual(['00-original-qemu']);
-  expect(readFileSync(SAVED, 'utf8')).toBe(FOREIGN);
+  expect(readFileSync(SAVED, 'utf8')).toBe(t.foreign);
   expect(lstatSync(SAVED).mode & 0o111).not.toBe(0);
   expect(readFileSync(RECORD, 'utf8')).toMatch(/^prefix=\/usr\/lib\/ovmf-hook\nbin_link=\/usr\/bin\/ovmf-hook\ninstalled_by=package\nmoved_foreign_hook=1\nforeign_hook_kind=file\n/m);
-  expect(readFileSync(CONFIG, 'utf8')).toBe(JSON.stringify(config, null, 2));
+  expect(readFileSync(CONFIG, 'utf8')).toBe(JSON.stringify(t.config, null, 2));
   const verify = sh('dpkg', ['--verify', PKG]); // no packaged file changed by the maintainer scripts
   expect(verify.out, verify.out).toBe('');
 }
 
 /** libvirt's hook is the foreign one again; nothing of the package's install is left in the hooks dir. */
 function expectForeignBack(): void {
-  expect(readFileSync(HOOK, 'utf8')).toBe(FOREIGN);
+  expect(readFileSync(HOOK, 'utf8')).toBe(t.foreign);
   expect(lstatSync(HOOK).mode & 0o111).not.toBe(0);
   expect(exists(HOOK_D)).toBe(false);
   expect(exists(RECORD)).toBe(false);
@@ -152,8 +121,7 @@ function expectForeignBack(): void {
 describeLibvirt('the Debian package on this host (apt-get install / upgrade / remove / purge)', () => {
   beforeAll(async () => {
     ensureBuilt();
-    await takeGuard({ label: '[deb.libvirt]', onRecovered: reloadLibvirt });
-    guarded = true;
+    await t.guard('[deb.libvirt]');
     if (pkgStatus()) {
       if (!existsSync(LEFTOVER)) throw new Error(`the ${PKG} package is installed on this host (dpkg: ${pkgStatus()}), not by this test; it would be purged: remove it first (apt-get purge ${PKG})`);
       console.warn(`[deb.libvirt] purging the ${PKG} package a killed run of this file left installed`);
@@ -162,10 +130,10 @@ describeLibvirt('the Debian package on this host (apt-get install / upgrade / re
     }
     rmSync(LEFTOVER, { force: true });
 
-    tmp = mkdtempSync(join(tmpdir(), 'ovmfhook-deblv-'));
-    chmodSync(tmp, 0o755); // apt reads the .deb as user _apt
+    t.tmp = mkdtempSync(join(tmpdir(), 'ovmfhook-deblv-'));
+    chmodSync(t.tmp, 0o755); // apt reads the .deb as user _apt
     const build = (extra: string[]) => {
-      const r = spawnSync('bash', [join(ROOT, 'scripts/package-deb.sh'), '--out', join(tmp, 'debs'), ...extra], { encoding: 'utf8', timeout: 120_000 });
+      const r = spawnSync('bash', [join(ROOT, 'scripts/package-deb.sh'), '--out', join(t.tmp, 'debs'), ...extra], { encoding: 'utf8', timeout: 120_000 });
       if (r.status !== 0) throw new Error(`package-deb.sh: ${r.stdout}${r.stderr}`);
       return r.stdout.trim();
     };
@@ -173,31 +141,17 @@ describeLibvirt('the Debian package on this host (apt-get install / upgrade / re
     newer = build(['--version', `${VERSION}+upgrade1`]);
     expect(deb).toMatch(/\/ovmf-hook_[^/]+_all\.deb$/);
 
-    const install = testInstallConfig(join(tmp, 'host'));
-    ({ archiveDir, logFile } = install);
-    config = install;
-    mkdirSync(archiveDir, { recursive: true, mode: 0o700 });
-    chmodSync(join(tmp, 'host'), 0o755);
-    foreignLog = join(tmp, 'foreign.log');
-    // never fails (exit 0 even when its log is gone): if it is ever left behind, VM starts still work
-    FOREIGN = `#!/bin/sh\n# a hook that was here before ovmf-hook\necho "$@" >> '${foreignLog}' 2>/dev/null\nexit 0\n`;
-    foreignHookAndTestConfig();
+    t.setUp(join(t.tmp, 'host'));
+    mkdirSync(t.archiveDir, { recursive: true, mode: 0o700 });
+    chmodSync(join(t.tmp, 'host'), 0o755);
+    t.startingPoint(); // each install starts from the foreign hook alone and the test config
   }, 400_000);
 
   afterAll(() => {
-    try {
-      if (guarded && weInstalled) purge();
+    t.release(() => {
+      if (t.guarded && weInstalled) purge();
       if (!pkgStatus()) rmSync(LEFTOVER, { force: true });
-    } finally {
-      try {
-        if (guarded) {
-          restoreFromGuard();
-          reloadLibvirt();
-        }
-      } finally {
-        if (tmp) rmSync(tmp, { recursive: true, force: true });
-      }
-    }
+    });
   }, 700_000);
 
   it('apt-get install ./ovmf-hook_<v>_all.deb: the hook installed, the foreign hook moved to qemu.d, the config kept, libvirtd reloaded, doctor ok', () => {
@@ -310,7 +264,7 @@ describeLibvirt('the Debian package on this host (apt-get install / upgrade / re
   });
 
   it('install → apt-get remove (hook out, foreign hook back, config kept) → apt-get purge (config gone, archive kept)', () => {
-    foreignHookAndTestConfig();
+    t.startingPoint();
     const archive = archiveSnapshot();
     const out = aptInstall(deb);
     expect(out).toContain(`moved the existing hook to ${SAVED}`);
@@ -320,13 +274,13 @@ describeLibvirt('the Debian package on this host (apt-get install / upgrade / re
     expect(removed.code, removed.out).toBe(0);
     expect(pkgStatus()).toBe('rc');
     expectForeignBack();
-    expect(readFileSync(CONFIG, 'utf8')).toBe(JSON.stringify(config, null, 2));
+    expect(readFileSync(CONFIG, 'utf8')).toBe(JSON.stringify(t.config, null, 2));
     expect(archiveSnapshot()).toEqual(archive);
 
     const purged = apt('purge', PKG);
     expect(purged.code, purged.out).toBe(0);
     expect(pkgStatus()).toBe('');
-    expect(readFileSync(HOOK, 'utf8')).toBe(FOREIGN);
+    expect(readFileSync(HOOK, 'utf8')).toBe(t.foreign);
     const others = existsSync(join(CONF_DIR, 'installs')) ? readdirSync(join(CONF_DIR, 'installs')) : [];
     expect(existsSync(CONFIG)).toBe(others.length > 0);
     expect(archiveSnapshot()).toEqual(archive);

@@ -18,6 +18,7 @@ import { join } from 'node:path';
 import { gunzipSync } from 'node:zlib';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ensureBuilt, ROOT, TEST_NODE } from '../hook/harness';
+import { exists } from '../../scripts/host-guard.mjs';
 
 const VERSION: string = JSON.parse(readFileSync(join(ROOT, 'package.json'), 'utf8')).version;
 const MARKER = 'ovmf-hook: libvirt QEMU hook';
@@ -35,14 +36,6 @@ const ok = (r: { code: number | null; out: string; err: string }) => {
   return r.out;
 };
 const sha = (p: string) => createHash('sha256').update(readFileSync(p)).digest('hex');
-const exists = (p: string) => {
-  try {
-    lstatSync(p);
-    return true;
-  } catch {
-    return false;
-  }
-};
 /** Every file under `dir` with its mode and content hash (or link text): what "untouched" means. */
 function snapshot(dir: string): Record<string, string> {
   const out: Record<string, string> = {};

@@ -14,6 +14,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ensureBuilt, ROOT, TEST_NODE } from '../hook/harness';
+import { exists } from '../../scripts/host-guard.mjs';
 
 const INSTALL_SH = process.env.OVMF_HOOK_TEST_INSTALL_SH || join(ROOT, 'install.sh');
 const MARKER = 'ovmf-hook: libvirt QEMU hook';
@@ -26,14 +27,6 @@ interface Run {
   out: string;
   err: string;
 }
-const exists = (p: string) => {
-  try {
-    lstatSync(p);
-    return true;
-  } catch {
-    return false;
-  }
-};
 /** What a path is, enough to tell whether anyone touched it. */
 const fingerprint = (p: string) => {
   try {

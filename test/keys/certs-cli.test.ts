@@ -5,14 +5,13 @@
  * a TPM, BIOS), NVRAM files made from Debian's OVMF VARS templates with the pure enrolment.
  */
 import { createHash } from 'node:crypto';
-import { copyFileSync, existsSync, lstatSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
-import { join, relative } from 'node:path';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { enrollSignatures, MICROSOFT_2023_CERTIFICATES, MICROSOFT_OWNER, parseCertificate, type EnrollEntry } from '../../src/core/varstore';
-import { fakeVirshBin, type FakeVirshDomain } from '../cli/fake-virsh-bin';
-import { buildCli, runCli, scratchDir, writeConfig } from '../cli/support';
+import { copyFileSync, existsSync, readFileSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { describe, expect, it } from 'vitest';
+import type { FakeVirshDomain } from '../cli/fake-virsh-bin';
+import { enrolledWith2023, MS_VARS_4M as MS } from '../support/ms-2023';
+import { builtCli, cliHost, treeSnapshot } from './cli-host';
 
-const MS = '/usr/share/OVMF/OVMF_VARS_4M.ms.fd';
 const BLANK = '/usr/share/OVMF/OVMF_VARS_4M.fd';
 const CODE = '/usr/share/OVMF/OVMF_CODE_4M.fd';
 const SECURE_CODE = '/usr/share/OVMF/OVMF_CODE_4M.ms.fd';
@@ -21,22 +20,9 @@ if (!haveOvmf) console.warn('SKIPPED: nvram certs CLI tests need /usr/share/OVMF
 
 const ALL_2023 = ['Microsoft Corporation KEK 2K CA 2023', 'Windows UEFI CA 2023', 'Microsoft UEFI CA 2023', 'Microsoft Option ROM UEFI CA 2023'];
 const sha = (b: Uint8Array) => createHash('sha256').update(b).digest('hex');
-const ms2023: EnrollEntry[] = MICROSOFT_2023_CERTIFICATES.map((c) => ({
-  variable: c.variable,
-  owner: MICROSOFT_OWNER,
-  source: '--ms-2023',
-  kind: 'x509',
-  certificate: parseCertificate(Buffer.from(c.der, 'base64'), c.name),
-}));
-const enrolledImage = (): Buffer => enrollSignatures(readFileSync(MS), ms2023).data;
+const enrolledImage = (): Buffer => enrolledWith2023(readFileSync(MS));
 
-let cli = '';
-let scratch: ReturnType<typeof scratchDir>;
-beforeAll(async () => {
-  scratch = scratchDir('certs-cli');
-  cli = await buildCli(join(scratch.dir, 'dist'));
-}, 60_000);
-afterAll(() => scratch?.cleanup());
+const built = builtCli('certs-cli');
 
 let uuidSeq = 0;
 interface Spec {
@@ -65,42 +51,11 @@ function domainXml(name: string, nvramDir: string, s: Spec = {}): { xml: string;
   return { xml, uuid };
 }
 
-/** A temp tree (config with archive, state and nvram directories) and a fake virsh knowing `domains`. */
-function host(domains: (nvramDir: string) => Record<string, FakeVirshDomain>) {
-  const { dir, cleanup } = scratchDir('certs-host');
-  const nvramDir = join(dir, 'nvram');
-  mkdirSync(nvramDir, { mode: 0o755 });
-  const config = writeConfig(dir, 'config.json', {
-    archiveDir: join(dir, 'archive'),
-    stateDir: join(dir, 'state'),
-    nvramDir,
-    firmwareDirs: [join(dir, 'firmware')],
-    hostId: 'certs-host',
-    qemuUser: 'root',
-    qemuGroup: 'root',
-  });
-  const virsh = fakeVirshBin(dir, domains(nvramDir));
-  const run = (...args: string[]) => runCli(cli, ['nvram', ...args], { env: { ...virsh.env, OVMF_HOOK_CONFIG: config } });
-  const nvram = (vm: string) => join(nvramDir, `${vm}_VARS.fd`);
-  return { dir, nvramDir, nvram, run, virsh, cleanup };
-}
+/** A temp tree (config with archive, state and nvram directories) and a fake virsh knowing `domains`; `run` runs `nvram …`. */
+const host = (domains: (nvramDir: string) => Record<string, FakeVirshDomain>) => cliHost(built.cli, { name: 'certs-host', domains, command: ['nvram'] });
 
 /** Every file under `root` with its content hash and mtime (what "nothing written" is checked against). */
-function snapshot(root: string): Record<string, string> {
-  const out: Record<string, string> = {};
-  const walk = (d: string) => {
-    for (const n of readdirSync(d).sort()) {
-      const p = join(d, n);
-      const st = lstatSync(p);
-      const key = relative(root, p);
-      if (key === join('fake-virsh', 'calls.jsonl')) continue;
-      if (st.isDirectory()) walk(p);
-      else out[key] = `${st.size} ${sha(readFileSync(p))} ${st.mtimeMs}`;
-    }
-  };
-  walk(root);
-  return out;
-}
+const snapshot = (root: string) => treeSnapshot(root, (p, st) => (st.isDirectory() ? undefined : `${st.size} ${sha(readFileSync(p))} ${st.mtimeMs}`));
 
 // ─── nvram certs ────────────────────────────────────────────────────────────────────────────
 

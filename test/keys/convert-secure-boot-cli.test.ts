@@ -6,12 +6,12 @@
  * temp tree byte for byte). The firmware itself is tested in convert-secure-boot.libvirt.test.ts.
  */
 import { createHash } from 'node:crypto';
-import { copyFileSync, existsSync, lstatSync, mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { join, relative } from 'node:path';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { copyFileSync, existsSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { describe, expect, it } from 'vitest';
 import { editVarstore, EFI_GLOBAL_VARIABLE } from '../../src/core/varstore';
-import { fakeVirshBin, type FakeVirshDomain } from '../cli/fake-virsh-bin';
-import { buildCli, runCli, scratchDir, writeConfig } from '../cli/support';
+import type { FakeVirshDomain } from '../cli/fake-virsh-bin';
+import { builtCli, cliHost, treeSnapshot } from './cli-host';
 
 const MS = '/usr/share/OVMF/OVMF_VARS_4M.ms.fd';
 const BOOTED = join(__dirname, '..', 'nvram', 'varstore', 'fixtures', 'booted-4m.fd');
@@ -20,15 +20,9 @@ const UUID = '5b7d1a52-6f0e-4d1c-9a51-0c6c4e1f2a10';
 const VM = 'uefi-vm';
 const haveOvmf = ['/usr/share/OVMF/OVMF_CODE_4M.ms.fd', MS].every(existsSync);
 
-let cli = '';
-let scratch: ReturnType<typeof scratchDir>;
 const sha = (b: Uint8Array) => createHash('sha256').update(b).digest('hex');
 
-beforeAll(async () => {
-  scratch = scratchDir('convert-sb');
-  cli = await buildCli(join(scratch.dir, 'dist'));
-}, 60_000);
-afterAll(() => scratch?.cleanup());
+const built = builtCli('convert-sb');
 
 /** A q35 domain booting plain OVMF (manual form) with its NVRAM in `nvramDir`. */
 const plainUefi = (nvramDir: string, devices = '') =>
@@ -53,44 +47,23 @@ ${devices}  </devices>
 const TPM = "    <tpm model='tpm-crb'>\n      <backend type='emulator' version='2.0'/>\n    </tpm>\n";
 
 /** Every file under `root`: mode, size, content hash (what "nothing written" is checked against). */
-function snapshot(root: string): Record<string, string> {
-  const out: Record<string, string> = {};
-  const walk = (d: string) => {
-    for (const n of readdirSync(d).sort()) {
-      const p = join(d, n);
-      const key = relative(root, p);
-      if (key === join('fake-virsh', 'calls.jsonl')) continue;
-      const st = lstatSync(p);
-      if (st.isDirectory()) walk(p);
-      else out[key] = `${(st.mode & 0o7777).toString(8)} ${st.size} ${sha(readFileSync(p))}`;
-    }
-  };
-  walk(root);
-  return out;
-}
+const snapshot = (root: string) => treeSnapshot(root, (p, st) => (st.isDirectory() ? undefined : `${(st.mode & 0o7777).toString(8)} ${st.size} ${sha(readFileSync(p))}`));
 
+/** A temp tree (config, Debian's firmware descriptors) and a fake virsh knowing the domain VM; `nvram` is its NVRAM. */
 function host(domain: (nvramDir: string) => FakeVirshDomain) {
-  const { dir, cleanup } = scratchDir('convert-sb-host');
-  const nvramDir = join(dir, 'nvram');
-  mkdirSync(nvramDir, { mode: 0o755 });
-  const config = writeConfig(dir, 'config.json', {
-    archiveDir: join(dir, 'archive'),
-    stateDir: join(dir, 'state'),
-    nvramDir,
-    firmwareDirs: [FIRMWARE],
-    hostId: 'convert-sb-host',
-    qemuUser: 'root',
-    qemuGroup: 'root',
+  const h = cliHost(built.cli, {
+    name: 'convert-sb-host',
+    firmwareDir: FIRMWARE,
+    domains: (nvramDir) => {
+      const d = domain(nvramDir);
+      return { [VM]: d, [UUID]: d }; // the CLI asks by name, then (domstate) by UUID
+    },
   });
-  const d = domain(nvramDir);
-  const virsh = fakeVirshBin(dir, { [VM]: d, [UUID]: d }); // the CLI asks by name, then (domstate) by UUID
-  const env = { ...virsh.env, OVMF_HOOK_CONFIG: config };
-  const run = (...args: string[]) => runCli(cli, args, { env });
-  const nvram = join(nvramDir, `${VM}_VARS.fd`);
-  const vars = () => JSON.parse(run('nvram', 'vars', nvram, '--json').stdout) as { secureBoot: { effective: string } };
-  const defined = () => virsh.domains()[VM]!.xml;
-  const setDomain = (x: FakeVirshDomain) => writeFileSync(join(dir, 'fake-virsh', 'state.json'), JSON.stringify({ [VM]: x, [UUID]: x }));
-  return { dir, nvramDir, nvram, run, vars, defined, setDomain, virsh, cleanup };
+  const nvram = h.nvram(VM);
+  const vars = () => JSON.parse(h.run('nvram', 'vars', nvram, '--json').stdout) as { secureBoot: { effective: string } };
+  const defined = () => h.virsh.domains()[VM]!.xml;
+  const setDomain = (x: FakeVirshDomain) => writeFileSync(join(h.dir, 'fake-virsh', 'state.json'), JSON.stringify({ [VM]: x, [UUID]: x }));
+  return { ...h, nvram, vars, defined, setDomain };
 }
 
 describe.skipIf(!haveOvmf)('convert --secure-boot of an already-UEFI domain: its NVRAM (built CLI, fake virsh)', () => {

@@ -14,39 +14,19 @@
  * the hook is not installed. Only domains named ovmfhook-t-sbconv… are touched.
  * Needs: dosfstools, mtools, systemd-boot-efi (scripts/ci-setup.sh).
  */
-import { spawnSync } from 'node:child_process';
-import { createHash } from 'node:crypto';
-import { existsSync, mkdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { readFileSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { beforeAll, expect, it } from 'vitest';
 import { editVarstore, EFI_GLOBAL_VARIABLE } from '../../src/core/varstore';
-import { defineDomain, describeLibvirt, destroyDomain, makeDomainXml, scratchPath, startDomain, uniqueVmName, virsh } from '../support/libvirt';
-import { buildCli, runCli, writeConfig, type CliRun } from '../cli/support';
+import { defineDomain, describeLibvirt, makeDomainXml, OVMF, scratchPath, uniqueVmName, virsh } from '../support/libvirt';
+import type { CliRun } from '../cli/support';
+import { sha256 } from '../hook/harness';
+import { boot, firmwareBench, NVRAM_DIR, ok, REFUSED, requireHost, SYSTEMD_BOOT, SYSTEMD_BOOT_RAN as UNSIGNED_RAN, type FirmwareBench } from './firmware-boot';
 
-const SYSTEMD_BOOT = '/usr/lib/systemd/boot/efi/systemd-bootx64.efi';
-const TOOLS = ['mkfs.vfat', 'mmd', 'mcopy'];
-const NVRAM_DIR = '/var/lib/libvirt/qemu/nvram';
-const MS_TEMPLATE = '/usr/share/OVMF/OVMF_VARS_4M.ms.fd';
-/** systemd-boot's own menu entry (OVMF never prints it): the unsigned binary is running. */
-const UNSIGNED_RAN = /Reboot Into Firmware Interface/;
-/** OVMF refusing the disk's boot file: `Access Denied` (not allowed by db), `Security Violation` on some builds. */
-const REFUSED = /BdsDxe: failed to (?:load|start) Boot[0-9A-F]{4} "[^"]*" from PciRoot[^\n]*: (?:Access Denied|Security Violation)/;
+const MS_TEMPLATE = OVMF.msVars;
 
-let cli = '';
-let env: Record<string, string> = {};
-let dir = '';
-
-const sh = (cmd: string, args: string[]) => {
-  const r = spawnSync(cmd, args, { encoding: 'utf8', cwd: dir, env: { ...process.env, MTOOLS_SKIP_CHECK: '1' }, timeout: 60_000 });
-  if (r.status !== 0) throw new Error(`${cmd} ${args.join(' ')}: ${r.error ?? r.stderr.trim()}`);
-  return r.stdout;
-};
-const ovmfHook = (...args: string[]): CliRun => runCli(cli, args, { env });
-const ok = (r: CliRun): string => {
-  expect(r.code, r.stderr).toBe(0);
-  return r.stdout;
-};
-const sha256 = (b: Uint8Array): string => createHash('sha256').update(b).digest('hex');
+let bench: FirmwareBench;
+const ovmfHook = (...args: string[]): CliRun => bench.run(...args);
 
 interface VarsJson {
   secureBoot: { effective: string; setupMode: string; secureBootEnable: string; subjects: { pk: string[]; kek: string[]; db: string[] } };
@@ -58,35 +38,6 @@ const bootVariables = (v: VarsJson) =>
   Object.fromEntries(v.variables.filter((x) => x.vendorGuid === EFI_GLOBAL_VARIABLE && /^Boot([0-9A-F]{4}|Order)$/.test(x.name)).map((x) => [x.name, x.data]));
 const descriptions = (v: VarsJson) =>
   v.variables.filter((x) => /^Boot[0-9A-F]{4}$/.test(x.name)).map((x) => `${x.name} ${x.decoded?.option?.description ?? '?'}`);
-
-/** A 64 MiB FAT image holding `efi` as \EFI\BOOT\BOOTX64.EFI. */
-function efiDisk(name: string, efi: string): string {
-  const img = join(dir, `${name}.img`);
-  sh('mkfs.vfat', ['-C', img, '65536']);
-  sh('mmd', ['-i', img, '::/EFI', '::/EFI/BOOT']);
-  sh('mcopy', ['-i', img, efi, '::/EFI/BOOT/BOOTX64.EFI']);
-  return img;
-}
-
-/** The serial log without terminal escape sequences. */
-const serialText = (log: string) => (existsSync(log) ? readFileSync(log, 'latin1').replace(/\x1b\[[0-9;=?]*[A-Za-z]/g, '') : '');
-
-/** Start `vm` with a fresh serial log, wait until the console matches `until`, destroy it; returns the console text. */
-async function boot(vm: string, log: string, until: RegExp, timeoutMs = 120_000): Promise<string> {
-  rmSync(log, { force: true });
-  startDomain(vm);
-  const deadline = Date.now() + timeoutMs;
-  try {
-    for (;;) {
-      const text = serialText(log);
-      if (until.test(text)) return text;
-      if (Date.now() > deadline) throw new Error(`${until} not seen on ${vm}'s console within ${timeoutMs} ms; last output: ${JSON.stringify(text.slice(-600))}`);
-      await new Promise((r) => setTimeout(r, 250));
-    }
-  } finally {
-    destroyDomain(vm); // at most one TCG guest at a time
-  }
-}
 
 /** A load option (UEFI 3.1.3) named `description` for the device path of `like` (a Boot#### variable's data). */
 function loadOptionLike(like: Buffer, description: string): Uint8Array {
@@ -102,16 +53,12 @@ function loadOptionLike(like: Buffer, description: string): Uint8Array {
 
 describeLibvirt('convert --secure-boot of a VM that already boots UEFI, proven by the firmware (q35, TCG)', () => {
   beforeAll(async () => {
-    const missing = [...TOOLS.filter((t) => spawnSync('sh', ['-c', `command -v ${t}`]).status !== 0), ...[SYSTEMD_BOOT, MS_TEMPLATE].filter((f) => !existsSync(f))];
-    if (missing.length) throw new Error(`missing ${missing.join(', ')}: apt-get install dosfstools mtools systemd-boot-efi ovmf (scripts/ci-setup.sh)`);
-    dir = scratchPath('sbconv');
-    mkdirSync(dir, { recursive: true });
-    cli = await buildCli(join(dir, 'dist'));
-    env = { OVMF_HOOK_CONFIG: writeConfig(dir, 'config.json', { archiveDir: join(dir, 'archive'), stateDir: join(dir, 'state') }) };
+    requireHost(['mkfs.vfat', 'mmd', 'mcopy'], [SYSTEMD_BOOT, MS_TEMPLATE], 'dosfstools mtools systemd-boot-efi ovmf');
+    bench = await firmwareBench('sbconv');
   }, 120_000);
 
   it('plain UEFI VM with boot entries → Secure Boot firmware and keys in the same NVRAM, the same Boot#### entries, the unsigned binary refused', async () => {
-    const disk = efiDisk('unsigned', SYSTEMD_BOOT);
+    const disk = bench.efiDisk('unsigned', SYSTEMD_BOOT);
     const vm = uniqueVmName('sbconv');
     const log = scratchPath(`${vm}.log`);
     defineDomain(makeDomainXml({ name: vm, machine: 'q35', firmware: 'ovmf', serialLog: log, disks: [{ path: disk, format: 'raw' }] }));

@@ -7,12 +7,13 @@
  */
 import { spawnSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { copyFileSync, existsSync, lstatSync, mkdirSync, readdirSync, readFileSync, readlinkSync, statSync, writeFileSync } from 'node:fs';
-import { join, relative } from 'node:path';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { copyFileSync, existsSync, readFileSync, readlinkSync, statSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { beforeAll, describe, expect, it } from 'vitest';
 import { editVarstore, parseVarstore, readSignatureLists, type Variable } from '../../src/core/varstore';
-import { fakeVirshBin, type FakeVirshDomain } from '../cli/fake-virsh-bin';
-import { buildCli, runCli, scratchDir, writeConfig, type CliRun } from '../cli/support';
+import type { FakeVirshDomain } from '../cli/fake-virsh-bin';
+import type { CliRun } from '../cli/support';
+import { builtCli, cliHost, treeSnapshot } from './cli-host';
 
 const MS = '/usr/share/OVMF/OVMF_VARS_4M.ms.fd';
 const BLANK = '/usr/share/OVMF/OVMF_VARS_4M.fd';
@@ -26,8 +27,7 @@ const haveOvmf = [MS, BLANK, CODE].every(existsSync);
 const haveOpenssl = spawnSync('openssl', ['version']).status === 0;
 if (!haveOvmf || !haveOpenssl) console.warn('SKIPPED: nvram enroll CLI tests need /usr/share/OVMF (Debian ovmf) and the openssl CLI');
 
-let cli = '';
-let scratch: ReturnType<typeof scratchDir>;
+const built = builtCli('enroll-cli');
 /** The test certificate, PEM and DER, and its SHA-256. */
 let pem = '';
 let der = '';
@@ -35,24 +35,14 @@ let der = '';
 const sha = (b: Uint8Array) => createHash('sha256').update(b).digest('hex');
 
 /** Every file, directory and symlink under `root`: type, mode, size, content hash (what "nothing written" is checked against). */
-function snapshot(root: string): Record<string, string> {
-  const out: Record<string, string> = {};
-  const walk = (d: string) => {
-    for (const n of readdirSync(d).sort()) {
-      const p = join(d, n);
-      const st = lstatSync(p);
-      const key = relative(root, p);
-      if (key === join('fake-virsh', 'calls.jsonl')) continue; // the fake virsh's own record of calls
-      if (st.isSymbolicLink()) out[key] = `link ${readlinkSync(p)}`;
-      else if (st.isDirectory()) {
-        out[key] = `dir ${(st.mode & 0o7777).toString(8)}`;
-        walk(p);
-      } else out[key] = `file ${(st.mode & 0o7777).toString(8)} ${st.size} ${sha(readFileSync(p))} ${st.mtimeMs}`;
-    }
-  };
-  walk(root);
-  return out;
-}
+const snapshot = (root: string) =>
+  treeSnapshot(root, (p, st) =>
+    st.isSymbolicLink()
+      ? `link ${readlinkSync(p)}`
+      : st.isDirectory()
+        ? `dir ${(st.mode & 0o7777).toString(8)}`
+        : `file ${(st.mode & 0o7777).toString(8)} ${st.size} ${sha(readFileSync(p))} ${st.mtimeMs}`,
+  );
 
 /** A refusal: `code`, one line on stderr matching `message`, nothing on stdout, the tree under `root` untouched. */
 function expectRefused(root: string, run: () => CliRun, code: 1 | 2, message: RegExp): CliRun {
@@ -69,37 +59,18 @@ function expectRefused(root: string, run: () => CliRun, code: 1 | 2, message: Re
 const variable = (file: string, name: string): Variable => parseVarstore(readFileSync(file)).variables.find((v) => v.name === name)!;
 const x509Count = (v: Variable) => readSignatureLists(v.data).reduce((n, l) => n + (l.type === 'a5c059a1-94e4-4aa7-87b5-ab155c2bf072' ? l.entries.length : 0), 0);
 
-beforeAll(async () => {
-  scratch = scratchDir('enroll-cli');
-  cli = await buildCli(join(scratch.dir, 'dist'));
+beforeAll(() => {
   if (haveOpenssl) {
-    const r = spawnSync('openssl', ['req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-subj', '/CN=ovmf-hook-unit/', '-days', '30', '-keyout', 'k.pem', '-out', 'c.pem'], { cwd: scratch.dir });
+    const r = spawnSync('openssl', ['req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-subj', '/CN=ovmf-hook-unit/', '-days', '30', '-keyout', 'k.pem', '-out', 'c.pem'], { cwd: built.dir });
     if (r.status !== 0) throw new Error(`openssl: ${r.stderr}`);
-    pem = join(scratch.dir, 'c.pem');
-    der = join(scratch.dir, 'c.der');
-    spawnSync('openssl', ['x509', '-in', pem, '-outform', 'der', '-out', der], { cwd: scratch.dir });
+    pem = join(built.dir, 'c.pem');
+    der = join(built.dir, 'c.der');
+    spawnSync('openssl', ['x509', '-in', pem, '-outform', 'der', '-out', der], { cwd: built.dir });
   }
 }, 60_000);
-afterAll(() => scratch?.cleanup());
 
-/** A temp tree: config (archive, state, nvram dir inside), a fake virsh knowing `domains`. */
-function host(domains: (nvramDir: string) => Record<string, FakeVirshDomain> = () => ({})) {
-  const { dir, cleanup } = scratchDir('enroll-host');
-  const nvramDir = join(dir, 'nvram');
-  mkdirSync(nvramDir, { mode: 0o755 });
-  const config = writeConfig(dir, 'config.json', {
-    archiveDir: join(dir, 'archive'),
-    stateDir: join(dir, 'state'),
-    nvramDir,
-    firmwareDirs: [join(dir, 'firmware')],
-    hostId: 'enroll-host',
-    qemuUser: 'root',
-    qemuGroup: 'root',
-  });
-  const virsh = fakeVirshBin(dir, domains(nvramDir));
-  const run = (...args: string[]) => runCli(cli, ['nvram', ...args], { env: { ...virsh.env, OVMF_HOOK_CONFIG: config } });
-  return { dir, nvramDir, run, virsh, cleanup };
-}
+/** A temp tree: config (archive, state, nvram dir inside), a fake virsh knowing `domains`; `run` runs `nvram …`. */
+const host = (domains?: (nvramDir: string) => Record<string, FakeVirshDomain>) => cliHost(built.cli, { name: 'enroll-host', domains, command: ['nvram'] });
 
 describe.skipIf(!haveOvmf || !haveOpenssl)('nvram enroll FILE (built CLI)', () => {
   it('--ms-2023 --output: the four 2023 certificates next to the 2011 ones, owner Microsoft, timestamps moved to the newest notBefore; the input untouched; a second look finds them present', () => {

@@ -14,74 +14,25 @@
  * directory); the hook is not installed. Only domains named ovmfhook-t-enr… are touched.
  * Needs: openssl, sbsigntool, dosfstools, mtools, systemd-boot-efi (scripts/ci-setup.sh).
  */
-import { spawnSync } from 'node:child_process';
-import { createHash } from 'node:crypto';
-import { existsSync, mkdirSync, readFileSync, rmSync, statSync } from 'node:fs';
+import { readFileSync, rmSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { beforeAll, expect, it } from 'vitest';
 import { defineDomain, describeLibvirt, destroyDomain, domainState, makeDomainXml, scratchPath, startDomain, uniqueVmName, virsh } from '../support/libvirt';
-import { buildCli, runCli, writeConfig, type CliRun } from '../cli/support';
+import type { CliRun } from '../cli/support';
+import { sha256 } from '../hook/harness';
+import { boot, firmwareBench, NVRAM_DIR, ok, REFUSED, requireHost, serialText, SYSTEMD_BOOT, SYSTEMD_BOOT_RAN as SIGNED_RAN, type FirmwareBench } from './firmware-boot';
 
-const SYSTEMD_BOOT = '/usr/lib/systemd/boot/efi/systemd-bootx64.efi';
-const TOOLS = ['openssl', 'sbsign', 'mkfs.vfat', 'mmd', 'mcopy'];
-const NVRAM_DIR = '/var/lib/libvirt/qemu/nvram';
-/** systemd-boot's own menu entry (OVMF never prints it): the signed binary is running. */
-const SIGNED_RAN = /Reboot Into Firmware Interface/;
-/** OVMF refusing the disk's boot file: `Access Denied` (LoadImage of an image db does not allow), `Security Violation` on some builds. */
-const REFUSED = /BdsDxe: failed to (?:load|start) Boot[0-9A-F]{4} "[^"]*" from PciRoot[^\n]*: (?:Access Denied|Security Violation)/;
 /** The firmware's boot manager after no boot option worked. */
 const BOOT_MANAGER = /No bootable option or device was found|Boot Manager Menu/;
 
-let cli = '';
-let env: Record<string, string> = {};
-let dir = '';
+let bench: FirmwareBench;
 let cert = '';
 let signed = '';
 
-const sh = (cmd: string, args: string[]) => {
-  const r = spawnSync(cmd, args, { encoding: 'utf8', cwd: dir, env: { ...process.env, MTOOLS_SKIP_CHECK: '1' }, timeout: 60_000 });
-  if (r.status !== 0) throw new Error(`${cmd} ${args.join(' ')}: ${r.error ?? r.stderr.trim()}`);
-  return r.stdout;
-};
-const ovmfHook = (...args: string[]): CliRun => runCli(cli, args, { env });
-const ok = (r: CliRun): string => {
-  expect(r.code, r.stderr).toBe(0);
-  return r.stdout;
-};
+const ovmfHook = (...args: string[]): CliRun => bench.run(...args);
 const varsOf = (vm: string) => JSON.parse(ok(ovmfHook('nvram', 'vars', vm, '--json'))) as { secureBoot: { effective: string; subjects: { kek: string[]; db: string[] } } };
 const generationsOf = (vm: string) =>
   (JSON.parse(ok(ovmfHook('nvram', 'list', vm, '--json'))) as { generations: Array<{ generation: number; kind: string; sha256: string; reason: string }> }).generations;
-const sha256 = (b: Uint8Array): string => createHash('sha256').update(b).digest('hex');
-
-/** A 64 MiB FAT image holding `efi` as \EFI\BOOT\BOOTX64.EFI. */
-function efiDisk(name: string, efi: string): string {
-  const img = join(dir, `${name}.img`);
-  sh('mkfs.vfat', ['-C', img, '65536']);
-  sh('mmd', ['-i', img, '::/EFI', '::/EFI/BOOT']);
-  sh('mcopy', ['-i', img, efi, '::/EFI/BOOT/BOOTX64.EFI']);
-  return img;
-}
-const replaceBootFile = (img: string, efi: string) => sh('mcopy', ['-o', '-i', img, efi, '::/EFI/BOOT/BOOTX64.EFI']);
-
-/** The serial log without terminal escape sequences. */
-const serialText = (log: string) => (existsSync(log) ? readFileSync(log, 'latin1').replace(/\x1b\[[0-9;=?]*[A-Za-z]/g, '') : '');
-
-/** Start `vm` with a fresh serial log, wait until the console matches `until`, destroy it; returns the console text. */
-async function boot(vm: string, log: string, until: RegExp, timeoutMs = 120_000): Promise<string> {
-  rmSync(log, { force: true });
-  startDomain(vm);
-  const deadline = Date.now() + timeoutMs;
-  try {
-    for (;;) {
-      const text = serialText(log);
-      if (until.test(text)) return text;
-      if (Date.now() > deadline) throw new Error(`${until} not seen on ${vm}'s console within ${timeoutMs} ms; last output: ${JSON.stringify(text.slice(-600))}`);
-      await new Promise((r) => setTimeout(r, 250));
-    }
-  } finally {
-    destroyDomain(vm); // at most one TCG guest at a time
-  }
-}
 
 /** A Secure Boot q35 TCG domain (Microsoft-keys template) booting `disk`. */
 function secureBootVm(what: string, disk: string): { vm: string; log: string; nvram: string } {
@@ -93,20 +44,13 @@ function secureBootVm(what: string, disk: string): { vm: string; log: string; nv
 
 describeLibvirt('nvram enroll, proven by the Secure Boot firmware (q35, TCG)', () => {
   beforeAll(async () => {
-    const missing = [...TOOLS.filter((t) => spawnSync('sh', ['-c', `command -v ${t}`]).status !== 0), ...(existsSync(SYSTEMD_BOOT) ? [] : [SYSTEMD_BOOT])];
-    if (missing.length) throw new Error(`missing ${missing.join(', ')}: apt-get install openssl sbsigntool dosfstools mtools systemd-boot-efi (scripts/ci-setup.sh)`);
-    dir = scratchPath('enroll');
-    mkdirSync(dir, { recursive: true });
-    cli = await buildCli(join(dir, 'dist'));
-    env = { OVMF_HOOK_CONFIG: writeConfig(dir, 'config.json', { archiveDir: join(dir, 'archive'), stateDir: join(dir, 'state') }) };
-    sh('openssl', ['req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-subj', '/CN=ovmf-hook-test/', '-days', '30', '-keyout', 'k.pem', '-out', 'c.pem']);
-    cert = join(dir, 'c.pem');
-    sh('sbsign', ['--key', 'k.pem', '--cert', 'c.pem', '--output', 'signed.efi', SYSTEMD_BOOT]);
-    signed = join(dir, 'signed.efi');
+    requireHost(['openssl', 'sbsign', 'mkfs.vfat', 'mmd', 'mcopy'], [SYSTEMD_BOOT], 'openssl sbsigntool dosfstools mtools systemd-boot-efi');
+    bench = await firmwareBench('enroll');
+    ({ cert, signed } = bench.signWithTestKey(SYSTEMD_BOOT));
   }, 120_000);
 
   it('--add-db CERT: the binary signed with that key is refused before and runs after; unsigned it is still refused; the certificate stays in db', async () => {
-    const disk = efiDisk('signed', signed);
+    const disk = bench.efiDisk('signed', signed);
     const { vm, log, nvram } = secureBootVm('db', disk);
 
     // first start: libvirt creates the NVRAM from the Microsoft-keys template; the test key is not trusted yet
@@ -128,7 +72,7 @@ describeLibvirt('nvram enroll, proven by the Secure Boot firmware (q35, TCG)', (
     expect(ran).toMatch(/BdsDxe: starting Boot[0-9A-F]{4} "[^"]*" from PciRoot/);
 
     // and still enforces Secure Boot: the same binary unsigned is refused
-    replaceBootFile(disk, SYSTEMD_BOOT);
+    bench.replaceBootFile(disk, SYSTEMD_BOOT);
     const refused = await boot(vm, log, REFUSED);
     expect(refused).not.toMatch(SIGNED_RAN);
 
@@ -139,7 +83,7 @@ describeLibvirt('nvram enroll, proven by the Secure Boot firmware (q35, TCG)', (
   }, 300_000);
 
   it('--ms-2023 on a VM from the Microsoft-keys template: the 2023 certificates next to the 2011 ones, Secure Boot enforced, boot manager reached, refused while running, undone byte for byte by nvram restore', async () => {
-    const disk = efiDisk('unsigned', SYSTEMD_BOOT);
+    const disk = bench.efiDisk('unsigned', SYSTEMD_BOOT);
     const { vm, log, nvram } = secureBootVm('ms', disk);
     await boot(vm, log, BOOT_MANAGER);
     const original = readFileSync(nvram);

@@ -22,8 +22,8 @@ import {
   secureBootSummary,
   type EnrollEntry,
 } from '../../src/core/varstore';
+import { enrolledWith2023, ms2023Entries, MS_VARS_4M as MS } from '../support/ms-2023';
 
-const MS = '/usr/share/OVMF/OVMF_VARS_4M.ms.fd';
 const BLANK = '/usr/share/OVMF/OVMF_VARS_4M.fd';
 const SNAKEOIL = '/usr/share/OVMF/OVMF_VARS_4M.snakeoil.fd';
 const SECURE_BOOT_ENABLE_DISABLE = 'f0a30bc7-af08-4556-99c4-001009c93a44';
@@ -33,16 +33,8 @@ if (!haveOvmf) console.warn('SKIPPED: certificate readiness tests need /usr/shar
 const KEK_2023 = 'Microsoft Corporation KEK 2K CA 2023';
 const ALL_2023 = [KEK_2023, 'Windows UEFI CA 2023', 'Microsoft UEFI CA 2023', 'Microsoft Option ROM UEFI CA 2023'];
 
-/** --ms-2023's entries (optionally only some of them, or into another variable). */
-const ms2023 = (ids?: readonly string[], variable?: 'KEK' | 'db'): EnrollEntry[] =>
-  MICROSOFT_2023_CERTIFICATES.filter((c) => !ids || ids.includes(c.id)).map((c) => ({
-    variable: variable ?? c.variable,
-    owner: MICROSOFT_OWNER,
-    source: '--ms-2023',
-    kind: 'x509',
-    certificate: parseCertificate(Buffer.from(c.der, 'base64'), c.name),
-  }));
-const enrolled = (ids?: readonly string[], variable?: 'KEK' | 'db'): Buffer => enrollSignatures(readFileSync(MS), ms2023(ids, variable)).data;
+/** A copy of the MS template enrolled with --ms-2023's entries (optionally only some of them, or into another variable). */
+const enrolled = (ids?: readonly string[], variable?: 'KEK' | 'db'): Buffer => enrolledWith2023(readFileSync(MS), ms2023Entries(ids, variable));
 
 describe('the known Microsoft certificates', () => {
   it('the 2023 thumbprints are the SHA-1 of the shipped certificates (microsoft-2023.ts), same id, name and variable', () => {

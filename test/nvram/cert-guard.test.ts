@@ -8,24 +8,16 @@ import { promises as fs, existsSync, readFileSync } from 'node:fs';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { RefusedError } from '../../src/core/errors';
-import { enrollSignatures, MICROSOFT_2023_CERTIFICATES, MICROSOFT_OWNER, parseCertificate, type EnrollEntry } from '../../src/core/varstore';
 import { openArchive } from '../../src/io/archive';
 import { prepareNvram, resetNvram, restoreGeneration } from '../../src/io/lifecycle';
+import { enrolledWith2023, MS_VARS_4M as MS } from '../support/ms-2023';
 import { io, ioFor, tempDir } from './helpers';
 
-const MS = '/usr/share/OVMF/OVMF_VARS_4M.ms.fd';
 const UUID = 'aaaaaaaa-bbbb-4ccc-8ddd-eeeeeeeeeeee';
 const OWNER = { mode: 0o600 };
 const ALL_2023 = ['Microsoft Corporation KEK 2K CA 2023', 'Windows UEFI CA 2023', 'Microsoft UEFI CA 2023', 'Microsoft Option ROM UEFI CA 2023'];
 
 const old = existsSync(MS) ? readFileSync(MS) : Buffer.alloc(0);
-const ms2023: EnrollEntry[] = MICROSOFT_2023_CERTIFICATES.map((c) => ({
-  variable: c.variable,
-  owner: MICROSOFT_OWNER,
-  source: '--ms-2023',
-  kind: 'x509',
-  certificate: parseCertificate(Buffer.from(c.der, 'base64'), c.name),
-}));
 
 /** One host whose local NVRAM is enrolled; generation 1 is the 2011-only store; the template is 2011-only too. */
 async function setUp() {
@@ -36,7 +28,7 @@ async function setUp() {
   await fs.mkdir(path.join(base, 'nvram'));
   const h = { archive, stateDir: path.join(base, 'state'), nvramPath: path.join(base, 'nvram', 'vm1_VARS.fd'), io: ioFor, uuid: UUID, vmName: 'vm1', owner: OWNER };
   await archive.add(UUID, old, { kind: 'archive', reason: 'release (shutdown)', vmName: 'vm1' }); // gen 1
-  const enrolled = enrollSignatures(old, ms2023).data;
+  const enrolled = enrolledWith2023(old);
   await fs.writeFile(h.nvramPath, enrolled);
   return { h, templatePath, enrolled };
 }
