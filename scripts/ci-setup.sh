@@ -50,6 +50,20 @@ else
   log "/dev/kvm: absent (tests use TCG, <domain type='qemu'>)"
 fi
 
+# --- 2b. swtpm's local CA belongs to the swtpm user ----------------------------------------------
+# libvirt runs swtpm_setup as qemu.conf's swtpm_user (default tss) — but as root when libvirtd was
+# started before swtpm-tools created tss. Files that a root run left in /var/lib/swtpm-localca
+# (its lock file, certserial) then make every later TPM domain fail to start once libvirtd runs
+# as tss ("Need read/write rights on …/.lock.swtpm-localca for user tss"). The package makes the
+# directory tss:root; give the files inside the same owner.
+readonly LOCALCA=/var/lib/swtpm-localca
+if [[ -d "$LOCALCA" ]] && getent passwd tss >/dev/null; then
+  if [[ -n "$("${SUDO[@]}" find "$LOCALCA" ! -user tss -print -quit)" ]]; then
+    "${SUDO[@]}" chown -R tss:root "$LOCALCA"
+    log "swtpm: $LOCALCA given back to tss (a root run of swtpm_setup had left files there)"
+  fi
+fi
+
 # --- 3. daemons --------------------------------------------------------------------------------
 # running NAME PIDFILE: true if the pidfile names a live process, or a process of that exact name runs.
 running() {
