@@ -28,12 +28,13 @@ readonly MIRROR="${DEBIAN13_MIRROR:-http://deb.debian.org/debian}"
 readonly SECURITY_MIRROR="${DEBIAN13_SECURITY_MIRROR:-http://deb.debian.org/debian-security}"
 readonly CACHE="${DEBIAN13_CACHE:-/var/cache/ovmf-hook-trixie}"
 readonly PACKAGES=(libvirt-daemon-system libvirt-clients qemu-system-x86 qemu-utils ovmf libxml2-utils nodejs npm
-  ca-certificates swtpm swtpm-tools dosfstools mtools strace procps)
+  ca-certificates swtpm swtpm-tools dosfstools mtools strace procps openssl sbsigntool systemd-boot-efi)
 readonly LAYOUT=1 # bump when the root's preparation below changes: the cache is rebuilt
 # The real-libvirt suites of this lane. Not here: test/cluster/*.libvirt.test.ts need two libvirtd
 # hosts and a GlusterFS volume (scripts/cluster-testbed.sh), which this one-root lane does not build.
 readonly LANE_FILES=(test/hook/hook.libvirt.test.ts test/cli/convert.libvirt.test.ts test/support/harness.libvirt.test.ts
-  test/reliability/soak.libvirt.test.ts test/cli/tpm.libvirt.test.ts test/install/deb.libvirt.test.ts)
+  test/reliability/soak.libvirt.test.ts test/cli/tpm.libvirt.test.ts test/install/deb.libvirt.test.ts
+  test/keys/enroll.libvirt.test.ts test/keys/convert-secure-boot.libvirt.test.ts)
 readonly WAIT_SEC="${LIBVIRT_WAIT_SEC:-120}"
 readonly IN_PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
 
