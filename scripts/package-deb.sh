@@ -14,7 +14,7 @@
 #   /usr/lib/ovmf-hook/dist/hooks/qemu, dist/cli.cjs  the hook and the CLI, #!/usr/bin/node (Depends: nodejs)
 #   /usr/lib/ovmf-hook/install.sh, package.json       install.sh of this checkout: the maintainer scripts run it
 #   /usr/bin/ovmf-hook -> ../lib/ovmf-hook/dist/cli.cjs
-#   /usr/share/doc/ovmf-hook/                         README, docs/, copyright
+#   /usr/share/doc/ovmf-hook/                         README, docs/, copyright, changelog.Debian.gz
 #   /usr/share/man/man8/ovmf-hook.8.gz                every command's --help
 # and packaging/deb/{postinst,prerm,postrm}, which install and remove the hook with
 # `install.sh --from-package` (the same steps as `./install.sh` / `./install.sh --uninstall` from a checkout).
@@ -58,6 +58,7 @@ OUT=$(cd "$OUT" && pwd)
 DEB="$OUT/ovmf-hook_${VERSION}_all.deb"
 export SOURCE_DATE_EPOCH=${SOURCE_DATE_EPOCH:-$(git -C "$ROOT" log -1 --format=%ct 2>/dev/null || stat -c %Y "$ROOT/package.json")}
 DATE=$(date -u -d "@$SOURCE_DATE_EPOCH" +%Y-%m-%d)
+COMMIT=$(git -C "$ROOT" rev-parse --short=12 HEAD 2>/dev/null || echo 'an unversioned checkout')
 
 umask 022
 WORK=$(mktemp -d "${TMPDIR:-/tmp}/ovmf-hook-deb.XXXXXX")
@@ -84,6 +85,9 @@ for f in "$ROOT"/docs/*.md; do gzip -9nc "$f" > "$DOC/docs/$(basename "$f").gz";
 # the man page is rendered by the staged CLI, in a bare environment: proves it loads without node_modules
 "$NODE" "$ROOT/scripts/package-deb-docs.mjs" man "$LIB/dist/cli.cjs" "$VERSION" "$DATE" > "$WORK/ovmf-hook.8"
 gzip -9nc "$WORK/ovmf-hook.8" > "$P/usr/share/man/man8/ovmf-hook.8.gz"
+# Debian's policy wants a changelog.Debian in every binary package: one entry, this build
+printf '%s\n' "ovmf-hook ($VERSION) unstable; urgency=medium" '' "  * Built from ovmf-hook $COMMIT with scripts/package-deb.sh." '' \
+  " -- $MAINTAINER  $(date -u -R -d "@$SOURCE_DATE_EPOCH")" | gzip -9n > "$DOC/changelog.Debian.gz"
 chmod 0644 "$DOC/copyright" "$DOC"/*.gz "$DOC"/docs/*.gz "$P/usr/share/man/man8/ovmf-hook.8.gz"
 
 for s in postinst prerm postrm; do install -m 0755 "$ROOT/packaging/deb/$s" "$P/DEBIAN/$s"; done

@@ -112,6 +112,7 @@ describe.skipIf(!canBuild)('the Debian package (scripts/package-deb.sh)', () => 
         '/usr/lib/ovmf-hook/package.json',
         '/usr/share/doc/ovmf-hook/README.md.gz',
         '/usr/share/doc/ovmf-hook/copyright',
+        '/usr/share/doc/ovmf-hook/changelog.Debian.gz',
         '/usr/share/man/man8/ovmf-hook.8.gz',
         ...docs,
       ].sort(),
@@ -137,7 +138,7 @@ describe.skipIf(!canBuild)('the Debian package (scripts/package-deb.sh)', () => 
     expect(readFileSync(join(lib, 'install.sh'), 'utf8')).toBe(readFileSync(join(ROOT, 'install.sh'), 'utf8'));
     for (const s of SCRIPTS) expect(readFileSync(join(control, s), 'utf8')).toBe(readFileSync(join(ROOT, 'packaging/deb', s), 'utf8'));
     ok(run('md5sum', ['--check', '--quiet', join(control, 'md5sums')], { cwd: x }));
-    expect(readFileSync(join(control, 'md5sums'), 'utf8').trim().split('\n')).toHaveLength(7 + readdirSync(join(ROOT, 'docs')).filter((f) => f.endsWith('.md')).length); // every regular file
+    expect(readFileSync(join(control, 'md5sums'), 'utf8').trim().split('\n')).toHaveLength(8 + readdirSync(join(ROOT, 'docs')).filter((f) => f.endsWith('.md')).length); // every regular file
   });
 
   it('maintainer scripts: sh -n, bash -n and shellcheck clean; they run install.sh --from-package and nothing else of ours', () => {
@@ -193,6 +194,10 @@ describe.skipIf(!canBuild)('the Debian package (scripts/package-deb.sh)', () => 
     expect(copyright).toMatch(/^Format: https:\/\/www\.debian\.org\/doc\/packaging-manuals\/copyright-format\/1\.0\/\n/);
     expect(copyright).toMatch(/^License: MIT\n Permission is hereby granted/m);
     for (const name of ['yargs', 'fast-xml-parser', 'fs-extra']) expect(copyright).toMatch(new RegExp(`^ ${name} \\d+\\.\\d+\\.\\d+ \\(`, 'm'));
+    // a changelog entry dpkg-parsechangelog reads: this version, the maintainer, an RFC 2822 date
+    const changelog = gunzipSync(readFileSync(join(x, 'usr/share/doc/ovmf-hook/changelog.Debian.gz'))).toString('utf8');
+    const version = JSON.parse(readFileSync(join(ROOT, 'package.json'), 'utf8')).version;
+    expect(changelog).toMatch(new RegExp(`^ovmf-hook \\(${version.replace(/\./g, '\\.')}\\) unstable; urgency=medium\n\n  \\* Built from ovmf-hook \\S+ with scripts/package-deb\\.sh\\.\n\n -- .+ <.+@.+>  \\w{3}, \\d\\d \\w{3} \\d{4} \\d\\d:\\d\\d:\\d\\d \\+0000\n$`));
   });
 
   it('is reproducible: the same checkout and SOURCE_DATE_EPOCH give the same bytes; --version names another package', () => {
