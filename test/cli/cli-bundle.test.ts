@@ -92,6 +92,6 @@ describe('dist/cli.cjs (npm run build)', () => {
 
     const usage = cli(['nvram'], env);
     expect(usage.code).toBe(2);
-    expect(usage.stderr).toMatch(/^ovmf-hook: name an nvram subcommand: list, show, restore, reset, prune, unlock, repair, vars, diff, enroll, certs \(see ovmf-hook --help\)\n$/);
+    expect(usage.stderr).toMatch(/^ovmf-hook: name an nvram subcommand: list, show, restore, reset, prune, unlock, repair, vars, diff, enroll, boot, certs \(see ovmf-hook --help\)\n$/);
   });
 });

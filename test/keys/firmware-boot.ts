@@ -6,7 +6,7 @@
  * scratch directory with a temp config (archive and state there; libvirt's nvram directory).
  */
 import { spawnSync } from 'node:child_process';
-import { existsSync, readFileSync, rmSync } from 'node:fs';
+import { existsSync, readFileSync, rmSync, truncateSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { expect } from 'vitest';
 import { runCli, type CliRun } from '../cli/support';
@@ -41,13 +41,19 @@ export interface FirmwareBench {
   efiDisk: (name: string, efi: string) => string;
   /** Overwrite the image's \EFI\BOOT\BOOTX64.EFI with `efi`. */
   replaceBootFile: (img: string, efi: string) => void;
+  /**
+   * A 64 MiB image `<dir>/<name>.img` with a FAT file system holding each host file of `files` at
+   * its path (`/EFI/test/shell.efi`): the whole disk, or from sector `offset` on (the ESP of a
+   * partition table the caller writes over the first sectors; it ends 34 sectors before the end).
+   */
+  fatImage: (name: string, files: Record<string, string>, offset?: number) => string;
   /** A fresh self-signed test key, CN=ovmf-hook-test (openssl), and `efi` signed with it (sbsign): the certificate (PEM) and the signed binary. */
   signWithTestKey: (efi: string) => { cert: string; signed: string };
 }
 
 /** The bench in `scratchPath(name)`: the CLI built into its `dist/`, a config with archive and state in it. For a beforeAll. */
 export async function firmwareBench(name: string): Promise<FirmwareBench> {
-  const { dir, cli, env } = await scratchCli(name, { outDir: 'dist', config: (d) => ({ archiveDir: join(d, 'archive'), stateDir: join(d, 'state') }) });
+  const { dir, cli, env } = await scratchCli(name, { outDir: 'dist', config: (d) => ({ archiveDir: join(d, 'archive'), stateDir: join(d, 'state'), templateDir: join(d, 'templates') }) });
   /** `cmd args…` in `dir`; its stdout (throws on a non-zero exit). */
   const sh = (cmd: string, args: string[]) => {
     const r = spawnSync(cmd, args, { encoding: 'utf8', cwd: dir, env: { ...process.env, MTOOLS_SKIP_CHECK: '1' }, timeout: 60_000 });
@@ -65,6 +71,21 @@ export async function firmwareBench(name: string): Promise<FirmwareBench> {
       return img;
     },
     replaceBootFile: (img, efi) => void sh('mcopy', ['-o', '-i', img, efi, '::/EFI/BOOT/BOOTX64.EFI']),
+    fatImage(name, files, offset) {
+      const img = join(dir, `${name}.img`);
+      const size = 64 * 1024 * 1024;
+      if (offset === undefined) sh('mkfs.vfat', ['-C', img, String(size / 1024)]);
+      else {
+        writeFileSync(img, '');
+        truncateSync(img, size);
+        sh('mkfs.vfat', ['--offset', String(offset), img, String(Math.floor((size - (offset + 34) * 512) / 1024))]);
+      }
+      const fs = offset === undefined ? img : `${img}@@${offset * 512}`;
+      const dirs = [...new Set(Object.keys(files).flatMap((f) => f.split('/').slice(1, -1).map((_, i, parts) => `::/${parts.slice(0, i + 1).join('/')}`)))];
+      if (dirs.length) sh('mmd', ['-i', fs, ...dirs]);
+      for (const [at, file] of Object.entries(files)) sh('mcopy', ['-i', fs, file, `::${at}`]);
+      return img;
+    },
     signWithTestKey(efi) {
       sh('openssl', ['req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-subj', '/CN=ovmf-hook-test/', '-days', '30', '-keyout', 'k.pem', '-out', 'c.pem']);
       sh('sbsign', ['--key', 'k.pem', '--cert', 'c.pem', '--output', 'signed.efi', efi]);
