@@ -30,6 +30,7 @@ export {
   clearStartRefused,
   getLocalState,
   markIncomingMigration,
+  markRestoringImage,
   markStartRefused,
   type StateAccess,
 } from './local-state';
@@ -51,4 +52,17 @@ export {
 } from './lifecycle';
 export { configPath, hostIdentity, loadConfig, loadConfigAsync, lookupId, MAX_CONFIG_BYTES, parseQemuConfOwner, qemuOwnerNames, resolveIds } from './config';
 export { loadCatalog, statSizes, type FirmwareCatalog, type LoadCatalogOptions } from './firmware';
+export {
+  applyTemplateInstall,
+  applyTemplateRemove,
+  ownDescriptors,
+  planTemplateInstall,
+  planTemplateRemove,
+  secureBootTemplateStatus,
+  type OwnDescriptor,
+  type SecureBootTemplateStatus,
+  type TemplateDirs,
+  type TemplateInstallPlan,
+  type TemplateRemovePlan,
+} from './firmware-template';
 export { openNvramDir, withNvramDir, type NvramDir } from './nvram-dir';

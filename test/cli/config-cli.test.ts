@@ -168,6 +168,7 @@ describe('ovmf-hook config show (built CLI)', () => {
       claimLeaseSeconds: 0,
       hookTimeoutSeconds: 30,
       firmwareDirs: DEFAULT_CONFIG.firmwareDirs,
+      templateDir: DEFAULT_CONFIG.templateDir,
       rootPorts: 14,
       requireArchiveMarker: false,
       hostId: 'host-a',

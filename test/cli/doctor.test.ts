@@ -93,9 +93,9 @@ describe('doctor', () => {
   it('passes every check on a healthy tree, one line per check', async () => {
     const t = await tree();
     const checks = await runDoctor(t.opts);
-    expect(checks.map((c) => c.check)).toEqual(['config', 'node', 'hook', 'qemu.d', 'daemon', 'firmware', 'descriptors', 'archive', 'archive integrity', 'state', 'qemu user']);
+    expect(checks.map((c) => c.check)).toEqual(['config', 'node', 'hook', 'qemu.d', 'daemon', 'firmware', 'descriptors', 'secure boot template', 'archive', 'archive integrity', 'state', 'qemu user']);
     expect(checks.filter((c) => c.check !== 'node').map((c) => `${c.check}:${c.verdict}`)).toEqual(
-      ['config', 'hook', 'qemu.d', 'daemon', 'firmware', 'descriptors', 'archive', 'archive integrity', 'state', 'qemu user'].map((c) => `${c}:ok`),
+      ['config', 'hook', 'qemu.d', 'daemon', 'firmware', 'descriptors', 'secure boot template', 'archive', 'archive integrity', 'state', 'qemu user'].map((c) => `${c}:ok`),
     );
     expect(byName(checks).node.verdict).toBe(NODE_DIR_OK ? 'ok' : 'warn');
     const c = byName(checks);
@@ -194,7 +194,7 @@ describe('doctor', () => {
     const good = await runCommand(makeDoctorCommand(t.opts), ['doctor']);
     expect(good.code).toBe(0);
     const lines = good.stdout.trimEnd().split('\n');
-    expect(lines).toHaveLength(11);
+    expect(lines).toHaveLength(12);
     expect(lines[0]).toMatch(/^ok\s+config\s+.*config\.json is valid$/);
     await fs.rm(t.hook);
     const bad = await runCommand(makeDoctorCommand(t.opts), ['doctor']);

@@ -30,6 +30,7 @@ export const tempConfig = (base: string, extra: Partial<Config> = {}): Config =>
   stateDir: path.join(base, 'state'),
   nvramDir: path.join(base, 'nvram'),
   firmwareDirs: [path.join(base, 'firmware')],
+  templateDir: path.join(base, 'templates'),
   hostId: 'host-here',
   qemuUser: 'root',
   qemuGroup: 'root',

@@ -64,6 +64,7 @@ export function cliHost(cli: string, { name, domains = () => ({}), firmwareDir, 
   const config = writeConfig(dir, 'config.json', {
     archiveDir: join(dir, 'archive'),
     stateDir: join(dir, 'state'),
+    templateDir: join(dir, 'templates'),
     nvramDir,
     firmwareDirs: [firmwareDir ?? join(dir, 'firmware')],
     hostId: name,

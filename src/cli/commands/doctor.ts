@@ -9,9 +9,12 @@ import { posix } from 'node:path';
 import type { Argv, CommandModule } from 'yargs';
 import { configPath, hostIdentity, lookupId, qemuOwnerNames, loadCatalog, statSizes, openArchive, type Archive } from '../../io';
 import { type Config } from '../../core/config';
+import { leasePolicy, parseLockManager } from '../../core/config/lock-manager';
 import { errorMessage, isOvmfHookError, RefusedError } from '../../core/errors';
 import { octalMode, plural } from '../../core/text';
+import { secureBootTemplateStatus } from '../../io/firmware-template';
 import { ensurePrivateDir } from '../../io/safe-fs';
+import { TEMPLATE_COMMAND } from '../../core/firmware/template';
 import { jsonOption, printJson } from '../output';
 import { table } from '../table';
 import { checkConfig } from './config';
@@ -304,6 +307,29 @@ function firmwareChecks(config: Config, exists?: (p: string) => boolean): Doctor
   return [ok('firmware', `${what}, files present: ${[...new Set(flashes.map((f) => f.flash))].join(', ')}`), warnings];
 }
 
+/**
+ * Which VARS template a new Secure Boot VM gets (the descriptor libvirt, convert and the hook pick
+ * for secure-boot + enrolled-keys) and whether it holds Microsoft's 2023 certificates; when not, the
+ * fix is `firmware template --ms-2023`, and a copy of ovmf-hook's whose distro template changed since
+ * (an OVMF upgrade) is rebuilt by running that again.
+ */
+function secureBootTemplateCheck(config: Config): DoctorCheck {
+  const check = 'secure boot template';
+  const s = secureBootTemplateStatus(config.firmwareDirs);
+  if (!s.descriptor) return ok(check, `no Secure Boot firmware with enrolled keys in ${config.firmwareDirs.join(', ')}: nothing to check`);
+  if (!s.template) return ok(check, `new Secure Boot VMs get ${s.descriptor}, which has no separate VARS template`);
+  const gets = `new Secure Boot VMs get ${s.template} (${s.descriptor})`;
+  const rerun = `run: ${TEMPLATE_COMMAND} (it rebuilds the copy)`;
+  const r = s.readiness;
+  if (r === undefined || typeof r === 'string') return warn(check, `${gets}, which cannot be read: ${r ?? 'unknown'}`, s.own ? rerun : 'reinstall the OVMF package (see: ovmf-hook firmware list)');
+  if (r.state === 'not-secure-boot') return warn(check, `${gets}, which has no Secure Boot keys (${r.why ?? 'unknown'})`, 'check the descriptor: ovmf-hook firmware list');
+  if (r.state === 'update-available')
+    return warn(check, `${gets}: Microsoft 2011 certificates only, without ${r.missing2023.join(', ')} (the 2011 CAs expire in 2026)`, `run: ${TEMPLATE_COMMAND}`);
+  if (s.own?.sourceChanged)
+    return warn(check, `${gets}: with the Microsoft 2023 certificates, but copied from ${s.own.record.sourceTemplate} before it changed (an OVMF upgrade)`, rerun);
+  return ok(check, `${gets}: with the Microsoft 2023 certificates`);
+}
+
 // ─── archive and state directories ──────────────────────────────────────────────────────────
 
 async function privateDirCheck(check: string, dir: string, opts: { ancestors: boolean; missing: () => DoctorCheck }): Promise<DoctorCheck> {
@@ -391,6 +417,23 @@ function qemuUserCheck(config: Config, qemuConf: string, passwdFile: string, gro
   return ok('qemu user', `NVRAM files are owned by ${user}:${group} (${uid}:${gid})`);
 }
 
+// ─── claim lease ────────────────────────────────────────────────────────────────────────────
+
+/** A configured claim lease is in effect only with libvirt's lock manager (lock-manager.ts); no row without a lease. */
+function leaseCheck(config: Config, qemuConf: string): DoctorCheck[] {
+  if (config.claimLeaseSeconds <= 0) return [];
+  let text = '';
+  try {
+    text = readFileSync(qemuConf, 'utf8');
+  } catch {
+    /* no qemu.conf: no lock manager */
+  }
+  const manager = parseLockManager(text);
+  const p = leasePolicy(config.claimLeaseSeconds, manager);
+  if (p.ignored) return [fail('claim lease', p.ignored.replace(/; set .*$/, ''), `set lock_manager = "lockd" in ${qemuConf} on every host (docs/CLUSTER.md), or "claimLeaseSeconds": 0`)];
+  return [ok('claim lease', `${config.claimLeaseSeconds} s, with libvirt's lock manager "${manager}" refusing a start of a VM that still runs elsewhere`)];
+}
+
 // ─── all together ───────────────────────────────────────────────────────────────────────────
 
 export async function runDoctor(o: DoctorOptions = {}): Promise<DoctorCheck[]> {
@@ -411,6 +454,7 @@ export async function runDoctor(o: DoctorOptions = {}): Promise<DoctorCheck[]> {
     hookDirCheck(hookDir),
     reloadCheck(hook, hookDir, o.pidFiles ?? ['/run/libvirtd.pid', '/run/virtqemud.pid'], o.procDir ?? '/proc', o.runDir ?? '/run/ovmf-hook'),
     ...firmwareChecks(config, o.firmwareExists),
+    secureBootTemplateCheck(config),
     archive,
     await archiveIntegrityCheck(config, archive),
     await privateDirCheck('state', config.stateDir, {
@@ -418,6 +462,7 @@ export async function runDoctor(o: DoctorOptions = {}): Promise<DoctorCheck[]> {
       missing: () => ok('state', `${config.stateDir} does not exist yet; the hook creates it at the first VM start`),
     }),
     qemuUserCheck(config, o.qemuConf ?? '/etc/libvirt/qemu.conf', o.passwdFile ?? '/etc/passwd', o.groupFile ?? '/etc/group'),
+    ...leaseCheck(config, o.qemuConf ?? '/etc/libvirt/qemu.conf'),
   ];
 }
 

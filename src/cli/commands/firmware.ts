@@ -1,4 +1,7 @@
-/** `ovmf-hook firmware list [--json] [--root DIR...]`: the host's firmware catalog in match order. */
+/**
+ * `ovmf-hook firmware list [--json] [--root DIR...]`: the host's firmware catalog in match order;
+ * `ovmf-hook firmware template --ms-2023 | --remove`: ./firmware-template.ts.
+ */
 import type { Argv, CommandModule } from 'yargs';
 import { DEFAULT_CONFIG } from '../../core/config';
 import { isOvmfHookError } from '../../core/errors';
@@ -6,6 +9,8 @@ import { checkFlashPair, sizeClass, type FirmwareDescriptor, type SizeMap } from
 import { loadCatalog, statSizes } from '../../io';
 import { jsonOption, printJson } from '../output';
 import { table } from '../table';
+import type { CliDeps } from '../vm';
+import { makeTemplateCommand } from './firmware-template';
 
 interface ListArgs {
   json: boolean;
@@ -79,9 +84,13 @@ const listCommand: CommandModule<object, ListArgs> = {
   handler: list,
 };
 
-export const firmwareCommand: CommandModule<object, any> = {
-  command: 'firmware',
-  describe: "Inspect this host's OVMF firmware catalog",
-  builder: (y: Argv) => y.command(listCommand).demandCommand(1, 'name a firmware subcommand: list'),
-  handler: () => {},
-};
+export function makeFirmwareCommand(deps: CliDeps = {}): CommandModule<object, any> {
+  return {
+    command: 'firmware',
+    describe: "Inspect this host's OVMF firmware catalog; give new Secure Boot VMs Microsoft's 2023 certificates",
+    builder: (y: Argv) => y.command(listCommand).command(makeTemplateCommand(deps)).demandCommand(1, 'name a firmware subcommand: list, template'),
+    handler: () => {},
+  };
+}
+
+export const firmwareCommand = makeFirmwareCommand();

@@ -27,3 +27,17 @@ export {
   type ForeignFirmware,
 } from './catalog';
 export { KNOWN_FIRMWARE, BUILTIN_DIR, knownFirmwareFor } from './known-paths';
+export {
+  chooseTemplateSource,
+  ms2023Template,
+  readTemplateRecord,
+  renderTemplateDescriptor,
+  SECURE_BOOT_MS_REQUEST,
+  TEMPLATE_COMMAND,
+  TEMPLATE_MARKER,
+  templateDescriptorName,
+  templateFileName,
+  type TemplateCopy,
+  type TemplateRecord,
+  type TemplateSource,
+} from './template';
