@@ -21,7 +21,7 @@ import { parseDomain, uefiFiles } from '../core/domain';
 import { isOvmfHookError, RefusedError, UsageError, VarstoreError, type OvmfHookError } from '../core/errors';
 import { checkFlashPair } from '../core/firmware';
 import { newestRestorable } from '../core/nvram';
-import { enrollSecureBootKeys, microsoft2023Entries, type SecureBootKeysResult } from '../core/varstore';
+import { enrollSecureBootKeys, microsoft2023Entries, SUSPEND_BITLOCKER, type SecureBootKeysResult } from '../core/varstore';
 import { plural } from '../core/text';
 import { enrollNvram, loadCatalog, readNvramSafely, restoreGeneration, type NvramEdit } from '../io';
 import { MAX_NVRAM_BYTES, readRegularFile } from '../io/safe-fs';
@@ -50,7 +50,7 @@ export interface SwitchPlan {
 
 const tpmBlocker = (name: string): SwitchBlocker => ({
   why: 'the domain has a TPM: turning Secure Boot on changes the Secure Boot measurement in PCR7, so BitLocker (or anything sealed to PCR7) asks for its recovery key at the next boot',
-  fix: `suspend BitLocker in the guest first (manage-bde -protectors -disable C: -RebootCount 2), shut the VM down, then run ovmf-hook convert ${name} --secure-boot --force`,
+  fix: `suspend BitLocker in the guest first (${SUSPEND_BITLOCKER}), shut the VM down, then run ovmf-hook convert ${name} --secure-boot --force`,
 });
 
 const extra = () => microsoft2023Entries(SWITCH_COMMAND);

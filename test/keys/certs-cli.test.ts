@@ -151,6 +151,23 @@ describe.skipIf(!haveOvmf)('nvram certs (built CLI, fake virsh)', () => {
     }
   });
 
+  it("--all --match GLOB: only the VMs whose name matches ('*', '?'), as convert --all --match; --match without --all is a usage error", () => {
+    const h = fleetHost();
+    try {
+      const names = (r: { code: number; stdout: string; stderr: string }) => {
+        expect([r.code, r.stderr]).toEqual([0, '']);
+        return (JSON.parse(r.stdout) as { vms: Array<{ name: string }> }).vms.map((v) => v.name);
+      };
+      expect(names(h.run('certs', '--all', '--match', `${P}*n*`, '--json'))).toEqual([`${P}enrolled`, `${P}new`, `${P}nosb`]);
+      expect(names(h.run('certs', '--all', '--match', `${P}?pm`, '--json'))).toEqual([`${P}tpm`]);
+      expect(h.run('certs', '--all', '--match', 'nothing-*')).toEqual({ code: 0, stdout: 'no VMs\n', stderr: '' });
+      const alone = h.run('certs', `${P}2011`, '--match', '*');
+      expect(alone).toEqual({ code: 2, stdout: '', stderr: 'ovmf-hook: --match selects domains for --all; use it with --all\n' });
+    } finally {
+      h.cleanup();
+    }
+  });
+
   it('an NVRAM that is no variable store: state error with the reason, the other VMs still reported, exit 1', () => {
     const h = fleetHost();
     try {

@@ -20,6 +20,7 @@ import { parseDomain } from '../../core/domain';
 import { isOvmfHookError, OvmfHookError, RefusedError, UsageError } from '../../core/errors';
 import { globMatch } from '../../core/firmware';
 import { plural } from '../../core/text';
+import { SUSPEND_BITLOCKER } from '../../core/varstore';
 import { unifiedDiff } from '../diff';
 import { catalogPicker, rewriteWithPolicy, withRewriteFlags, type RewriteFlags } from '../rewrite-options';
 import { convertQuestions, runVirsh, runVirshBatch, virshError, type VirshBatchRunner, type VirshResult, type VirshRunner } from '../../io/virsh';
@@ -188,7 +189,7 @@ async function convertOne(env: Env, name: string): Promise<Outcome> {
   const switched = plan && (await applySwitch(env.context(), plan));
   if (plan?.vm.tpm)
     process.stderr.write(
-      `ovmf-hook: warning: ${name} has a TPM: PCR7 changes with Secure Boot on; BitLocker asks for its recovery key unless it was suspended (manage-bde -protectors -disable C: -RebootCount 2)\n`,
+      `ovmf-hook: warning: ${name} has a TPM: PCR7 changes with Secure Boot on; BitLocker asks for its recovery key unless it was suspended (${SUSPEND_BITLOCKER})\n`,
     );
   try {
     await define(virsh, name, result.xml);

@@ -1,5 +1,5 @@
 /**
- * `ovmf-hook nvram certs [VM...|--all] [--json]`: fleet readiness for Microsoft's 2026 Secure Boot
+ * `ovmf-hook nvram certs [VM...|--all [--match GLOB]] [--json]`: fleet readiness for Microsoft's 2026 Secure Boot
  * certificate rollover, one line per VM: its state (src/core/varstore/readiness.ts: `current`,
  * `update-available`, `not-secure-boot`, `no-nvram`), Secure Boot on, the PK's owner, which of the
  * 2011 and 2023 Microsoft certificates it trusts, and whether it has a TPM (from its definition).
@@ -17,7 +17,7 @@ import type { Argv, CommandModule } from 'yargs';
 import { parseDomain } from '../../core/domain';
 import { uefiFiles, type UefiFiles } from '../../core/domain/uefi-files';
 import { errorMessage, isOvmfHookError, RefusedError, UsageError, VarstoreError } from '../../core/errors';
-import type { FirmwareDescriptor } from '../../core/firmware';
+import { globMatch, type FirmwareDescriptor } from '../../core/firmware';
 import {
   certificateReadiness,
   MICROSOFT_SECURE_BOOT_CERTIFICATES,
@@ -147,11 +147,11 @@ function vmCertificates(xml: string, reader: Reader): VmCertificates {
   }
 }
 
-/** The names of every domain libvirt knows, sorted. */
-async function allNames(virsh: VirshRunner): Promise<string[]> {
+/** The names of every domain libvirt knows (those matching the glob `match`, when given), sorted. */
+async function allNames(virsh: VirshRunner, match: string | undefined): Promise<string[]> {
   const r = await virsh(['list', '--all', '--name']);
   if (r.code !== 0) throw new RefusedError(`cannot list the domains: ${virshError(r)}; is libvirtd running?`);
-  return [...new Set(r.stdout.split('\n').map((s) => s.trim()).filter(Boolean))].sort();
+  return [...new Set(r.stdout.split('\n').map((s) => s.trim()).filter((s) => s && (match === undefined || globMatch(match, s))))].sort();
 }
 
 const NOT_FOUND = /failed to get domain|domain not found|no domain with matching/i;
@@ -159,15 +159,18 @@ const NOT_FOUND = /failed to get domain|domain not found|no domain with matching
 export interface CertsArgs {
   vms: string[];
   all: boolean;
+  /** with --all: only domains whose name matches this glob (`*`, `?`), as `convert --all --match` */
+  match?: string;
   json: boolean;
 }
 
 export async function runCerts(args: CertsArgs, deps: CliDeps = {}): Promise<VmCertificates[]> {
   if (args.all && args.vms.length) throw new UsageError('give VM names or --all, not both');
   if (!args.all && !args.vms.length) throw new UsageError('name the VMs to look at, or use --all (every VM libvirt knows)');
+  if (args.match !== undefined && !args.all) throw new UsageError('--match selects domains for --all; use it with --all');
   const ctx = cliContext(deps);
   const batch: VirshBatchRunner = deps.virshBatch ?? (deps.virsh ? (cmds) => Promise.all(cmds.map((c) => ctx.virsh(c))) : runVirshBatch);
-  const names = args.all ? await allNames(ctx.virsh) : [...new Set(args.vms)];
+  const names = args.all ? await allNames(ctx.virsh, args.match) : [...new Set(args.vms)];
   const dumps = await runInBatches(
     batch,
     names.map((n) => ['dumpxml', '--inactive', n]),
@@ -240,10 +243,11 @@ export function makeNvramCertsCommand(deps: CliDeps = {}): CommandModule<object,
       y
         .positional('vms', { type: 'string', array: true, describe: 'VM names or UUIDs' })
         .option('all', { type: 'boolean', default: false, describe: 'every VM libvirt knows on this host' })
+        .option('match', { type: 'string', describe: "with --all: only domains whose name matches this glob ('*', '?'), e.g. 'win-*'" })
         .option('json', jsonOption())
         .example('$0 nvram certs --all', 'which VMs still lack the 2023 certificates'),
     handler: async (a) => {
-      await runCerts({ vms: ((a.vms as unknown[] | undefined) ?? []).map(String), all: a.all === true, json: a.json === true }, deps);
+      await runCerts({ vms: ((a.vms as unknown[] | undefined) ?? []).map(String), all: a.all === true, match: a.match === undefined ? undefined : String(a.match), json: a.json === true }, deps);
     },
   };
 }

@@ -22,6 +22,7 @@ import type { Argv, CommandModule } from 'yargs';
 import { DEFAULT_CONFIG } from '../../core/config';
 import { isOvmfHookError, RefusedError, UsageError, VarstoreError } from '../../core/errors';
 import {
+  enrolledSummary,
   enrollSignatures,
   lostMicrosoft2023,
   microsoft2023Entries,
@@ -34,6 +35,7 @@ import {
   type EnrollItem,
   type EnrollOptions,
   type EnrollResult,
+  SUSPEND_BITLOCKER,
 } from '../../core/varstore';
 import { enrollNvram, readNvramSafely, writeFileAtomic } from '../../io';
 import { asyncIo } from '../../io/fs-api';
@@ -73,7 +75,7 @@ const plural = (n: number, one: string, many: string) => `${n} ${n === 1 ? one :
 /** The refusal for a VM with a TPM (one line: why, and what to do first). */
 export const tpmRefusal = (vm: string): string =>
   `${vm} has a TPM: changing KEK/db changes the Secure Boot measurement in PCR7, so BitLocker (or anything sealed to PCR7) asks for its recovery key at the next boot; ` +
-  `suspend BitLocker in the guest first (manage-bde -protectors -disable C: -RebootCount 2), shut the VM down, then run this again with --force`;
+  `suspend BitLocker in the guest first (${SUSPEND_BITLOCKER}), shut the VM down, then run this again with --force`;
 
 /** Strings of a repeatable option (yargs gives a string, an array, or nothing). */
 const many = (v: unknown): string[] => (v === undefined || v === null ? [] : (Array.isArray(v) ? v : [v]).map(String));
@@ -120,14 +122,7 @@ async function requestedEntries(a: EnrollArgs): Promise<EnrollEntry[]> {
 }
 
 /** `KEK +1, db +3` (variables with additions only), and `dbx replaced (N entries)` when it was. */
-const addedText = (items: readonly EnrollItem[], dbx?: EnrollResult['dbx']): string =>
-  [
-    ...(['KEK', 'db'] as const)
-      .map((v) => [v, items.filter((i) => i.variable === v && i.status === 'added').length] as const)
-      .filter(([, n]) => n > 0)
-      .map(([v, n]) => `${v} +${n}`),
-    ...(dbx?.status === 'replaced' ? [`dbx replaced (${plural(dbx.entries, 'entry', 'entries')})`] : []),
-  ].join(', ');
+const addedText = enrolledSummary;
 
 const itemRows = (items: readonly EnrollItem[], dryRun: boolean, dbx?: EnrollResult['dbx']): string =>
   table([
@@ -198,7 +193,7 @@ function check(a: EnrollArgs, file: boolean): void {
 const FILE_HINT = 'enrol into a copy of a Secure Boot template instead (e.g. /usr/share/OVMF/OVMF_VARS_4M.ms.fd)';
 
 /** libvirt's nvram directory from the config (its default when the config cannot be read: this is only a guard). */
-function nvramDirOf(deps: CliDeps): string {
+export function nvramDirOf(deps: CliDeps): string {
   try {
     return cliContext(deps).config.nvramDir;
   } catch {
@@ -206,7 +201,7 @@ function nvramDirOf(deps: CliDeps): string {
   }
 }
 
-const realDir = (p: string): string => {
+export const realDir = (p: string): string => {
   try {
     return realpathSync(p);
   } catch {
@@ -255,7 +250,7 @@ async function enrollFile(a: EnrollArgs, entries: readonly EnrollEntry[], dbx: D
 }
 
 /** Create `out` (which must not exist) with `data`: a fsynced temp file linked into place. */
-async function writeNewFile(out: string, data: Uint8Array, mode: number): Promise<void> {
+export async function writeNewFile(out: string, data: Uint8Array, mode: number): Promise<void> {
   const { tmp } = await writeTemp(out, data, { mode });
   try {
     if (!(await linkExclusive(tmp, out, asyncIo))) throw new UsageError(`${out} exists; --output writes a new file`);
@@ -282,7 +277,7 @@ async function enrollVm(a: EnrollArgs, entries: readonly EnrollEntry[], dbx: Dbx
   const preview = enroll(local.data, entries, vm.name, hint, dbx);
   if (vm.tpm)
     process.stderr.write(
-      `ovmf-hook: warning: ${a.force ? `${vm.name} has a TPM: PCR7 changes with KEK/db; BitLocker asks for its recovery key unless it was suspended (manage-bde -protectors -disable C: -RebootCount 2)` : `${tpmRefusal(vm.name)} (dry run: nothing is written)`}\n`,
+      `ovmf-hook: warning: ${a.force ? `${vm.name} has a TPM: PCR7 changes with KEK/db; BitLocker asks for its recovery key unless it was suspended (${SUSPEND_BITLOCKER})` : `${tpmRefusal(vm.name)} (dry run: nothing is written)`}\n`,
     );
   const who = { vm: { name: vm.name, uuid: vm.uuid }, nvram: nvramPath, tpm: vm.tpm === true };
 

@@ -210,3 +210,15 @@ export function enrollSignatures(image: Uint8Array, entries: readonly EnrollEntr
     ...(dbx ? { dbx } : {}),
   };
 }
+
+/**
+ * What an enrolment changed, in generation reasons and output: `KEK +1, db +3` (variables with
+ * additions only), and `dbx replaced (N entries)` when it was; '' when nothing changed.
+ */
+export const enrolledSummary = (items: readonly EnrollItem[], dbx?: DbxResult): string =>
+  [
+    ...ORDER.map((v) => [v, items.filter((i) => i.variable === v && i.status === 'added').length] as const)
+      .filter(([, n]) => n > 0)
+      .map(([v, n]) => `${v} +${n}`),
+    ...(dbx?.status === 'replaced' ? [`dbx replaced (${dbx.entries} ${dbx.entries === 1 ? 'entry' : 'entries'})`] : []),
+  ].join(', ');

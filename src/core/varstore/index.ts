@@ -82,6 +82,7 @@ export {
 } from './certs';
 export {
   commonName,
+  enrolledSummary,
   enrollSignatures,
   microsoft2023Entries,
   requireWholeVolume,
@@ -95,6 +96,32 @@ export {
 export { enrollSecureBootKeys, type SecureBootKeysOptions, type SecureBootKeysResult } from './secure-boot-keys';
 export { EFI_CERT_TYPE_PKCS7, parseSignedUpdate, type SignedUpdate } from './signed-update';
 export { MICROSOFT_2023_CERTIFICATES, MICROSOFT_OWNER, type MicrosoftCertificate } from './microsoft-2023';
+export {
+  BOOT_VARIABLE_ATTRIBUTES,
+  bootFileDevicePath,
+  checkBootLabel,
+  domainDisks,
+  editBootEntries,
+  encodeLoadOption,
+  espOf,
+  freeBootNumber,
+  normalizeBootFilePath,
+  parseBootNumber,
+  parseBootOrder,
+  PARTITION_TABLE_BYTES,
+  readBootConfig,
+  readPartitionTable,
+  selectDisk,
+  type BootConfig,
+  type BootEdit,
+  type BootEditResult,
+  type BootEntry,
+  type DomainDisk,
+  type Partition,
+  type PartitionRef,
+  type PartitionTable,
+} from './boot-entries';
+export { secureBootCertsStep, SUSPEND_BITLOCKER, type CertPolicyStep, type CertPolicyOutcome } from './cert-policy';
 export {
   certificateReadiness,
   lostMicrosoft2023,
