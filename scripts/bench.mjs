@@ -10,7 +10,7 @@
  * interleaved (one run of each row per round) after warm-up rounds, so drift hits them alike.
  * Peak RSS comes from GNU time (`/usr/bin/time -f %M`, Debian package `time`) in separate runs.
  *
- *   node scripts/bench.mjs [--runs N] [--quick] [--json] [--no-build] [--no-libvirt] [--keep]
+ *   node scripts/bench.mjs [--runs N] [--quick] [--json] [--no-build] [--no-libvirt] [--keep] [--cluster]
  *
  *   --runs N      timed runs per row (default 25; --quick: 3)
  *   --quick       few runs and smaller generated inputs (proves the bench works; numbers are rough)
@@ -18,6 +18,10 @@
  *   --no-build    use dist/ as it is (default: run scripts/build.mjs first)
  *   --no-libvirt  skip the convert-vs-virt-xml row (it defines a throw-away ovmfhook-t-bench-* VM)
  *   --keep        keep the temp tree (its path is printed)
+ *   --cluster     also time prepare and release with the archive on the cluster testbed's GlusterFS
+ *                 mount (scripts/cluster-testbed.sh up; rows skipped with a note when it is not
+ *                 mounted), printed with their ratio to the same rows on local disk. Opt-in: the
+ *                 bench never brings the testbed up or down itself.
  *
  * The fleet rows time `ovmf-hook nvram certs --all --json` over 100 and 1,000 generated VMs (--quick:
  * 20 and 200): NVRAM files that are copies of Debian's OVMF_VARS_4M.ms.fd, every other one enrolled
@@ -64,12 +68,12 @@ const RELEASE_NVRAM_BYTES = 4 * 1024 * 1024;
 
 function usage(msg) {
   if (msg) process.stderr.write(`bench: ${msg}\n`);
-  process.stderr.write('usage: node scripts/bench.mjs [--runs N] [--quick] [--json] [--no-build] [--no-libvirt] [--keep]\n');
+  process.stderr.write('usage: node scripts/bench.mjs [--runs N] [--quick] [--json] [--no-build] [--no-libvirt] [--keep] [--cluster]\n');
   process.exit(msg ? 2 : 0);
 }
 
 function parseArgs(argv) {
-  const o = { runs: undefined, quick: false, json: false, build: true, libvirt: true, keep: false };
+  const o = { runs: undefined, quick: false, json: false, build: true, libvirt: true, keep: false, cluster: false };
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i];
     if (a === '--quick') o.quick = true;
@@ -77,6 +81,7 @@ function parseArgs(argv) {
     else if (a === '--no-build') o.build = false;
     else if (a === '--no-libvirt') o.libvirt = false;
     else if (a === '--keep') o.keep = true;
+    else if (a === '--cluster') o.cluster = true;
     else if (a === '--help' || a === '-h') usage();
     else if (a === '--runs' || a.startsWith('--runs=')) {
       const v = a.includes('=') ? a.slice(7) : argv[++i];
@@ -235,10 +240,10 @@ writeFileSync(path.join(descDir, '60-edk2-x86_64.json'), descriptor('plain', fw.
 const uid = process.getuid?.() ?? 0;
 const gid = process.getgid?.() ?? 0;
 
-/** One hook installation's worth of directories and its config file. */
-function site(name) {
+/** One hook installation's worth of directories and its config file (`archiveDir`: elsewhere than the tree). */
+function site(name, archiveDir) {
   const dir = path.join(tree, name);
-  const s = { dir, archiveDir: path.join(dir, 'archive'), stateDir: path.join(dir, 'state'), nvramDir: path.join(dir, 'nvram'), config: path.join(dir, 'config.json') };
+  const s = { dir, archiveDir: archiveDir ?? path.join(dir, 'archive'), stateDir: path.join(dir, 'state'), nvramDir: path.join(dir, 'nvram'), config: path.join(dir, 'config.json') };
   for (const d of [s.dir, s.archiveDir, s.stateDir, s.nvramDir]) mkdirSync(d, { recursive: true, mode: 0o700 });
   const config = {
     archiveDir: s.archiveDir,
@@ -256,6 +261,23 @@ function site(name) {
 
 const small = site('small');
 const large = site('large');
+
+// --cluster: an archive on the cluster testbed's GlusterFS mount (state and NVRAM stay local, as on a real host)
+const GLUSTER_MOUNT = '/srv/ovmfhook-cluster/archive-mnt';
+const glusterMounted = () => {
+  try {
+    return readFileSync('/proc/mounts', 'utf8').split('\n').some((l) => l.split(' ')[1] === GLUSTER_MOUNT && l.split(' ')[2] === 'fuse.glusterfs');
+  } catch {
+    return false;
+  }
+};
+let gluster = null;
+const glusterSkipped = opts.cluster && !glusterMounted() ? `GlusterFS rows: skipped (${GLUSTER_MOUNT} is not mounted; bring the testbed up first: scripts/cluster-testbed.sh up)` : null;
+if (opts.cluster && !glusterSkipped) {
+  const archiveDir = mkdtempSync(path.join(GLUSTER_MOUNT, 'ovmfhook-bench-'));
+  process.on('exit', () => rmSync(archiveDir, { recursive: true, force: true }));
+  gluster = site('gluster', archiveDir);
+}
 const floorEnv = small.env;
 
 progress(`temp tree ${tree}`);
@@ -267,7 +289,7 @@ fillArchive(large.archiveDir, opts.sizes.archiveLarge - 1);
 const prep = { name: 'bench-prepare', uuid: benchUuid('prepare', 0) };
 const prepData = randomBytes(VARS_SIZE);
 const prepXml = (s) => uefiDomain({ name: prep.name, uuid: prep.uuid, n: 12, loader: fw.code, template: fw.vars, nvram: path.join(s.nvramDir, `${prep.name}_VARS.fd`) });
-for (const s of [small, large]) {
+for (const s of [small, large, ...(gluster ? [gluster] : [])]) {
   const meta = generationMeta({ generation: 1, data: prepData, vmName: prep.name });
   writeGeneration(s.archiveDir, prep.uuid, meta, prepData);
   writeFileSync(path.join(s.stateDir, `${prep.uuid}.json`), `${JSON.stringify({ generation: 1, sha256: meta.sha256, time: meta.time }, null, 2)}\n`, { mode: 0o600 });
@@ -283,19 +305,26 @@ const prepCheck = (s) => () => {
 
 // release subject: a fresh 4 MiB NVRAM before each run, so every run archives a new generation
 const rel = { name: 'bench-release', uuid: benchUuid('release', 0) };
-const relNvram = path.join(small.nvramDir, `${rel.name}_VARS.fd`);
-const relXml = uefiDomain({ name: rel.name, uuid: rel.uuid, n: 12, loader: fw.code, template: fw.vars, nvram: relNvram });
-let relLast;
-const relBefore = () => {
-  relLast = randomBytes(RELEASE_NVRAM_BYTES);
-  writeFileSync(relNvram, relLast, { mode: 0o600 });
+/** The release subject on `s`: its NVRAM, XML, and what goes before and after each run. */
+const relSubject = (s) => {
+  const nvram = path.join(s.nvramDir, `${rel.name}_VARS.fd`);
+  let last;
+  return {
+    nvram,
+    xml: uefiDomain({ name: rel.name, uuid: rel.uuid, n: 12, loader: fw.code, template: fw.vars, nvram }),
+    before: () => {
+      last = randomBytes(RELEASE_NVRAM_BYTES);
+      writeFileSync(nvram, last, { mode: 0o600 });
+    },
+    check: () => {
+      const dir = path.join(s.archiveDir, rel.uuid);
+      const newest = readdirSync(dir).filter((n) => /^gen-\d+\.json$/.test(n)).sort().at(-1);
+      const meta = newest && JSON.parse(readFileSync(path.join(dir, newest), 'utf8'));
+      if (meta?.sha256 !== createHash('sha256').update(last).digest('hex')) throw new Error('release did not archive the NVRAM');
+    },
+  };
 };
-const relCheck = () => {
-  const dir = path.join(small.archiveDir, rel.uuid);
-  const newest = readdirSync(dir).filter((n) => /^gen-\d+\.json$/.test(n)).sort().at(-1);
-  const meta = newest && JSON.parse(readFileSync(path.join(dir, newest), 'utf8'));
-  if (meta?.sha256 !== createHash('sha256').update(relLast).digest('hex')) throw new Error('release did not archive the NVRAM');
-};
+const { nvram: relNvram, xml: relXml, before: relBefore, check: relCheck } = relSubject(small);
 
 // migrate subject: a big UEFI domain from a host that keeps OVMF elsewhere
 const mig = { name: 'bench-migrate', uuid: benchUuid('migrate', 0) };
@@ -345,6 +374,14 @@ const rows = [
   },
 ];
 
+if (gluster) {
+  const r = relSubject(gluster);
+  rows.push(
+    { ...prepareRow('prepareGluster', gluster, 1), label: 'hook prepare begin (restore; archive on GlusterFS)', local: 'prepare' },
+    { id: 'releaseGluster', label: 'hook release end (archive 4 MiB NVRAM on GlusterFS)', cmd: HOOK, args: [rel.name, 'release', 'end', '-'], env: gluster.env, input: Buffer.from(r.xml), before: r.before, check: r.check, local: 'release' },
+  );
+}
+
 // lower bounds (scripts/bench/bound.cjs): the same unavoidable I/O, sha256 and fsyncs as the hook
 // rows above, in a plain script; a goal below its bound cannot be met here by any implementation
 // that keeps the guarantees
@@ -370,6 +407,7 @@ if (opts.keep) {
 // convert vs virt-xml (needs libvirt; defines a throw-away domain)
 
 const notes = [];
+if (glusterSkipped) notes.push(glusterSkipped);
 
 function virsh(args, input) {
   return run('timeout', ['60', 'virsh', '-c', LIBVIRT_URI, ...args], { env: { PATH: CLEAN_PATH, LC_ALL: 'C' }, input });
@@ -621,6 +659,10 @@ try {
     })),
     rewrite: rewrite.map((r) => ({ ...r, medianMs: Number(r.medianMs.toFixed(3)), p90Ms: Number(r.p90Ms.toFixed(3)), usPerDevice: Number(r.usPerDevice.toFixed(3)) })),
     certs: fleet.map((r) => ({ ...r, medianMs: Number(r.medianMs.toFixed(1)), p90Ms: Number(r.p90Ms.toFixed(1)), msPerVm: Number(r.msPerVm.toFixed(3)) })),
+    // --cluster: each GlusterFS row against the same row on local disk
+    cluster: rows
+      .filter((r) => r.local && !r.failed && by[r.local] && !by[r.local].failed)
+      .map((r) => ({ id: r.id, label: r.label, medianMs: Number(med(r.id).toFixed(2)), localMs: Number(med(r.local).toFixed(2)), ratioToLocal: Number((med(r.id) / med(r.local)).toFixed(3)) })),
     goals,
     bounds,
     notes,
@@ -665,6 +707,10 @@ function render(r) {
         r.certs.map((x) => [`${int(x.vms)} VMs (${x.runs} runs)`, fmt(x.medianMs), fmt(x.p90Ms), fmt(x.msPerVm, 3)]),
       ),
     );
+  }
+  if (r.cluster.length) {
+    lines.push('');
+    lines.push(table(['archive on GlusterFS (cluster testbed)', 'median ms', 'local disk ms', '× local'], r.cluster.map((x) => [x.label, fmt(x.medianMs), fmt(x.localMs), `${fmt(x.ratioToLocal, 2)}×`])));
   }
   lines.push('');
   lines.push(table(['goal', 'measured', 'goal', ''], r.goals.map((g) => [g.label, g.unit === '×' ? `${fmt(g.value, 2)}×` : `${fmt(g.value, 2)} ${g.unit}`, g.goal, g.pass ? 'PASS' : 'MISS'])));

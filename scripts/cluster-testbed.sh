@@ -2,7 +2,10 @@
 # Two libvirt hosts on one machine plus a real GlusterFS volume for the shared NVRAM archive
 # (issue 7). Used by test/cluster/*.libvirt.test.ts; idempotent; run as root.
 #
-#   scripts/cluster-testbed.sh up [--build]   bring everything up (re-running re-installs the hook)
+#   scripts/cluster-testbed.sh up [--build] [--lockd]
+#                                             bring everything up (re-running re-installs the hook);
+#                                             --lockd: also host C, and B and C with libvirt's lock
+#                                             manager (virtlockd, lockspace on the GlusterFS volume)
 #   scripts/cluster-testbed.sh down           tear everything down, restore host A as it was found
 #   scripts/cluster-testbed.sh status         what is up (exit 0 only when all of it is)
 #
@@ -16,6 +19,12 @@
 # again inside B's namespace by a second client, so the hosts really are two gluster clients.
 # Both hosts' hook configs point archiveDir at $ROOT/archive-mnt/archive. Only VMs whose metadata
 # says <ovmf:policy archive="yes"/> are archived (the tests' VMs); the guard is off (mode "off").
+# Lock-manager mode (--lockd): host C = a third libvirtd in its own namespace, built like B
+# (qemu+tcp://127.0.0.1:16511/system, firmware in $ROOT/c-ovmf), and B and C both run virtlockd with
+# lock_manager = "lockd" in qemu.conf and qemu-lockd.conf's file_lockspace_dir on the GlusterFS
+# volume ($ROOT/archive-mnt/lockspace), so their disk locks are cluster-wide. Host A (the machine's
+# own libvirtd, shared with other tests) never gets a lock manager. `up` without --lockd stops C and
+# brings B back without one.
 # Details and findings: docs/CLUSTER.md.
 set -euo pipefail
 
@@ -33,6 +42,8 @@ B_URI="qemu+tcp://127.0.0.1:$B_PORT/system"
 A_URI=qemu:///system
 A_HOST_ID=ovmfhook-host-a
 B_HOST_ID=ovmfhook-host-b
+C_HOST_ID=ovmfhook-host-c
+LOCKSPACE=$MNT/lockspace
 REPO=$(cd "$(dirname "$0")/.." && pwd)
 GLUSTER_PKGS=(glusterfs-server glusterfs-client)
 # Client-side caches that serve another client's replaced or deleted file for up to a second
@@ -55,10 +66,24 @@ wait_for() { # SECONDS DESCRIPTION CMD...
     sleep 0.2
   done
 }
-virsh_b() { timeout "${VIRSH_TIMEOUT:-30}" virsh -c "$B_URI" "$@"; }
 virsh_a() { timeout "${VIRSH_TIMEOUT:-30}" virsh -c "$A_URI" "$@"; }
-anchor_pid() { pidof_file "$B/anchor.pid"; }
+# The namespaced hosts (B, and C in lock-manager mode) share their functions below; host_vars
+# selects one: H (its directory), H_NAME, H_LABEL, H_PORT, H_URI, H_OVMF, H_HOST_ID, H_MIG (ports).
+host_vars() {
+  H_NAME=$1 H=$ROOT/$1 H_OVMF=$ROOT/$1-ovmf H_LABEL=${1^^}
+  case $1 in
+    b) H_PORT=$B_PORT H_HOST_ID=$B_HOST_ID H_MIG=49300 ;;
+    c) H_PORT=16511 H_HOST_ID=$C_HOST_ID H_MIG=49400 ;;
+    *) die "no host $1" ;;
+  esac
+  H_URI="qemu+tcp://127.0.0.1:$H_PORT/system"
+}
+host_vars b
+virsh_b() { timeout "${VIRSH_TIMEOUT:-30}" virsh -c "$H_URI" "$@"; }
+anchor_pid() { pidof_file "$H/anchor.pid"; }
 in_b() { nsenter -t "$(anchor_pid)" -m -- "$@"; }
+# lock-manager mode of this `up` (and of the namespaced hosts already running: $H/mode)
+want_mode() { if marked lockd; then echo lockd; else echo plain; fi; }
 
 # ------------------------------------------------------------------------------------------------
 # GlusterFS
@@ -175,99 +200,114 @@ a_up() {
 }
 
 # ------------------------------------------------------------------------------------------------
-# Host B
+# Hosts B and C (namespaced; see host_vars)
 
-b_running() { alive "$(anchor_pid)" && alive "$(pidof_file "$B/libvirtd.pid")" && virsh_b version >/dev/null 2>&1; }
+b_running() { alive "$(anchor_pid)" && alive "$(pidof_file "$H/libvirtd.pid")" && virsh_b version >/dev/null 2>&1 && [ "$(cat "$H/mode" 2>/dev/null)" = "$(want_mode)" ]; }
 
 b_prepare_dirs() {
-  rm -rf "$B"
-  install -d -m 0755 "$B" "$BOVMF"
+  rm -rf "$H"
+  install -d -m 0755 "$H" "$H_OVMF"
+  want_mode > "$H/mode"
   # B's own /etc: a copy of A's (a private copy, so host A's packages or other tests replacing
   # /etc/ovmf-hook cannot pull mounts out from under B). B is a fresh host: no domains, NVRAM,
   # hooks, networks, ovmf-hook config.
-  cp -a /etc "$B/etc"
-  rm -rf "$B/etc/libvirt/hooks" "$B/etc/ovmf-hook" "$B/etc/qemu/firmware" "$B/etc/libvirt/qemu/autostart" "$B/etc/libvirt/qemu/networks/autostart"
-  install -d -m 0755 "$B/etc/libvirt/hooks" "$B/etc/ovmf-hook" "$B/etc/qemu/firmware"
-  find "$B/etc/libvirt/qemu" -maxdepth 1 -name '*.xml' -delete
+  cp -a /etc "$H/etc"
+  rm -rf "$H/etc/libvirt/hooks" "$H/etc/ovmf-hook" "$H/etc/qemu/firmware" "$H/etc/libvirt/qemu/autostart" "$H/etc/libvirt/qemu/networks/autostart"
+  install -d -m 0755 "$H/etc/libvirt/hooks" "$H/etc/ovmf-hook" "$H/etc/qemu/firmware"
+  find "$H/etc/libvirt/qemu" -maxdepth 1 -name '*.xml' -delete
   # B's /var/lib: an overlay over A's, with its own libvirt and ovmf-hook directories bound on top
-  install -d -m 0755 "$B/var-lib-upper" "$B/var-lib-work"
+  install -d -m 0755 "$H/var-lib-upper" "$H/var-lib-work"
   tar -C /var/lib -cpf - --exclude='libvirt/images/*' --exclude='libvirt/qemu/nvram/*' \
     --exclude='libvirt/qemu/domain-*' --exclude='libvirt/qemu/save/*' --exclude='libvirt/qemu/snapshot/*' libvirt |
-    tar -C "$B" -xpf - && mv "$B/libvirt" "$B/var-lib-libvirt"
-  install -d -m 0700 "$B/var-lib-ovmf-hook"
-  if [ -d /var/cache/libvirt ]; then cp -a /var/cache/libvirt "$B/cache-libvirt"; else install -d "$B/cache-libvirt"; fi
-  install -d -m 0755 "$B/run-libvirt" "$B/log-libvirt" "$B/log-libvirt/qemu" "$B/empty-ovmf" "$B/ovmf-store"
-  cat >> "$B/etc/libvirt/libvirtd.conf" <<CONF
+    tar -C "$H" -xpf - && mv "$H/libvirt" "$H/var-lib-libvirt"
+  install -d -m 0700 "$H/var-lib-ovmf-hook"
+  if [ -d /var/cache/libvirt ]; then cp -a /var/cache/libvirt "$H/cache-libvirt"; else install -d "$H/cache-libvirt"; fi
+  install -d -m 0755 "$H/run-libvirt" "$H/log-libvirt" "$H/log-libvirt/qemu" "$H/empty-ovmf" "$H/ovmf-store"
+  cat >> "$H/etc/libvirt/libvirtd.conf" <<CONF
 
-# --- ovmf-hook cluster testbed: host B
+# --- ovmf-hook cluster testbed: host $H_LABEL
 listen_tls = 0
 listen_tcp = 1
-tcp_port = "$B_PORT"
+tcp_port = "$H_PORT"
 listen_addr = "127.0.0.1"
 auth_tcp = "none"
 host_uuid = "$(cat /proc/sys/kernel/random/uuid)"
 log_outputs = "3:file:/var/log/libvirt/libvirtd.log"
 CONF
-  cat >> "$B/etc/libvirt/qemu.conf" <<CONF
+  cat >> "$H/etc/libvirt/qemu.conf" <<CONF
 
-# --- ovmf-hook cluster testbed: host B
-migration_port_min = 49300
-migration_port_max = 49350
+# --- ovmf-hook cluster testbed: host $H_LABEL
+migration_port_min = $H_MIG
+migration_port_max = $((H_MIG + 50))
 # both daemons would name their VMs' cgroups qemu-<id>-<name>; B's ids collide with A's
 cgroup_controllers = [ ]
 CONF
+  if [ "$(want_mode)" = lockd ]; then
+    # libvirt's lock manager: virtlockd holds an fcntl() lock per disk in a lockspace on the GlusterFS
+    # volume, which every host's client sees (docs/CLUSTER.md: the probe shows such locks are
+    # exclusive across clients and dropped when their holder dies)
+    echo 'lock_manager = "lockd"' >> "$H/etc/libvirt/qemu.conf"
+    cat >> "$H/etc/libvirt/qemu-lockd.conf" <<CONF
+
+# --- ovmf-hook cluster testbed: host $H_LABEL (lock-manager mode)
+auto_disk_leases = 1
+require_lease_for_disks = 1
+file_lockspace_dir = "$LOCKSPACE"
+CONF
+  fi
   # B's firmware: a copy of the OVMF build under another directory (visible on B only), described
   # by B's own descriptors (same file names as /usr/share/qemu/firmware's, so they override those)
   local f
-  for f in /usr/share/OVMF/*_4M*.fd; do cp -L "$f" "$B/ovmf-store/"; done
-  chmod 0755 "$B/ovmf-store" && chmod 0644 "$B/ovmf-store"/*
+  for f in /usr/share/OVMF/*_4M*.fd; do cp -L "$f" "$H/ovmf-store/"; done
+  chmod 0755 "$H/ovmf-store" && chmod 0644 "$H/ovmf-store"/*
   for f in /usr/share/qemu/firmware/*.json; do
-    sed "s|/usr/share/OVMF/|$BOVMF/|g" "$f" > "$B/etc/qemu/firmware/$(basename "$f")"
+    sed "s|/usr/share/OVMF/|$H_OVMF/|g" "$f" > "$H/etc/qemu/firmware/$(basename "$f")"
   done
-  cat > "$B/ns-init.sh" <<SH
+  cat > "$H/ns-init.sh" <<SH
 #!/usr/bin/env bash
 # Runs in host B's new mount namespace (started by cluster-testbed.sh through unshare -m).
 set -euo pipefail
 mount --make-rprivate /
 bind() { mount --bind "\$1" "\$2"; }
-bind "$B/etc" /etc
-mount -t overlay ovmfhook-b-var-lib -o "lowerdir=/var/lib,upperdir=$B/var-lib-upper,workdir=$B/var-lib-work" /var/lib
-bind "$B/var-lib-libvirt" /var/lib/libvirt
+bind "$H/etc" /etc
+mount -t overlay ovmfhook-$H_NAME-var-lib -o "lowerdir=/var/lib,upperdir=$H/var-lib-upper,workdir=$H/var-lib-work" /var/lib
+bind "$H/var-lib-libvirt" /var/lib/libvirt
 mkdir -p /var/lib/ovmf-hook
-bind "$B/var-lib-ovmf-hook" /var/lib/ovmf-hook
-bind "$B/run-libvirt" /run/libvirt
-bind "$B/log-libvirt" /var/log/libvirt
-bind "$B/cache-libvirt" /var/cache/libvirt
-bind "$B/empty-ovmf" /usr/share/OVMF
-bind "$B/ovmf-store" "$BOVMF"
+bind "$H/var-lib-ovmf-hook" /var/lib/ovmf-hook
+bind "$H/run-libvirt" /run/libvirt
+bind "$H/log-libvirt" /var/log/libvirt
+bind "$H/cache-libvirt" /var/cache/libvirt
+bind "$H/empty-ovmf" /usr/share/OVMF
+bind "$H/ovmf-store" "$H_OVMF"
 # B's own GlusterFS client (a second FUSE mount of the same volume)
 umount "$MNT"
 mount -t glusterfs "$(hostname):/$VOL" "$MNT"
 # keeps the namespace alive for nsenter while the daemons come and go
 setsid sleep infinity </dev/null >/dev/null 2>&1 &
-echo \$! > "$B/anchor.pid"
-virtlogd -d -p "$B/virtlogd.pid"
-libvirtd --listen -d -p "$B/libvirtd.pid"
+echo \$! > "$H/anchor.pid"
+virtlogd -d -p "$H/virtlogd.pid"
+if [ "\$(cat "$H/mode")" = lockd ]; then virtlockd -d -p "$H/virtlockd.pid"; fi
+libvirtd --listen -d -p "$H/libvirtd.pid"
 SH
-  chmod 0755 "$B/ns-init.sh"
+  chmod 0755 "$H/ns-init.sh"
 }
 
 b_up() {
   if b_running; then
-    say "host B: already running"
+    say "host $H_LABEL: already running"
   else
     b_down_quiet
     b_prepare_dirs
-    unshare -m --propagation private -- "$B/ns-init.sh"
-    wait_for 60 "host B's libvirtd answering on $B_URI" virsh_b version
-    say "host B: libvirtd (pid $(pidof_file "$B/libvirtd.pid")) answers on $B_URI"
+    unshare -m --propagation private -- "$H/ns-init.sh"
+    wait_for 60 "host $H_LABEL's libvirtd answering on $H_URI" virsh_b version
+    say "host $H_LABEL: libvirtd (pid $(pidof_file "$H/libvirtd.pid")) answers on $H_URI"
   fi
   in_b env -C "$REPO" ./install.sh --no-build --no-reload >/dev/null
-  write_config "$B/etc/ovmf-hook/config.json" "$B_HOST_ID" /var/lib/ovmf-hook/state "$B/hook.log"
-  kill -HUP "$(pidof_file "$B/libvirtd.pid")"
+  write_config "$H/etc/ovmf-hook/config.json" "$H_HOST_ID" /var/lib/ovmf-hook/state "$H/hook.log"
+  kill -HUP "$(pidof_file "$H/libvirtd.pid")"
   sleep 0.3
-  wait_for 60 "host B answering after SIGHUP" virsh_b version
-  say "host B: hook installed (config $B/etc/ovmf-hook/config.json, host id $B_HOST_ID)"
+  wait_for 60 "host $H_LABEL answering after SIGHUP" virsh_b version
+  say "host $H_LABEL: hook installed (config $H/etc/ovmf-hook/config.json, host id $H_HOST_ID)"
 }
 
 # pids of processes living in host B's mount namespace (ours: all were started by b_up or by tests)
@@ -283,12 +323,12 @@ b_ns_pids() {
 
 b_down_quiet() {
   local pid anchor
-  if alive "$(pidof_file "$B/libvirtd.pid")" && virsh_b version >/dev/null 2>&1; then
+  if alive "$(pidof_file "$H/libvirtd.pid")" && virsh_b version >/dev/null 2>&1; then
     for d in $(VIRSH_TIMEOUT=10 virsh_b list --name 2>/dev/null); do VIRSH_TIMEOUT=20 virsh_b destroy "$d" >/dev/null 2>&1 || true; done
   fi
   local pids=()
-  for f in libvirtd virtlogd; do
-    pid=$(pidof_file "$B/$f.pid")
+  for f in libvirtd virtlogd virtlockd; do
+    pid=$(pidof_file "$H/$f.pid")
     if alive "$pid"; then kill "$pid"; pids+=("$pid"); fi
   done
   for pid in "${pids[@]}"; do
@@ -301,7 +341,7 @@ b_down_quiet() {
     for pid in $(b_ns_pids); do [ "$pid" = "$anchor" ] || kill -9 "$pid" 2>/dev/null || true; done
     kill -9 "$anchor" 2>/dev/null || true
   fi
-  rm -f "$B/anchor.pid" "$B/libvirtd.pid" "$B/virtlogd.pid"
+  rm -f "$H/anchor.pid" "$H/libvirtd.pid" "$H/virtlogd.pid" "$H/virtlockd.pid"
 }
 
 # ------------------------------------------------------------------------------------------------
@@ -309,20 +349,28 @@ b_down_quiet() {
 up() {
   [ "$(id -u)" = 0 ] || die "run as root"
   install -d -m 0755 "$ROOT" "$BOOK"
-  if [ "${1:-}" = --build ] || [ ! -x "$REPO/dist/hooks/qemu" ]; then
+  local build=0 lockd=0 a
+  for a in "$@"; do
+    case $a in --build) build=1 ;; --lockd) lockd=1 ;; *) die "unknown option $a" ;; esac
+  done
+  if [ "$build" = 1 ] || [ ! -x "$REPO/dist/hooks/qemu" ]; then
     (cd "$REPO" && node scripts/build.mjs >/dev/null) || die "build failed (node scripts/build.mjs)"
   fi
+  if [ "$lockd" = 1 ]; then mark lockd; else rm -f "$BOOK/lockd"; fi
   local t0=$SECONDS
   gluster_up
   a_up
-  b_up
-  say "up in $((SECONDS - t0)) s: A=$A_URI B=$B_URI archive=$ARCHIVE"
+  if [ "$lockd" = 1 ]; then install -d -m 0700 "$LOCKSPACE"; fi
+  host_vars b; b_up
+  if [ "$lockd" = 1 ]; then host_vars c; b_up; else host_vars c; b_down_quiet; rm -rf "$H"; fi
+  say "up in $((SECONDS - t0)) s: A=$A_URI B=$B_URI$([ "$lockd" = 1 ] && echo " C=qemu+tcp://127.0.0.1:16511/system (B and C: lock_manager lockd)") archive=$ARCHIVE"
 }
 
 down() {
   [ "$(id -u)" = 0 ] || die "run as root"
   [ -d "$ROOT" ] || { say "nothing to tear down"; return 0; }
-  b_down_quiet
+  host_vars c; b_down_quiet
+  host_vars b; b_down_quiet
   # test VMs a failed run may have left on host A (transient: destroy removes them)
   if virsh_a version >/dev/null 2>&1; then
     for d in $(virsh_a list --name 2>/dev/null | grep '^ovmfhook-t-cl' || true); do virsh_a destroy "$d" >/dev/null 2>&1 || true; done
@@ -349,7 +397,11 @@ status() {
   if gluster_cli volume info "$VOL" 2>/dev/null | grep -q '^Status: Started'; then say "gluster volume $VOL: started"; else say "gluster volume $VOL: not started"; ok=1; fi
   if mountpoint -q "$MNT"; then say "archive mount $MNT: mounted"; else say "archive mount $MNT: not mounted"; ok=1; fi
   if grep -qs "$A_HOST_ID" /etc/ovmf-hook/config.json && [ -x /etc/libvirt/hooks/qemu ]; then say "host A: hook installed"; else say "host A: hook not installed"; ok=1; fi
-  if b_running; then say "host B: running (libvirtd pid $(pidof_file "$B/libvirtd.pid"))"; else say "host B: not running"; ok=1; fi
+  if b_running; then say "host B: running (libvirtd pid $(pidof_file "$B/libvirtd.pid"), $(want_mode))"; else say "host B: not running"; ok=1; fi
+  if marked lockd; then
+    host_vars c
+    if b_running; then say "host C: running (libvirtd pid $(pidof_file "$H/libvirtd.pid"), lockd)"; else say "host C: not running"; ok=1; fi
+  fi
   return $ok
 }
 
@@ -357,5 +409,5 @@ case "${1:-}" in
   up) shift; up "$@" ;;
   down) down ;;
   status) status ;;
-  *) echo "usage: $0 up [--build] | down | status" >&2; exit 2 ;;
+  *) echo "usage: $0 up [--build] [--lockd] | down | status" >&2; exit 2 ;;
 esac

@@ -9,7 +9,8 @@
  *   <root>/<uuid>/gen-000005.corrupt.{fd,json}   a generation found corrupt, moved aside (never listed
  *                                            or restored; its number is never reused)
  *   <root>/<uuid>/claim.json                 the VM's claim (see claims.ts)
- *   <root>/<uuid>/claim.stale-<token>.json   claims taken over or unlocked (kept for diagnostics)
+ *   <root>/<uuid>/claim.stale-<token>.json   claims taken over, handed over or unlocked (kept for diagnostics)
+ *   <root>/<uuid>/incoming.json              a live migration's destination (see claims.ts)
  *   <root>/<uuid>/.gen.fd.ovmf-hook-tmp-<r>  temps of writers in progress (or leftovers of crashes)
  *
  * Commit protocol of add(), NFS-safe without locks:
@@ -25,7 +26,8 @@
  */
 import path from 'node:path';
 import { ArchiveCorruptError, UnsafePathError, UsageError } from '../core/errors';
-import { breakClaim, readClaim, releaseClaim, takeClaim, type ClaimOptions, type ClaimResult } from './claims';
+import { breakClaim, dropIncoming, handOver, readClaim, readIncoming, releaseClaim, takeClaim, undoTakeOver, writeIncoming, type ClaimOptions, type ClaimResult } from './claims';
+import type { IncomingRecord } from '../core/nvram/handover';
 import { asyncIo, type Io } from './fs-api';
 import {
   ensurePrivateDir,
@@ -152,6 +154,15 @@ export interface Archive {
   claimInfo(uuid: string): Promise<ClaimInfo | null>;
   /** Admin unlock (`ovmf-hook nvram unlock`): move the claim aside; its holder becomes fenced. */
   breakClaim(uuid: string): Promise<ClaimInfo | null>;
+  /** Live migration's destination (its incoming `prepare`): record that this host receives the VM. */
+  markIncoming(uuid: string, opts: { vmName: string; leaseSeconds?: number; now?: Date }): Promise<IncomingRecord>;
+  incomingInfo(uuid: string): Promise<IncomingRecord | null>;
+  /** Remove the incoming record if it is still this token's or hostId's. */
+  dropIncoming(uuid: string, tokenOrHostId: string): Promise<boolean>;
+  /** The source's release: replace our claim `from` by one naming `to`'s host; null if `from` is not the claim any more. */
+  handOver(uuid: string, from: ClaimInfo, to: IncomingRecord, now?: Date): Promise<ClaimInfo | null>;
+  /** Give back the expired claim `mine` took over (its tombstone becomes the claim again); null if nothing changed. */
+  undoTakeOver(uuid: string, mine: ClaimInfo): Promise<ClaimInfo | null>;
 }
 
 function parseMeta(text: string, n: number): GenerationMeta | null {
@@ -439,5 +450,19 @@ export async function openArchive(opts: ArchiveOptions): Promise<Archive> {
       const dir = await openVmDir(uuid, false);
       return dir ? breakClaim(dir, io) : null;
     },
+    markIncoming: async (uuid, o) => writeIncoming({ dir: (await openVmDir(uuid, true)) as string, io, host, hostId, faults: prefixFaults(faults, 'claim') }, o),
+    async incomingInfo(uuid) {
+      const dir = await openVmDir(uuid, false);
+      return dir ? readIncoming(dir, io) : null;
+    },
+    async dropIncoming(uuid, who) {
+      const dir = await openVmDir(uuid, false);
+      return dir ? dropIncoming(dir, who, io, prefixFaults(faults, 'claim')) : false;
+    },
+    async undoTakeOver(uuid, mine) {
+      const dir = await openVmDir(uuid, false);
+      return dir ? undoTakeOver(dir, mine, io, prefixFaults(faults, 'claim')) : null;
+    },
+    handOver: async (uuid, from, to, now) => handOver({ dir: (await openVmDir(uuid, true)) as string, io, host, hostId, faults: prefixFaults(faults, 'claim') }, from, to, now),
   };
 }

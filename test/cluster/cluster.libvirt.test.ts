@@ -42,6 +42,7 @@ import {
   runningOn,
   sha256,
   virshOn,
+  virshOnAsync,
   waitForBoot,
   waitUntil,
   type ClusterHost,
@@ -49,7 +50,7 @@ import {
 } from '../support/cluster';
 
 const marks = () => ({ A: hookLog(hostA).length, B: hookLog(hostB).length });
-const logOf = (host: ClusterHost, m: { A: number; B: number }, vm: ClusterVm) => hookLogSince(host, m[host.name], vm.name).join('\n');
+const logOf = (host: ClusterHost, m: Record<string, number>, vm: ClusterVm) => hookLogSince(host, m[host.name] ?? 0, vm.name).join('\n');
 const timings: Record<string, number> = {};
 const timed = <T>(what: string, f: () => T): T => {
   const t0 = Date.now();
@@ -63,6 +64,25 @@ const hookError = (stderr: string): string => {
   if (!m) throw new Error(`no hook error in: ${stderr}`);
   return m[1];
 };
+
+/**
+ * After a live migration `from` → `to` (log marks `m` taken before it): the claim names `to`, no
+ * incoming record is left, and a start of the same VM on `from` is refused by the hook in one line
+ * naming `to`; that refused start's release archives nothing.
+ */
+async function handedOver(vm: ClusterVm, from: ClusterHost, to: ClusterHost, m: Record<string, number>): Promise<void> {
+  expect(logOf(from, m, vm)).toMatch(new RegExp(`release: .*; claim handed over to host \\S+ \\(host id ${to.hostId}\\) \\(live migration\\)`));
+  expect(archiveClaim(vm.uuid)).toMatchObject({ hostId: to.hostId });
+  expect(archiveFiles(vm.uuid)).not.toContain('incoming.json');
+  const before = archiveGenerations(vm.uuid).length;
+  const mark = marks();
+  const r = createOn(from, vm, { paused: true, allowFail: true });
+  expect(r.code).not.toBe(0);
+  expect(hookError(r.stderr)).toMatch(new RegExp(`^ovmf-hook: ${vm.name}: NVRAM is claimed by host ${hostname()} \\(host id ${to.hostId}\\) since \\S+ \\(the VM may run there\\); if it does not, run: ovmf-hook nvram unlock ${vm.name}$`));
+  await waitUntil(() => /release: skipped: this host's prepare refused the start/.test(logOf(from, mark, vm)), 10_000, `${from.name}'s release after the refused start`);
+  expect(archiveGenerations(vm.uuid)).toHaveLength(before);
+  expect(runningOn(to)).toContain(vm.name);
+}
 
 describeCluster('two libvirt hosts, one NVRAM archive on GlusterFS', () => {
   it('cold move A → B → A: restores byte-identical, archives n+1 on B, A replaces its stale copy and keeps the old one recoverable', async () => {
@@ -140,6 +160,8 @@ describeCluster('two libvirt hosts, one NVRAM archive on GlusterFS', () => {
     const g1 = archiveGenerations(vm.uuid).at(-1)!;
     expect(g1).toMatchObject({ kind: 'archive', hostId: hostA.hostId, sha256: sha256(aAtMigration) });
     sources.push(g1.generation);
+    // the source handed its claim over to the destination (issue 15): a start on A is refused naming B
+    await handedOver(vm, hostA, hostB, m);
 
     // the guest keeps running on B and changes its variables there (a reset reboots OVMF)
     virshOn(hostB, ['reset', vm.name]);
@@ -158,14 +180,17 @@ describeCluster('two libvirt hosts, one NVRAM archive on GlusterFS', () => {
     const g2 = archiveGenerations(vm.uuid).at(-1)!;
     expect(g2).toMatchObject({ generation: g1.generation + 1, hostId: hostB.hostId, sha256: sha256(bRunning), kind: 'archive' });
     sources.push(g2.generation);
+    await handedOver(vm, hostB, hostA, m);
 
     // changes on A, then A → B again, and the VM finally stops on B
     virshOn(hostA, ['reset', vm.name]);
     await waitForBoot(vm, 3, hostA);
+    m = marks();
     migrate(hostA, hostB);
     const g3 = archiveGenerations(vm.uuid).at(-1)!;
     expect(g3).toMatchObject({ hostId: hostA.hostId, sha256: sha256(nvramOf(hostA, vm)) });
     sources.push(g3.generation);
+    await handedOver(vm, hostA, hostB, m);
     virshOn(hostB, ['reset', vm.name]);
     await waitForBoot(vm, 4, hostB);
     destroyOn(hostB, vm);
@@ -177,6 +202,48 @@ describeCluster('two libvirt hosts, one NVRAM archive on GlusterFS', () => {
     expect(sources.every((g) => g < newest.generation)).toBe(true);
     expect(all.map((g) => g.kind)).toEqual(all.map(() => 'archive'));
     expect(all.map((g) => g.generation)).toEqual([...all.map((g) => g.generation)].sort((a, b) => a - b));
+    expect(archiveClaim(vm.uuid)).toBeNull();
+  });
+
+  it('live migration B → A that fails halfway (QEMU on A killed): A drops its incoming record, the claim stays with B, which keeps running; a start on A is refused naming B; B\'s stop archives', async () => {
+    const vm = newClusterVm('failmig');
+    createOn(hostB, vm);
+    await waitForBoot(vm, 1, hostB);
+    expect(archiveClaim(vm.uuid)).toMatchObject({ hostId: hostB.hostId });
+    const m = marks();
+    // 1 MiB/s: the RAM OVMF touched takes seconds to copy, time enough to kill the destination's QEMU
+    const migration = virshOnAsync(hostB, ['migrate', '--live', '--unsafe', '--bandwidth', '1', vm.name, hostA.uri], { timeoutSec: 180, allowFail: true });
+    await waitUntil(() => /prepare: incoming migration/.test(logOf(hostA, m, vm)), 60_000, "A's incoming prepare");
+    // during the migration the archive names A as the destination; a start elsewhere would be refused naming both hosts
+    const incoming = JSON.parse(readFileSync(join(ARCHIVE_DIR, vm.uuid, 'incoming.json'), 'utf8'));
+    expect(incoming).toMatchObject({ hostId: hostA.hostId, vmName: vm.name });
+    expect(archiveClaim(vm.uuid)).toMatchObject({ hostId: hostB.hostId });
+    const pidOf = (): number | null => {
+      try {
+        return qemuPid(hostA, vm);
+      } catch {
+        return null;
+      }
+    };
+    await waitUntil(() => pidOf() !== null, 30_000, "the destination's QEMU");
+    process.kill(pidOf()!, 'SIGKILL');
+    const r = await migration;
+    expect(r.code, 'the migration finished before the kill').not.toBe(0);
+    await waitUntil(() => /release: /.test(logOf(hostA, m, vm)), 30_000, "A's release after the failed incoming migration");
+    expect(runningOn(hostB)).toContain(vm.name);
+    expect(runningOn(hostA)).not.toContain(vm.name);
+    expect(archiveClaim(vm.uuid)).toMatchObject({ hostId: hostB.hostId });
+    expect(archiveFiles(vm.uuid)).not.toContain('incoming.json');
+    // a start on A now: refused by the claim, naming B
+    const refused = createOn(hostA, vm, { paused: true, allowFail: true });
+    expect(refused.code).not.toBe(0);
+    expect(hookError(refused.stderr)).toMatch(new RegExp(`^ovmf-hook: ${vm.name}: NVRAM is claimed by host ${hostname()} \\(host id ${hostB.hostId}\\) since `));
+    // B keeps running and changes its variables; its stop archives them as the newest generation
+    virshOn(hostB, ['reset', vm.name]);
+    await waitForBoot(vm, 2, hostB);
+    destroyOn(hostB, vm);
+    expect(newestRestorable(vm.uuid)).toMatchObject({ kind: 'archive', hostId: hostB.hostId, sha256: sha256(nvramOf(hostB, vm)) });
+    expect(archiveGenerations(vm.uuid).every((g) => g.hostId === hostB.hostId || g.kind === 'fenced')).toBe(true);
     expect(archiveClaim(vm.uuid)).toBeNull();
   });
 
@@ -220,17 +287,19 @@ describeCluster('two libvirt hosts, one NVRAM archive on GlusterFS', () => {
     destroyOn(hostB, vm);
   });
 
-  it("host crash: the claim stays until its lease expires, then another host takes over; the crashed host's late release is fenced", async () => {
-    const LEASE = 15;
+  it("host crash without libvirt's lock manager: a configured lease is ignored, the claim stays until nvram unlock; the crashed host's late release is fenced", async () => {
+    const LEASE = 8;
     const undo = [patchConfig(hostA, { claimLeaseSeconds: LEASE }), patchConfig(hostB, { claimLeaseSeconds: LEASE })];
     const vm = newClusterVm('hostcrash');
     try {
       createOn(hostA, vm, { paused: true });
       destroyOn(hostA, vm); // generation 1: the template, archived by A
+      const mb = marks();
       createOn(hostB, vm);
       const claim = archiveClaim(vm.uuid)!;
-      expect(claim).toMatchObject({ hostId: hostB.hostId });
-      expect(Date.parse(claim.expires!) - Date.parse(claim.since)).toBe(LEASE * 1000);
+      // no lock_manager in B's qemu.conf: the lease is not in effect (docs/CLUSTER.md, "Leases need libvirt's lock manager")
+      expect(claim).toMatchObject({ hostId: hostB.hostId, expires: null });
+      expect(logOf(hostB, mb, vm)).toContain(`"claimLeaseSeconds": ${LEASE} is ignored: libvirt's lock manager is off`);
       await waitForBoot(vm, 1, hostB);
       const bUnarchived = nvramOf(hostB, vm);
       // host B dies: its libvirtd and the VM's QEMU are gone, nobody runs release
@@ -238,15 +307,21 @@ describeCluster('two libvirt hosts, one NVRAM archive on GlusterFS', () => {
       process.kill(bLibvirtdPid(), 'SIGKILL');
       process.kill(qemu, 'SIGKILL');
       try {
-        expect(Date.now()).toBeLessThan(Date.parse(claim.expires!) - 1000); // else the boot outlasted the lease
-        const r = createOn(hostA, vm, { paused: true, allowFail: true });
-        expect(r.code).not.toBe(0);
-        expect(hookError(r.stderr)).toMatch(new RegExp(`NVRAM is claimed by host \\S+ \\(host id ${hostB.hostId}\\) since ${claim.since}`));
-        await waitUntil(() => Date.now() > Date.parse(claim.expires!) + 500, (LEASE + 5) * 1000, 'the lease to expire');
+        // refused now and still after the configured lease has run out: nothing would refuse a start of a VM that still runs on B
+        const leaseEnd = Date.parse(claim.since) + LEASE * 1000;
+        for (const when of ['before', 'after']) {
+          if (when === 'after') await waitUntil(() => Date.now() > leaseEnd + 1000, (LEASE + 5) * 1000, 'the configured lease to run out');
+          const r = createOn(hostA, vm, { paused: true, allowFail: true });
+          expect(r.code, when).not.toBe(0);
+          expect(hookError(r.stderr)).toMatch(new RegExp(`^ovmf-hook: ${vm.name}: NVRAM is claimed by host \\S+ \\(host id ${hostB.hostId}\\) since ${claim.since} \\(the VM may run there\\)`));
+        }
+        // the admin checked that B is down
+        const u = runOn(hostA, ['/usr/local/bin/ovmf-hook', 'nvram', 'unlock', vm.uuid, '--force']);
+        expect(u.stdout).toContain(`unlocked: removed the claim of host`);
         createOn(hostA, vm, { paused: true });
         expect(nvramOf(hostA, vm).equals(archiveData(vm.uuid, 1))).toBe(true);
         expect(archiveClaim(vm.uuid)).toMatchObject({ hostId: hostA.hostId });
-        expect(archiveFiles(vm.uuid)).toContain(`claim.stale-${claim.token}.json`);
+        expect(archiveFiles(vm.uuid).some((n) => n.startsWith(`claim.stale-${claim.token}-unlocked-`))).toBe(true);
       } finally {
         // host B comes back: libvirtd finds the QEMU dead and runs release for it
         const m = marks();

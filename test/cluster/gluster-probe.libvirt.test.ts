@@ -269,4 +269,22 @@ describeCluster('GlusterFS archive volume: what the archive code relies on (host
     expect(withDefaults).toBeGreaterThan(0);
     expect(withOptionsOff).toBe(0);
   });
+
+  it("fcntl() record locks (virtlockd's, for a lockspace on the volume) are exclusive across the two clients and dropped when the holder dies", async () => {
+    // python3's fcntl.lockf is fcntl(F_SETLK) with F_WRLCK, the call virtlockd makes (virFileLock)
+    const lockf = (file: string, hold: number) =>
+      `import fcntl,sys,time\nf=open(${JSON.stringify(file)},'a')\ntry:\n  fcntl.lockf(f,fcntl.LOCK_EX|fcntl.LOCK_NB)\nexcept OSError as e:\n  print('refused',e.errno,flush=True); sys.exit(0)\nprint('locked',flush=True)\ntime.sleep(${hold})\n`;
+    const onB = (code: string) => spawnSync('nsenter', ['-t', String(bAnchorPid()), '-m', '--', 'python3', '-c', code], { encoding: 'utf8', timeout: 30_000 }).stdout.trim();
+    const file = p('lockspace-probe');
+    const holder = spawn('python3', ['-c', lockf(file, 60)], { stdio: ['ignore', 'pipe', 'inherit'] });
+    try {
+      const first = await new Promise<string>((resolve) => createInterface({ input: holder.stdout! }).once('line', resolve));
+      expect(first).toBe('locked');
+      expect(onB(lockf(file, 0))).toMatch(/^refused 11$/); // EAGAIN: A's client holds it
+    } finally {
+      holder.kill('SIGKILL');
+      await new Promise((r) => holder.once('exit', r));
+    }
+    expect(onB(lockf(file, 0))).toBe('locked'); // the dead holder's lock is gone at once
+  });
 });

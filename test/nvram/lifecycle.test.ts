@@ -150,18 +150,19 @@ describe('prepare / release across hosts', () => {
     expect(await rel(a)).toMatchObject({ action: 'archived', kind: 'fenced' });
   });
 
-  it('live migration: destination keeps and takes no claim; source skips on "migrated" and gives the claim back', async () => {
+  it('live migration: destination keeps and takes no claim; source skips on "migrated" and hands the claim over (test/cluster/handover.test.ts)', async () => {
     const { a, b } = await cluster();
     await prep(a);
     await guestWrites(a, 1);
     expect(await prep(b, { incomingMigration: true })).toMatchObject({ action: 'keep', claim: undefined });
     expect(await getLocalState(b.stateDir, UUID, { io })).toMatchObject({ incomingMigration: true, generation: null });
     expect(await rel(a, { reason: 'migrated' })).toMatchObject({ action: 'skip' });
-    expect(await a.archive.claimInfo(UUID)).toBeNull();
+    expect(await a.archive.claimInfo(UUID)).toMatchObject({ hostId: b.archive.hostId });
     expect(await getLocalState(a.stateDir, UUID, { io })).toBeNull();
     expect(await a.archive.list(UUID)).toEqual([]);
     await guestWrites(b, 2); // QEMU on beta writes the migrated flash
     expect(await rel(b)).toMatchObject({ action: 'archived', kind: 'archive', generation: 1 });
+    expect(await a.archive.claimInfo(UUID)).toBeNull();
   });
 
   it('release with a missing local NVRAM skips and keeps the archive', async () => {

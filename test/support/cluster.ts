@@ -27,7 +27,7 @@ const B_DIR = `${CLUSTER_ROOT}/b`;
 /** Prefix of every VM the cluster tests create. */
 export const CLUSTER_VM_PREFIX = 'ovmfhook-t-cl-';
 
-export type HostName = 'A' | 'B';
+export type HostName = 'A' | 'B' | 'C';
 
 export interface ClusterHost {
   name: HostName;
@@ -67,6 +67,21 @@ export const hostB: ClusterHost = {
   ovmfDir: `${CLUSTER_ROOT}/b-ovmf`,
 };
 
+/** Host C: only in lock-manager mode (`describeCluster(…, { lockd: true })`), built like B. */
+const C_DIR = `${CLUSTER_ROOT}/c`;
+export const hostC: ClusterHost = {
+  name: 'C',
+  uri: 'qemu+tcp://127.0.0.1:16511/system',
+  hostId: 'ovmfhook-host-c',
+  nvramDir: `${C_DIR}/var-lib-libvirt/qemu/nvram`,
+  stateDir: `${C_DIR}/var-lib-ovmf-hook/state`,
+  logFile: `${C_DIR}/hook.log`,
+  configPath: `${C_DIR}/etc/ovmf-hook/config.json`,
+  ovmfDir: `${CLUSTER_ROOT}/c-ovmf`,
+};
+/** The testbed directory of a namespaced host (B, C). */
+const dirOf = (host: ClusterHost): string => `${CLUSTER_ROOT}/${host.name.toLowerCase()}`;
+
 export const sha256 = (b: Uint8Array): string => createHash('sha256').update(b).digest('hex');
 export const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 
@@ -81,10 +96,17 @@ export function testbed(args: string[], timeoutSec = 240): string {
   return out;
 }
 
-/** Is the testbed still as `up` left it? (cheap: files only) Another test may have reinstalled host A's hook. */
-function testbedIntact(): boolean {
+/** Is the testbed still as `up` left it (in the wanted mode)? (cheap: files only) Another test may have reinstalled host A's hook. */
+function testbedIntact(lockd: boolean): boolean {
   try {
-    return JSON.parse(readFileSync(hostA.configPath, 'utf8')).hostId === hostA.hostId && existsSync('/etc/libvirt/hooks/qemu') && existsSync(`${B_DIR}/anchor.pid`);
+    const mode = (h: string) => readFileSync(`${CLUSTER_ROOT}/${h}/mode`, 'utf8').trim();
+    return (
+      JSON.parse(readFileSync(hostA.configPath, 'utf8')).hostId === hostA.hostId &&
+      existsSync('/etc/libvirt/hooks/qemu') &&
+      existsSync(`${B_DIR}/anchor.pid`) &&
+      mode('b') === (lockd ? 'lockd' : 'plain') &&
+      (!lockd || (existsSync(`${C_DIR}/anchor.pid`) && mode('c') === 'lockd'))
+    );
   } catch {
     return false;
   }
@@ -101,7 +123,8 @@ const isCi = (): boolean => {
  * skipped with a warning locally, a failing test under CI. A testbed that fails to come up fails
  * the tests, in CI and locally.
  */
-export function describeCluster(name: string, fn: () => void): void {
+export function describeCluster(name: string, fn: () => void, o: { lockd?: boolean } = {}): void {
+  const mode = o.lockd ? ['--lockd'] : [];
   if (process.geteuid?.() !== 0) {
     const why = 'the cluster testbed needs root (GlusterFS, mount namespaces, a second libvirtd)';
     if (isCi()) {
@@ -119,11 +142,11 @@ export function describeCluster(name: string, fn: () => void): void {
   describe(name, () => {
     beforeAll(() => {
       const t0 = Date.now();
-      testbed(['up', ...(process.env.OVMFHOOK_CLUSTER_NO_BUILD ? [] : ['--build'])]);
+      testbed(['up', ...mode, ...(process.env.OVMFHOOK_CLUSTER_NO_BUILD ? [] : ['--build'])]);
       console.info(`[cluster] testbed up in ${Date.now() - t0} ms`);
     }, 300_000);
     beforeEach(() => {
-      if (!testbedIntact()) testbed(['up']);
+      if (!testbedIntact(!!o.lockd)) testbed(['up', ...mode]);
     }, 120_000);
     afterAll(async () => {
       try {
@@ -182,18 +205,17 @@ function outputOf(p: ChildProcessWithoutNullStreams | ChildProcessByStdio<null, 
   });
 }
 
+/** pid of a namespaced host's daemon (`anchor`: the process that keeps its mount namespace alive). */
+export const daemonPid = (host: ClusterHost, daemon: 'anchor' | 'libvirtd' | 'virtlockd'): number => Number(readFileSync(`${dirOf(host)}/${daemon}.pid`, 'utf8').trim());
+
 /** pid of the process that keeps host B's mount namespace alive. */
-export function bAnchorPid(): number {
-  return Number(readFileSync(`${B_DIR}/anchor.pid`, 'utf8').trim());
-}
+export const bAnchorPid = (): number => daemonPid(hostB, 'anchor');
 
 /** pid of host B's libvirtd. */
-export function bLibvirtdPid(): number {
-  return Number(readFileSync(`${B_DIR}/libvirtd.pid`, 'utf8').trim());
-}
+export const bLibvirtdPid = (): number => daemonPid(hostB, 'libvirtd');
 
 /** argv prefix that runs a command in `host`'s mount namespace. */
-export const inHost = (host: ClusterHost): string[] => (host.name === 'A' ? [] : ['nsenter', '-t', String(bAnchorPid()), '-m', '--']);
+export const inHost = (host: ClusterHost): string[] => (host.name === 'A' ? [] : ['nsenter', '-t', String(daemonPid(host, 'anchor')), '-m', '--']);
 
 /** Run a command in the host's mount namespace (synchronous). */
 export function runOn(host: ClusterHost, argv: string[], o: RunOptions = {}): VirshResult {
@@ -202,11 +224,15 @@ export function runOn(host: ClusterHost, argv: string[], o: RunOptions = {}): Vi
   return check(argv.join(' '), { code: r.status ?? 128, stdout: r.stdout ?? '', stderr: r.stderr ?? String(r.error ?? '') }, o);
 }
 
-/** Start host B's libvirtd again (after a test killed it), inside B's namespace. */
-export async function restartBLibvirtd(): Promise<void> {
-  runOn(hostB, ['libvirtd', '--listen', '-d', '-p', `${B_DIR}/libvirtd.pid`]);
-  await waitUntil(() => virshOn(hostB, ['version'], { allowFail: true, timeoutSec: 10 }).code === 0, 60_000, "host B's libvirtd answering again");
+/** Start a namespaced host's libvirtd again (after a test killed it; `virtlockd` first, in lock-manager mode), inside its namespace. */
+export async function restartLibvirtd(host: ClusterHost, o: { virtlockd?: boolean } = {}): Promise<void> {
+  if (o.virtlockd) runOn(host, ['virtlockd', '-d', '-p', `${dirOf(host)}/virtlockd.pid`]);
+  runOn(host, ['libvirtd', '--listen', '-d', '-p', `${dirOf(host)}/libvirtd.pid`]);
+  await waitUntil(() => virshOn(host, ['version'], { allowFail: true, timeoutSec: 10 }).code === 0, 60_000, `host ${host.name}'s libvirtd answering again`);
 }
+
+/** Start host B's libvirtd again (after a test killed it), inside B's namespace. */
+export const restartBLibvirtd = (): Promise<void> => restartLibvirtd(hostB);
 
 // ---------------------------------------------------------------------------------------------
 // Hook logs, configs, archive
@@ -268,15 +294,32 @@ export interface ClusterVm {
   uuid: string;
   /** Serial console log (appended to by whichever host runs the VM). */
   serialLog: string;
+  /**
+   * A raw disk, what libvirt's lock manager locks: the same path on B and C (`/var/lib/libvirt/images`),
+   * but each host's own file, so QEMU's own image locking (which a shared file would trip first)
+   * stays out of the way and only virtlockd's lockspace on the GlusterFS volume can refuse a start.
+   */
+  disk?: string;
+  /** false: `<ovmf:policy archive="no"/>`, the hook leaves the VM alone. Default true. */
+  archive?: boolean;
 }
 
 const created = new Map<string, ClusterVm>();
 const SERIAL_DIR = `${CLUSTER_ROOT}/serial`;
 
-export function newClusterVm(prefix: string): ClusterVm {
+const DISK_DIR = '/var/lib/libvirt/images';
+/** The disk's file of each namespaced host, as seen from the test process. */
+const diskFiles = (vm: ClusterVm): string[] => (vm.disk ? [hostB, hostC].map((h) => `${dirOf(h)}/var-lib-libvirt/images/${vm.name}.img`) : []);
+
+/** A new test VM; `disk`: with a 1 MiB raw disk (for the lock manager), `archive: false`: not archived by the hook. */
+export function newClusterVm(prefix: string, o: { disk?: boolean; archive?: boolean } = {}): ClusterVm {
   const name = `${CLUSTER_VM_PREFIX}${prefix}-${randomUUID().slice(0, 8)}`;
   mkdirSync(SERIAL_DIR, { recursive: true, mode: 0o755 });
-  const vm = { name, uuid: randomUUID(), serialLog: join(SERIAL_DIR, `${name}.log`) };
+  const vm: ClusterVm = { name, uuid: randomUUID(), serialLog: join(SERIAL_DIR, `${name}.log`), archive: o.archive ?? true };
+  if (o.disk) {
+    vm.disk = join(DISK_DIR, `${name}.img`);
+    for (const f of diskFiles(vm)) if (existsSync(join(f, '..'))) writeFileSync(f, Buffer.alloc(1024 * 1024));
+  }
   created.set(name, vm);
   return vm;
 }
@@ -293,7 +336,8 @@ export function clusterDomainXml(vm: ClusterVm, host: ClusterHost, loaderDir = h
     machine: 'q35',
     firmware: 'ovmf',
     ovmfDir: loaderDir,
-    metadata: '<ovmf:policy xmlns:ovmf="urn:ovmf-hook:policy:1" archive="yes"/>',
+    metadata: `<ovmf:policy xmlns:ovmf="urn:ovmf-hook:policy:1" archive="${vm.archive === false ? 'no' : 'yes'}"/>`,
+    disks: vm.disk ? [{ path: vm.disk, format: 'raw' }] : [],
     serialLog: vm.serialLog,
     serialAppend: true,
   });
@@ -328,7 +372,7 @@ export const nvramOf = (host: ClusterHost, vm: ClusterVm): Buffer => readFileSyn
 
 /** pid of the VM's QEMU on the host (libvirt's pid file). */
 export function qemuPid(host: ClusterHost, vm: ClusterVm): number {
-  const run = host.name === 'A' ? '/run/libvirt' : `${B_DIR}/run-libvirt`;
+  const run = host.name === 'A' ? '/run/libvirt' : `${dirOf(host)}/run-libvirt`;
   return Number(readFileSync(`${run}/qemu/${vm.name}.pid`, 'utf8').trim());
 }
 
@@ -370,7 +414,7 @@ export async function waitUntil(cond: () => boolean | Promise<boolean>, timeoutM
 
 /** Destroy every VM this process created (both hosts) and remove their NVRAM files, state and serial logs. */
 export async function cleanupClusterVms(): Promise<void> {
-  for (const host of [hostA, hostB]) {
+  for (const host of [hostA, hostB, ...(existsSync(`${C_DIR}/anchor.pid`) ? [hostC] : [])]) {
     const ok = virshOn(host, ['version'], { allowFail: true, timeoutSec: 10 }).code === 0;
     for (const vm of created.values()) {
       if (ok) virshOn(host, ['destroy', vm.name], { allowFail: true, timeoutSec: 30 });
@@ -380,7 +424,8 @@ export async function cleanupClusterVms(): Promise<void> {
   }
   for (const vm of created.values()) {
     rmSync(vm.serialLog, { force: true });
-    for (const h of ['A', 'B']) rmSync(join(SERIAL_DIR, `${vm.name}.${h}.xml`), { force: true });
+    for (const f of diskFiles(vm)) rmSync(f, { force: true });
+    for (const h of ['A', 'B', 'C']) rmSync(join(SERIAL_DIR, `${vm.name}.${h}.xml`), { force: true });
     rmSync(vmArchive(vm.uuid), { recursive: true, force: true });
   }
   created.clear();
