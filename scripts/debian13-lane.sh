@@ -34,7 +34,8 @@ readonly LAYOUT=1 # bump when the root's preparation below changes: the cache is
 # hosts and a GlusterFS volume (scripts/cluster-testbed.sh), which this one-root lane does not build.
 readonly LANE_FILES=(test/hook/hook.libvirt.test.ts test/cli/convert.libvirt.test.ts test/support/harness.libvirt.test.ts
   test/reliability/soak.libvirt.test.ts test/cli/tpm.libvirt.test.ts test/install/deb.libvirt.test.ts
-  test/keys/enroll.libvirt.test.ts test/keys/convert-secure-boot.libvirt.test.ts)
+  test/keys/enroll.libvirt.test.ts test/keys/convert-secure-boot.libvirt.test.ts test/keys/boot.libvirt.test.ts
+  test/keys/template.libvirt.test.ts test/keys/policy.libvirt.test.ts test/keys/certs.libvirt.test.ts)
 readonly WAIT_SEC="${LIBVIRT_WAIT_SEC:-120}"
 readonly IN_PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
 

@@ -2,21 +2,24 @@
  * The libvirt QEMU hook: `qemu <vm> <op> <subop> <extra>`, domain XML on stdin.
  *
  *   prepare begin  guard the policy, then restore / provision the NVRAM (before libvirt's own
- *                  template copy); a non-zero exit aborts the start and libvirt shows our stderr line
+ *                  template copy), then, at a cold start of a VM with `secure-boot-certs="2023"`,
+ *                  enrol the Microsoft 2023 certificates it lacks (archived first); a non-zero exit
+ *                  aborts the start and libvirt shows our stderr line
  *   release end    archive the NVRAM as a new generation; always exit 0
  *   migrate begin  filter: map firmware paths to this host's copies; mark the VM as incoming
- *   restore begin  filter: map firmware paths
+ *   restore begin  filter: map firmware paths; mark a VM with the certificate policy as resuming a saved image
  *   anything else  exit 0 (handled in hooks/qemu.ts without loading this module)
  *
  * Never calls libvirt. stdout carries XML only (filters), stderr one line on failure, the
  * journal/syslog everything else.
  */
-import { existsSync, statSync, writeSync } from 'node:fs';
+import { existsSync, readFileSync, statSync, writeSync } from 'node:fs';
 import { dirname } from 'node:path';
-import { allAsync, type Archive, clearIncomingMigration, clearStartRefused, configPath, getLocalState, hostIdentity, type IoFor, ioForLocalDirs, loadCatalog, loadConfigAsync, localDirs, lockVm, markIncomingMigration, markStartRefused, NAME_MAX, type NvramOwner, openArchive, prepareNvram, qemuOwnerNames, releaseNvram, resolveIds, type StateAccess, statSizes } from '../io';
-import { DEFAULT_CONFIG, domainPolicy, policyViolations, resolvePolicy, type Config } from '../core/config';
+import { allAsync, type Archive, clearIncomingMigration, clearStartRefused, configPath, getLocalState, hostIdentity, type IoFor, ioForLocalDirs, loadCatalog, loadConfigAsync, localDirs, lockVm, markIncomingMigration, markRestoringImage, markStartRefused, NAME_MAX, type NvramOwner, openArchive, type PrepareOptions, prepareNvram, qemuOwnerNames, releaseNvram, resolveIds, type StateAccess, statSizes } from '../io';
+import { DEFAULT_CONFIG, domainPolicy, policyViolations, resolvePolicy, SECURE_BOOT_CERTS_POLICY, type Config, type Policy } from '../core/config';
+import { leasePolicy, parseLockManager } from '../core/config/lock-manager';
 import { parseDomain, type Domain } from '../core/domain';
-import { ArchiveCorruptError, ConfigError, isOvmfHookError, OvmfHookError, RefusedError, UnsafePathError, UsageError } from '../core/errors';
+import { ArchiveCorruptError, ConfigError, errorMessage, isOvmfHookError, OvmfHookError, RefusedError, UnsafePathError, UsageError } from '../core/errors';
 import { checkFlashPair } from '../core/firmware';
 import { withinStartWindow } from '../core/nvram';
 import { checkVmName, handledOp, NEVER_FAIL, parseHookArgs, type HookArgs } from './args';
@@ -30,6 +33,8 @@ import { flushLog, makeLogger, oneLine, type Logger } from '../io/log';
 export const ARCHIVE_MARKER = '.ovmf-hook-archive';
 
 const MAX_XML_BYTES = 16 * 1024 * 1024;
+/** libvirt's QEMU driver config: its `lock_manager` decides whether claim leases are honoured. */
+const QEMU_CONF = '/etc/libvirt/qemu.conf';
 
 interface Ctx {
   args: HookArgs;
@@ -188,8 +193,36 @@ function onTimeout(args: HookArgs, seconds: number, log: Logger, progress: Progr
 // eslint-disable-next-line no-control-regex
 const shownName = (vm: string): string => (/[\u0000-\u001f\u007f]/.test(vm) ? JSON.stringify(vm) : vm);
 
+/** The VM's name as one shell argument, for the commands messages name. */
+const shellName = (vm: string): string => (/^[\w.+-]+$/.test(vm) ? vm : `'${vm.replace(/'/g, "'\\''")}'`);
+
 function convertHint(ctx: Ctx, secureBoot: boolean, tpm: boolean): string {
-  return `ovmf-hook convert ${/^[\w.+-]+$/.test(ctx.args.vm) ? ctx.args.vm : `'${ctx.args.vm.replace(/'/g, "'\\''")}'`}${secureBoot ? ' --secure-boot' : ''}${tpm ? ' --tpm' : ''}`;
+  return `ovmf-hook convert ${shellName(ctx.args.vm)}${secureBoot ? ' --secure-boot' : ''}${tpm ? ' --tpm' : ''}`;
+}
+
+/** The varstore enrolment: loaded only for a start of a VM with the `secure-boot-certs` policy. */
+const certPolicy = () => require('../core/varstore/cert-policy') as typeof import('../core/varstore/cert-policy');
+
+/**
+ * The `secure-boot-certs` policy's edit of a cold start's NVRAM (cert-policy.ts), committed by
+ * prepareNvram archive first. A store that cannot be enrolled (or any failure of the pure step)
+ * starts unchanged with a warning: a maintenance step the admin opted into must not stop the VM.
+ */
+function secureBootCertsEdit(ctx: Ctx, policy: Policy): PrepareOptions['edit'] {
+  const { secureBootCertsStep } = certPolicy();
+  return {
+    name: SECURE_BOOT_CERTS_POLICY,
+    apply: (current) => {
+      try {
+        const r = secureBootCertsStep(current, { vm: shellName(ctx.args.vm), tpm: ctx.domain.devices('tpm').length > 0, tpmReseal: policy.tpmReseal === 'accept' });
+        if (r.do === 'enroll') return { data: r.data, changed: true, reason: r.reason };
+        if (r.log) ctx.log(r.log.level, `prepare: ${r.log.message}`);
+      } catch (e) {
+        ctx.log('warning', `prepare: ${SECURE_BOOT_CERTS_POLICY}: could not enrol (internal error: ${errorMessage(e)}); the VM starts with its NVRAM unchanged`);
+      }
+      return null;
+    },
+  };
 }
 
 async function prepare(ctx: Ctx): Promise<void> {
@@ -203,7 +236,10 @@ async function prepare(ctx: Ctx): Promise<void> {
       log('warning', `${line} (mode "warn": starting anyway)`); // the logger names the VM
     }
   }
-  if (!policy.archive) return;
+  if (!policy.archive) {
+    if (policy.secureBootCerts && domain.isUefi) log('warning', `prepare: ${SECURE_BOOT_CERTS_POLICY} archives the NVRAM before it enrols, but this VM's policy says archive="no": not enrolling`);
+    return;
+  }
   const files = domainFiles(ctx);
   if (!files) return; // BIOS: nothing to provision
   if (files.unmanaged || !files.nvram) {
@@ -233,6 +269,9 @@ async function prepare(ctx: Ctx): Promise<void> {
   const state = await getLocalState(config.stateDir, uuid, stateAccess(ctx)).catch(() => null);
   // set by `migrate begin` moments ago; an old flag (a migration that never got here) is ignored
   const incoming = state?.incomingMigration === true && withinStartWindow(state.time);
+  // set by `restore begin` moments ago (only for a VM with the certificate policy): a saved image resumes
+  const restoring = withinStartWindow(state?.restoringImage);
+  if (policy.secureBootCerts && (incoming || restoring)) ctx.log('info', `prepare: ${certPolicy().notAtThisStart(incoming ? 'incoming migration' : 'restore of a saved image')}`);
   // the CLI's nvram restore/reset must not replace the file while this start prepares it, nor the other way round
   await lockVm(config.stateDir, uuid, `the start of ${args.vm} (hook prepare, pid ${process.pid})`, (other) =>
     `${args.vm}: not started: its NVRAM is being changed by ${other}; start it again once that has finished`);
@@ -243,9 +282,11 @@ async function prepare(ctx: Ctx): Promise<void> {
       owner,
       expectedSize: files.template ? sizes[files.template] : undefined,
       incomingMigration: incoming,
-      claimLeaseSeconds: config.claimLeaseSeconds,
+      ...claimPolicy(ctx),
       onAdopted: (prev) => log('warning', `${files.nvram} was the NVRAM of a domain of the same name that is gone (${prev.uuid}): it is this domain's now`),
       onCorrupt: (n, problem) => log('err', `archive generation ${n} is corrupt, moved aside (never restored): ${problem}`),
+      // a cold start only: an incoming migration or a saved image resumes a guest that has the NVRAM it left
+      edit: policy.secureBootCerts && !incoming && !restoring ? secureBootCertsEdit(ctx, policy) : undefined,
     });
     if (incoming) await clearIncomingMigration(config.stateDir, uuid, stateAccess(ctx));
     log('info', `prepare: ${incoming ? 'incoming migration, ' : ''}${r.action}${r.generation ? ` generation ${r.generation}` : ''}${r.displaced ? ` (local copy kept as generation ${r.displaced})` : ''}: ${r.why}`);
@@ -253,6 +294,11 @@ async function prepare(ctx: Ctx): Promise<void> {
       log(
         'warning',
         `prepare: the ${r.action === 'restore' ? `restored generation ${r.generation}` : 'template'} trusts fewer Microsoft 2023 Secure Boot certificates than the local NVRAM it replaced; lost: ${r.lostCertificates.join(', ')} (a guest whose boot manager is signed by Windows UEFI CA 2023 may not boot); to add them again, shut the VM down and run: ovmf-hook nvram enroll ${args.vm} --ms-2023`,
+      );
+    if (r.edited)
+      ctx.log(
+        'info',
+        `prepare: ${r.edited.reason} (Microsoft 2023 certificates enrolled before the start), archived as generation ${r.edited.generation} (the newest); the NVRAM before is generation ${r.edited.saved} (undo, VM shut off: ovmf-hook nvram restore ${shellName(args.vm)} --generation ${r.edited.saved} --force)`,
       );
   } catch (e) {
     if (e instanceof OvmfHookError && !inArchive(e, config.archiveDir)) throw e;
@@ -270,6 +316,22 @@ async function openNvram(ctx: Ctx, nvramPath: string, qemuUid: number | undefine
   ctx.progress.shown = dir.shown;
   ctx.log = (level, message) => log(level, dir.shown(message));
   return dir.file(nvramPath);
+}
+
+/**
+ * The lease this host's claims get and whether it takes expired claims over: only with libvirt's
+ * lock manager on (core/config/lock-manager.ts; one small read of qemu.conf per start).
+ */
+function claimPolicy({ config, log }: Ctx): { claimLeaseSeconds: number; takeOverExpired: boolean } {
+  let lockManager: string | null = null;
+  try {
+    lockManager = parseLockManager(readFileSync(QEMU_CONF, 'utf8'));
+  } catch {
+    /* no qemu.conf: libvirt's defaults, no lock manager */
+  }
+  const p = leasePolicy(config.claimLeaseSeconds, lockManager);
+  if (p.ignored) log('warning', p.ignored);
+  return { claimLeaseSeconds: p.leaseSeconds, takeOverExpired: p.takeOver };
 }
 
 /** Who owns the NVRAM files (qemu.conf's user), logged when that account does not exist here. */
@@ -369,7 +431,8 @@ async function release(ctx: Ctx): Promise<void> {
   });
   const log = ctx.log; // shows the NVRAM directory as configured
   if (r.action === 'failed') log('err', `ARCHIVE FAILED, the local NVRAM is kept and the next start retries: ${r.why}`);
-  else log('info', `release: ${r.action === 'archived' ? `archived generation ${r.generation} (${r.kind})` : 'skipped'}: ${r.why}`);
+  else log('info', `release: ${r.action === 'archived' ? `archived generation ${r.generation} (${r.kind})` : 'skipped'}: ${r.why}${r.handedOverTo ? `; claim handed over to host ${r.handedOverTo} (live migration)` : ''}${r.action === 'skip' && r.takeOverUndone ? `; the start did not happen: the expired claim taken over at prepare went back to host ${r.takeOverUndone}` : ''}`);
+  if (r.action !== 'failed') for (const w of r.warnings) log('warning', `release: ${w}`);
 }
 
 async function filter(ctx: Ctx): Promise<void> {
@@ -391,6 +454,14 @@ async function filter(ctx: Ctx): Promise<void> {
     // start on this host skip its archive restore and claim
     await probeIo(ctx);
     await markIncomingMigration(config.stateDir, domain.uuid, new Date(), stateAccess(ctx));
+  }
+  if (args.op === 'restore' && domain.uuid) {
+    const policy = resolvePolicy(config, domain);
+    // the prepare that follows resumes a saved RAM image: the certificate policy must not change its NVRAM
+    if (policy.archive && policy.secureBootCerts) {
+      await probeIo(ctx);
+      await markRestoringImage(config.stateDir, domain.uuid, new Date(), stateAccess(ctx));
+    }
   }
   if (!r.xml) return;
   for (const m of r.mapped) log('info', `${args.op}: ${m.what} ${m.from} -> ${m.to}`);

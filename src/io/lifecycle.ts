@@ -3,7 +3,8 @@
  * asks plan.ts what to do and does it with the safe file layer. The per-host state it writes is
  * the plan's `state` (written by local-state.ts), never one of its own choosing.
  *
- * - prepareNvram  (`prepare begin`): claim, then keep / restore / provision, update the state.
+ * - prepareNvram  (`prepare begin`): claim, then keep / restore / provision, update the state; then
+ *   the start's own `edit`, if any (the hook's certificate policy; committed as enrollNvram commits).
  *   Throws OvmfHookError on refusal (the hook exits 1 and libvirt aborts the start).
  * - releaseNvram  (`release end <reason>`): archive, prune, update the state, give the claim back.
  *   Never throws and never touches the local NVRAM: failures come back as {action:'failed'}
@@ -11,9 +12,11 @@
  * - resetNvram / restoreGeneration / enrollNvram: CLI helpers for a shut-off VM (the caller's
  *   whileLocked checks that, under this host's VM lock).
  *
- * On incoming migration prepare takes no claim: the source keeps it until its `release`
- * ('migrated' → skip; '-' on libvirt < 10.5 → it archives the state at migration time) and gives it
- * back; the destination then archives normally at its own release.
+ * On incoming migration prepare takes no claim but records this host as the destination
+ * (`incoming.json`); the source keeps its claim until its `release` ('migrated' → skip; '-' on
+ * libvirt < 10.5 → it archives the state at migration time) and hands it over to the destination
+ * (handover.ts), which then archives and gives it back at its own release. A destination whose
+ * migration failed removes its record at its release; the claim stays with the source.
  */
 import path from 'node:path';
 import { ArchiveCorruptError, RefusedError, UsageError } from '../core/errors';
@@ -23,9 +26,10 @@ import { allAsync, type Io, type IoFor } from './fs-api';
 import { checkFileOwner, claimFile, forgetClaimToken, getLocalState, recordSync, stageStateUpdate, writeStateUpdate, type FileOwner, type StateAccess } from './local-state';
 import { lockVm } from './vm-lock';
 import { planPrepare, planRelease, type PreparePlan } from '../core/nvram/plan';
-import type { StateUpdate } from '../core/nvram/state-update';
+import { ARCHIVED, WRITTEN, type StateFacts, type StateUpdate } from '../core/nvram/state-update';
 import { cleanupTemps, MAX_NVRAM_BYTES, readNvramSafely, readRegularFile, sha256, stageFileAtomic, writeFileAtomic, type Faults } from './safe-fs';
 import { newestRestorable, withinStartWindow, type GenerationMeta } from '../core/nvram/types';
+import { handOverTarget, holderName, isFreshIncoming } from '../core/nvram/handover';
 import { lostMicrosoft2023 } from '../core/varstore/readiness';
 
 export interface NvramOwner {
@@ -75,8 +79,19 @@ export interface PrepareOptions extends Common {
   incomingMigration: boolean;
   /** 0 = the claim never expires by itself. */
   claimLeaseSeconds?: number;
+  /** false: another host's expired claim is refused (no lock manager here; core/config/lock-manager.ts). Default true. */
+  takeOverExpired?: boolean;
   /** Told when the NVRAM file was recorded for a gone domain of the same name (see claimFile). */
   onAdopted?: (previous: FileOwner) => void;
+  /**
+   * A change this start makes to the NVRAM once the plan is carried out (the hook's
+   * `secure-boot-certs` policy): `apply` gets what the local file holds then and gives the edit, or
+   * null for none. Never applied to an incoming migration, nor when no local NVRAM is left. It is
+   * committed as `nvram enroll` commits (commitEdit: archive first, the result the newest
+   * generation, the copy before named "copy taken before <name>"), with the claim held; a failure
+   * to archive or write fails the prepare like any other step (the claim this call took is given back).
+   */
+  edit?: { name: string; apply: (current: Buffer) => NvramEdit | null };
 }
 
 export interface PrepareResult {
@@ -92,6 +107,8 @@ export interface PrepareResult {
    * does not (restore, provision); the start goes ahead (availability), the hook warns.
    */
   lostCertificates?: string[];
+  /** `edit` committed: the newest generation now, the copy of the NVRAM before, the edit's reason. */
+  edited?: { generation: number; saved: number; reason: string };
 }
 
 export interface ReleaseOptions extends Common {
@@ -102,8 +119,10 @@ export interface ReleaseOptions extends Common {
 }
 
 export type ReleaseResult =
-  | { action: 'archived'; generation: number; kind: 'archive' | 'fenced'; why: string; warnings: string[] }
-  | { action: 'skip'; why: string; warnings: string[] }
+  /** `handedOverTo`: the live migration's destination now holds the claim (handover.ts). */
+  | { action: 'archived'; generation: number; kind: 'archive' | 'fenced'; why: string; warnings: string[]; handedOverTo?: string }
+  /** `takeOverUndone`: the start did not happen, the expired claim this host took over went back to that holder. */
+  | { action: 'skip'; why: string; warnings: string[]; handedOverTo?: string; takeOverUndone?: string }
   | { action: 'failed'; why: string; error: unknown };
 
 /** Where the local NVRAM is read and written (see Common.nvramIo). */
@@ -152,8 +171,8 @@ async function inOrder<T extends readonly unknown[]>(ps: { [K in keyof T]: Promi
   return settled.map((r) => (r as PromiseFulfilledResult<unknown>).value) as unknown as T;
 }
 
-async function takeClaim(o: Common & { claimLeaseSeconds?: number }): Promise<ClaimResult> {
-  return o.archive.claim(o.uuid, { vmName: o.vmName, leaseSeconds: o.claimLeaseSeconds ?? 0, now: o.now });
+async function takeClaim(o: Common & { claimLeaseSeconds?: number; takeOverExpired?: boolean }): Promise<ClaimResult> {
+  return o.archive.claim(o.uuid, { vmName: o.vmName, leaseSeconds: o.claimLeaseSeconds ?? 0, now: o.now, takeOver: o.takeOverExpired });
 }
 
 export async function prepareNvram(o: PrepareOptions): Promise<PrepareResult> {
@@ -164,6 +183,10 @@ export async function prepareNvram(o: PrepareOptions): Promise<PrepareResult> {
   const file = await claimFile(stateDir, o.nvramPath, { uuid, vmName }, access);
   if (file.adopted) o.onAdopted?.(file.adopted);
   const claim = o.incomingMigration ? undefined : await takeClaim({ ...o, uuid });
+  // incoming migration: the archive records this host as the destination, and the source's release
+  // hands its claim over (handover.ts). Written here, not at `migrate begin`: a prepare that fails
+  // after it is followed by libvirt's release, which removes the record again.
+  const incoming = o.incomingMigration ? await archive.markIncoming(uuid, { vmName, leaseSeconds: o.claimLeaseSeconds ?? 0, now: o.now }) : undefined;
   try {
     // with the claim held: the sweep and the reads are independent of each other
     const [, local, metas, state, template] = await inOrder([
@@ -233,24 +256,27 @@ export async function prepareNvram(o: PrepareOptions): Promise<PrepareResult> {
       await next.value.commit();
     };
     const how = claim?.how;
+    // the plan is carried out (`current`: what the local file holds now); then the start's own edit
+    const edited = async (done: PrepareResult, current: Buffer | undefined): Promise<PrepareResult> =>
+      o.edit && current && !o.incomingMigration ? { ...done, ...(await editAtStart(o, uuid, current, o.edit, facts)) } : done;
 
     switch (plan.action) {
       case 'refuse':
         throw new RefusedError(`${vmName}: ${plan.why}`);
       case 'keep':
         await writeStateUpdate(stateDir, uuid, plan.state, facts, access);
-        return { action: 'keep', why: plan.why, claim: how };
+        return await edited({ action: 'keep', why: plan.why, claim: how }, local?.data);
       case 'restore': {
         const data = restored as Buffer; // verified before anything changes
         const displaced = plan.displaceLocal ? await displace(`displaced by restore of generation ${plan.generation}`) : undefined;
         await writeAndSave(data, plan.state);
-        return { action: 'restore', generation: plan.generation, displaced, why: plan.why, claim: how, ...lostBy(local, data) };
+        return await edited({ action: 'restore', generation: plan.generation, displaced, why: plan.why, claim: how, ...lostBy(local, data) }, data);
       }
       case 'provision': {
         const data = template as Buffer;
         const displaced = plan.displaceLocal ? await displace('displaced by provisioning from the template') : undefined;
         await writeAndSave(data, plan.state, sha256(data));
-        return { action: 'provision', displaced, why: plan.why, claim: how, ...lostBy(local, data) };
+        return await edited({ action: 'provision', displaced, why: plan.why, claim: how, ...lostBy(local, data) }, data);
       }
     }
   } catch (e) {
@@ -261,6 +287,7 @@ export async function prepareNvram(o: PrepareOptions): Promise<PrepareResult> {
       await archive.releaseClaim(uuid, claim.claim.token).catch(() => {});
       await forgetClaimToken(stateDir, uuid, access).catch(() => {});
     }
+    if (incoming) await archive.dropIncoming(uuid, incoming.token).catch(() => {});
     throw e;
   }
 }
@@ -272,11 +299,12 @@ export async function releaseNvram(o: ReleaseOptions): Promise<ReleaseResult> {
     const access = stateAccess(o);
     await checkFileOwner(stateDir, o.nvramPath, { uuid, vmName }, access);
     // the archive and state reads run while the local NVRAM is read and hashed
-    const facts = inOrder([archive.list(uuid), getLocalState(stateDir, uuid, access), archive.claimInfo(uuid)] as const);
+    // an unreadable incoming record must not stop the archive: the claim alone then decides
+    const facts = inOrder([archive.list(uuid), getLocalState(stateDir, uuid, access), archive.claimInfo(uuid), archive.incomingInfo(uuid).catch(() => null)] as const);
     facts.catch(() => {}); // awaited below, after the local read (which may fail first)
     const local = await readNvramSafely(ioPath(o), { io: nvramApi(o) });
     const localInfo = localFacts(local);
-    const [metas, state, claim] = await facts;
+    const [metas, state, claim, incoming] = await facts;
     let newest = newestRestorable(metas);
     // "equals the newest generation" is the one case in which release keeps no copy of its own:
     // that copy must be intact (rare: OVMF rewrites its store on every boot, so a stop usually
@@ -292,7 +320,12 @@ export async function releaseNvram(o: ReleaseOptions): Promise<ReleaseResult> {
     }
     // Ours if the claim names this host; with no claim at all, ours unless we had one (then it was taken).
     const held = claim ? claim.hostId === archive.hostId : !state?.claimToken;
-    const startRefused = withinStartWindow(state?.startRefused, o.now);
+    // a start libvirt refused after this host's prepare took an expired claim over (a lock manager
+    // found the VM still running on the old holder): the file is as prepare left it, the start is
+    // recent. Nothing ran here: archive nothing, and give the claim back (undoTakeOver).
+    const refusedTakeOver =
+      held && !!claim?.tookOverFrom && claim.token === state?.claimToken && !!localInfo && localInfo.sha256 === state?.sha256 && withinStartWindow(state?.preparedAt, o.now);
+    const startRefused = withinStartWindow(state?.startRefused, o.now) || refusedTakeOver;
     const plan = planRelease({ local: localInfo, newest, reason: o.reason, claimHeldByUs: held, startRefused, state });
     const warnings: string[] = [];
     const now = o.now ?? new Date();
@@ -317,8 +350,37 @@ export async function releaseNvram(o: ReleaseOptions): Promise<ReleaseResult> {
       await writeStateUpdate(stateDir, uuid, plan.state, { now, previous: state }, access);
       result = { action: 'skip', why: plan.why, warnings };
     }
-    // after a refused start a claim of ours predates it and protects a local copy: keep it
-    if (held && claim && !startRefused) await archive.releaseClaim(uuid, archive.hostId).catch((e: Error) => warnings.push(`claim release failed: ${e.message}`));
+    // after a refused start a claim of ours predates it and protects a local copy: keep it. At the
+    // end of a live migration it goes to the destination instead of back (handover.ts).
+    const handTo = handOverTarget({ claim, incoming, hostId: archive.hostId, reason: o.reason, now });
+    if (held && claim && !startRefused) {
+      if (!handTo) await archive.releaseClaim(uuid, archive.hostId).catch((e: Error) => warnings.push(`claim release failed: ${e.message}`));
+      else {
+        try {
+          const to = await archive.handOver(uuid, claim, handTo, now);
+          if (to) result.handedOverTo = holderName(to);
+          else warnings.push(`claim hand-over to ${handTo.host} skipped: the claim changed meanwhile`);
+        } catch (e) {
+          warnings.push(`claim hand-over to ${handTo.host} failed: ${(e as Error).message}`);
+        }
+      }
+    }
+    if (refusedTakeOver && result.action === 'skip' && !withinStartWindow(state?.startRefused, o.now))
+      result.why = "libvirt did not start the VM after this host's prepare (the local NVRAM is as prepare left it): nothing to archive";
+    if (refusedTakeOver && claim) {
+      try {
+        const back = await archive.undoTakeOver(uuid, claim);
+        if (back) {
+          if (result.action === 'skip') result.takeOverUndone = holderName(back);
+          await forgetClaimToken(stateDir, uuid, access);
+        }
+      } catch (e) {
+        warnings.push(`giving the taken-over claim back failed: ${(e as Error).message}`);
+      }
+    }
+    // this host's own record (the migration to here has ended, or failed) or a stale one goes
+    if (incoming && (incoming.hostId === archive.hostId || !isFreshIncoming(incoming, now)))
+      await archive.dropIncoming(uuid, incoming.token).catch((e: Error) => warnings.push(`incoming record removal failed: ${e.message}`));
     await pruned;
     // after the claim release: the sweep removes old claim.released-* leftovers, never the one in flight
     await sweepLeftovers(o, uuid, true);
@@ -477,20 +539,53 @@ export async function enrollNvram<R extends NvramEdit>(
     const result = o.edit(local.data);
     if (!result.changed) return { action: 'enroll', result };
     const data = Buffer.from(result.data);
-    if (data.length !== local.data.length)
-      throw new UsageError(`internal error: the enrolled NVRAM is ${data.length} bytes, the VM's ${local.data.length}; nothing was written`);
-    const [metas, state] = await Promise.all([o.archive.list(uuid), getLocalState(o.stateDir, uuid, stateAccess(o))]);
-    const base = { vmName: o.vmName, now: o.now };
-    const localSha = sha256(local.data);
-    // a generation holding this very content already is the undo point, if its data verifies
-    const same = metas.filter((m) => m.sha256 === localSha).at(-1);
-    const reusable = same && (await o.archive.verify(uuid, same.generation)) === null ? same.generation : undefined;
-    const saved =
-      reusable ??
-      generationOf(await o.archive.add(uuid, local.data, { ...base, kind: 'manual', reason: `copy taken before ${o.command ?? 'nvram enroll'}`, basedOn: state?.generation ?? null, sha256: localSha }));
-    const generation = generationOf(await o.archive.add(uuid, data, { ...base, kind: 'manual', reason: result.reason, basedOn: saved }));
-    await writeFileAtomic(ioPath(o), data, { ...o.owner, mode: o.owner.mode ?? 0o600, faults: o.faults, io: nvramApi(o) });
+    const state = await getLocalState(o.stateDir, uuid, stateAccess(o));
+    const { generation, saved } = await commitEdit(o, uuid, local.data, data, { reason: result.reason, before: o.command ?? 'nvram enroll', basedOn: state?.generation ?? null });
     await recordSync(o.stateDir, uuid, { generation, sha256: sha256(data) }, o.now, stateAccess(o));
     return { action: 'enroll', result, generation, saved };
   });
+}
+
+/**
+ * `data`, an edit of the local NVRAM `local`, committed archive first — what `nvram enroll` and the
+ * hook's certificate policy share: `local` kept as a generation (kind `manual`, "copy taken before
+ * <before>", `basedOn` the sync point; an intact generation holding this very content already is
+ * reused instead: it is the undo point), then `data` the newest generation (kind `manual`, `reason`,
+ * based on that copy, so every host restores it), then the local file. The caller holds the VM's
+ * lock and claim, and records the new sync point.
+ */
+async function commitEdit(
+  o: Common & { owner: NvramOwner },
+  uuid: string,
+  local: Buffer,
+  data: Buffer,
+  what: { reason: string; before: string; basedOn: number | null },
+): Promise<{ generation: number; saved: number }> {
+  if (data.length !== local.length) throw new UsageError(`internal error: the edited NVRAM is ${data.length} bytes, the VM's ${local.length}; nothing was written`);
+  const metas = await o.archive.list(uuid);
+  const base = { vmName: o.vmName, now: o.now };
+  const localSha = sha256(local);
+  const same = metas.filter((m) => m.sha256 === localSha).at(-1);
+  const reusable = same && (await o.archive.verify(uuid, same.generation)) === null ? same.generation : undefined;
+  const saved =
+    reusable ?? generationOf(await o.archive.add(uuid, local, { ...base, kind: 'manual', reason: `copy taken before ${what.before}`, basedOn: what.basedOn, sha256: localSha }));
+  const generation = generationOf(await o.archive.add(uuid, data, { ...base, kind: 'manual', reason: what.reason, basedOn: saved }));
+  await writeFileAtomic(ioPath(o), data, { ...o.owner, mode: o.owner.mode ?? 0o600, faults: o.faults, io: nvramApi(o) });
+  return { generation, saved };
+}
+
+/**
+ * prepareNvram's `edit`, once its plan is carried out: committed (commitEdit), then the new sync
+ * point recorded with the marks the plan's state had (this start's claim token, preparedAt). So the
+ * release archives what the running VM changes as usual, and a later start finds the local NVRAM
+ * in sync with the new generation (not an unarchived copy to keep, nor an older one to replace).
+ */
+async function editAtStart(o: PrepareOptions, uuid: string, current: Buffer, edit: NonNullable<PrepareOptions['edit']>, facts: StateFacts): Promise<Pick<PrepareResult, 'edited'>> {
+  const e = edit.apply(current);
+  if (!e?.changed) return {};
+  const data = Buffer.from(e.data);
+  const state = await getLocalState(o.stateDir, uuid, stateAccess(o));
+  const r = await commitEdit(o, uuid, current, data, { reason: e.reason, before: edit.name, basedOn: state?.generation ?? null });
+  await writeStateUpdate(o.stateDir, uuid, { do: 'record', generation: ARCHIVED, sha256: WRITTEN, prepared: true }, { ...facts, previous: state, archived: r.generation, written: sha256(data) }, stateAccess(o));
+  return { edited: { ...r, reason: e.reason } };
 }

@@ -96,6 +96,16 @@ export async function markIncomingMigration(stateDir: string, uuid: string, now 
   await setLocalState(stateDir, uuid, { generation: null, sha256: null, ...prev, time: now.toISOString(), incomingMigration: true }, access);
 }
 
+/**
+ * `restore begin` of a VM whose policy changes the NVRAM at a cold start (`secure-boot-certs`): the
+ * `prepare` that follows resumes a saved RAM image and must leave the NVRAM as the image's firmware
+ * left it (LocalState.restoringImage; the sync point known so far is kept).
+ */
+export async function markRestoringImage(stateDir: string, uuid: string, now = new Date(), access: StateAccess = {}): Promise<void> {
+  const prev = await getLocalState(stateDir, uuid, access).catch(() => null);
+  await setLocalState(stateDir, uuid, { generation: null, sha256: null, time: now.toISOString(), ...prev, restoringImage: now.toISOString() }, access);
+}
+
 /** The incoming migration is prepared: a later start on this host is an ordinary one again. */
 export const clearIncomingMigration = (stateDir: string, uuid: string, access: StateAccess = {}): Promise<void> =>
   forgetMarks(stateDir, uuid, ['incomingMigration'], access);

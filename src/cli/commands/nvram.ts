@@ -10,7 +10,8 @@
  *   repair [VM]               remove leftovers of interrupted writes, verify every generation, move corrupt ones aside
  *   vars, diff                see ./nvram-vars.ts
  *   enroll VM|FILE            add Secure Boot certificates/hashes to KEK/db, see ./nvram-enroll.ts
- *   certs [VM...|--all]       Microsoft 2011/2023 Secure Boot certificate readiness per VM, see ./nvram-certs.ts
+ *   boot VM|FILE              list or change boot entries (BootOrder, BootNext, Boot####), see ./nvram-boot.ts
+ *   certs [VM...|--all [--match GLOB]]  Microsoft 2011/2023 Secure Boot certificate readiness per VM, see ./nvram-certs.ts
  *
  * VM = a name or UUID libvirt knows on this host, or the UUID of a VM only the archive knows.
  * Only this CLI asks libvirt (virsh) whether a VM is shut off; the hook never does.
@@ -29,6 +30,7 @@ import { table } from '../table';
 import { domainState } from '../../io/virsh';
 import { changeLocalNvram } from '../local-nvram';
 import { cliContext, managedNvram, resolveVm, type CliContext, type CliDeps, type Vm } from '../vm';
+import { makeNvramBootCommand } from './nvram-boot';
 import { makeNvramCertsCommand } from './nvram-certs';
 import { makeNvramEnrollCommand } from './nvram-enroll';
 import { generationArg, makeNvramDiffCommand, makeNvramVarsCommand, numberOption } from './nvram-vars';
@@ -484,8 +486,11 @@ async function unlock(argv: { vm: string; force: boolean; json: boolean }, deps:
   const archive = await ctx.archive();
   const claim = await archive.claimInfo(vm.uuid);
   if (!claim) {
-    if (argv.json) return printJson({ vm: vmRef(vm), unlocked: null });
-    return print(`${vm.name}: no claim to unlock`);
+    // a pending live-migration hand-over without a claim (docs/CLUSTER.md) refuses starts too
+    const incoming = await archive.incomingInfo(vm.uuid);
+    if (incoming) await archive.dropIncoming(vm.uuid, incoming.token);
+    if (argv.json) return printJson({ vm: vmRef(vm), unlocked: null, ...(incoming ? { incoming } : {}) });
+    return print(incoming ? `${vm.name}: no claim; removed the incoming-migration record of host ${incoming.host} (since ${when(incoming.time)})` : `${vm.name}: no claim to unlock`);
   }
   const ours = claim.hostId === archive.hostId;
   if (!argv.force) {
@@ -583,6 +588,7 @@ export function makeNvramCommand(deps: NvramCommandDeps = {}): CommandModule<obj
     makeNvramVarsCommand(deps),
     makeNvramDiffCommand(deps),
     makeNvramEnrollCommand(deps),
+    makeNvramBootCommand(deps),
     makeNvramCertsCommand(deps),
   ];
   return {
@@ -590,7 +596,7 @@ export function makeNvramCommand(deps: NvramCommandDeps = {}): CommandModule<obj
     describe: 'Inspect and manage VMs\' UEFI NVRAM and its archive',
     builder: (y: Argv) => {
       for (const c of sub) y.command(c);
-      return y.demandCommand(1, 'name an nvram subcommand: list, show, restore, reset, prune, unlock, repair, vars, diff, enroll, certs');
+      return y.demandCommand(1, 'name an nvram subcommand: list, show, restore, reset, prune, unlock, repair, vars, diff, enroll, boot, certs');
     },
     handler: () => {},
   };

@@ -10,8 +10,19 @@ import type { Domain } from '../domain';
 
 export type YesNo = 'yes' | 'no';
 
-/** What a domain should be: the four policy switches. */
-export interface Policy {
+/**
+ * Opt-in upkeep of a domain's Secure Boot certificates: per VM only, in its `<ovmf:policy>` (never
+ * host-wide: the config file refuses these keys).
+ */
+export interface CertPolicy {
+  /** `"2023"`: a cold start enrols the Microsoft 2023 certificates a Secure Boot NVRAM lacks (archived first) */
+  secureBootCerts?: '2023';
+  /** `"accept"`: that enrolment also goes ahead with a TPM (PCR7 changes; BitLocker suspended by the admin) */
+  tpmReseal?: 'accept';
+}
+
+/** What a domain should be: the four policy switches, and the opt-in certificate policy of a domain. */
+export interface Policy extends CertPolicy {
   uefi: boolean;
   secureBoot: boolean;
   tpm: boolean;
@@ -39,6 +50,12 @@ export interface Config {
   hookTimeoutSeconds: number;
   /** firmware descriptor directories, lowest priority first */
   firmwareDirs: string[];
+  /**
+   * where `firmware template --ms-2023` writes its VARS template copies: outside the root-only
+   * state tree, readable by everyone — a qemu:///session libvirt reads /etc/qemu/firmware too and
+   * copies the template as its user
+   */
+  templateDir: string;
   /** pcie-root-port controllers added by the Q35 conversion */
   rootPorts: number;
   /** owner of NVRAM files; default: `user`/`group` from /etc/libvirt/qemu.conf, else the distro default */
@@ -71,6 +88,7 @@ export const DEFAULT_CONFIG: Readonly<Config> = Object.freeze({
   claimLeaseSeconds: 0,
   hookTimeoutSeconds: 30,
   firmwareDirs: Object.freeze(['/usr/share/qemu/firmware', '/etc/qemu/firmware']),
+  templateDir: '/var/lib/ovmf-hook-templates',
   rootPorts: 14,
   requireArchiveMarker: false,
 }) as Config;
@@ -80,7 +98,15 @@ export const defaultConfig = (): Config => ({ ...DEFAULT_CONFIG, policy: { ...DE
 
 export const CONFIG_PATH = '/etc/ovmf-hook/config.json';
 
-const POLICY_KEYS: Record<string, keyof Policy> = { uefi: 'uefi', 'secure-boot': 'secureBoot', tpm: 'tpm', archive: 'archive' };
+const POLICY_KEYS: Record<string, Exclude<keyof Policy, keyof CertPolicy>> = { uefi: 'uefi', 'secure-boot': 'secureBoot', tpm: 'tpm', archive: 'archive' };
+/** `<ovmf:policy>` attributes with values of their own (per VM only): the key and the values allowed. */
+const CERT_POLICY_KEYS: Record<string, [keyof CertPolicy, readonly string[]]> = {
+  'secure-boot-certs': ['secureBootCerts', ['2023']],
+  'tpm-reseal': ['tpmReseal', ['accept']],
+};
+const quoted = (xs: readonly string[]): string => xs.map((x) => `"${x}"`).join(' or ');
+/** How the `secure-boot-certs="2023"` policy names itself in log lines and generation reasons. */
+export const SECURE_BOOT_CERTS_POLICY = 'policy secure-boot-certs=2023';
 
 type Check = (v: unknown) => boolean;
 const isStr: Check = (v) => typeof v === 'string' && v.length > 0;
@@ -93,6 +119,7 @@ const FIELDS: Record<string, [Check, string]> = {
   archiveDir: [isAbs, 'an absolute path without ".."'],
   stateDir: [isAbs, 'an absolute path without ".."'],
   nvramDir: [isAbs, 'an absolute path without ".."'],
+  templateDir: [isAbs, 'an absolute path without ".."'],
   keepGenerations: [isInt(1, 1000), 'an integer from 1 to 1000'],
   archiveUnavailable: [oneOf('allow', 'refuse'), '"allow" or "refuse"'],
   claimLeaseSeconds: [isInt(0, 10 * 365 * 86400), 'a whole number of seconds (0 = never)'],
@@ -173,6 +200,8 @@ function mergePolicy(base: Policy, value: unknown, source: string): Policy {
   const out = { ...base };
   for (const [k, v] of Object.entries(value)) {
     const key = POLICY_KEYS[k];
+    if (!key && CERT_POLICY_KEYS[k])
+      throw new ConfigError(source, `${where}: "${k}" is set per VM, not host-wide: put it in the domain's metadata (virsh metadata VM --uri urn:ovmf-hook:policy:1 --key ovmf --set '<policy ${k}="${CERT_POLICY_KEYS[k][1][0]}"/>' --config); ${FIX}`);
     if (!key) throw unknownKey(where, k, Object.keys(POLICY_KEYS), source);
     if (v !== 'yes' && v !== 'no' && typeof v !== 'boolean') throw new ConfigError(source, `${where}: "${k}" must be "yes" or "no", got ${got(v)}; ${FIX}`);
     out[key] = v === 'yes' || v === true;
@@ -190,6 +219,12 @@ export function domainPolicy(domain: Domain): Partial<Policy> {
     if (v === undefined) continue;
     if (v !== 'yes' && v !== 'no') throw new UsageError(`${domain.name}: <ovmf:policy ${attr}="${v}"> must be "yes" or "no"`);
     out[key] = v === 'yes';
+  }
+  for (const [attr, [key, allowed]] of Object.entries(CERT_POLICY_KEYS)) {
+    const v = el.attr(attr);
+    if (v === undefined) continue;
+    if (!allowed.includes(v)) throw new UsageError(`${domain.name}: <ovmf:policy ${attr}="${v}"> must be ${quoted(allowed)}, or left out (off)`);
+    (out as Record<string, string>)[key] = v;
   }
   return out;
 }

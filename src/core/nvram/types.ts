@@ -49,6 +49,11 @@ export interface ClaimInfo {
   expires: string | null;
   /** Newest auto-restorable generation when the claim was taken. */
   generation: number | null;
+  /**
+   * Token of the expired claim this one took over (its tombstone `claim.stale-<token>.json` holds
+   * it): a start that libvirt then refuses gives it back (claims.ts undoTakeOver).
+   */
+  tookOverFrom?: string;
 }
 
 /** Another host may take the claim over: it has an expiry and `now` is past it. */
@@ -75,6 +80,13 @@ export interface LocalState {
    * have opened the NVRAM yet): the CLI must not replace the file.
    */
   preparedAt?: string;
+  /**
+   * ISO time of this host's `restore begin` for the VM (`virsh restore`, a managed-save start) whose
+   * policy changes the NVRAM at a cold start: the `prepare` that follows resumes a saved RAM image,
+   * whose firmware expects the NVRAM as it was, so it changes nothing of its own. The plan's state
+   * after that prepare no longer has it.
+   */
+  restoringImage?: string;
   /**
    * ISO time this host's `prepare` refused to start the VM. libvirt runs `release` right after a
    * refused start; that release must not archive (the VM never ran here, the local file may be stale).
