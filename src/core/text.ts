@@ -12,3 +12,6 @@ export function fnv1a64(s: string): string {
   for (const b of Buffer.from(s)) h = BigInt.asUintN(64, (h ^ BigInt(b)) * 0x100000001b3n);
   return h.toString(16).padStart(16, '0');
 }
+
+/** Byte order (C's strcmp): the order libvirt runs qemu.d hooks and tries firmware descriptors in. */
+export const byteOrder = (a: string, b: string): number => Buffer.compare(Buffer.from(a), Buffer.from(b));

@@ -6,7 +6,7 @@
  * partial template), remove exactly ovmf-hook's files. And, for `doctor`, which template new
  * Secure Boot VMs get on this host.
  */
-import { lstatSync, readdirSync, readFileSync, statSync } from 'node:fs';
+import { lstatSync, readFileSync, statSync } from 'node:fs';
 import { mkdir, unlink } from 'node:fs/promises';
 import { posix } from 'node:path';
 import { errorMessage, RefusedError, UsageError } from '../core/errors';
@@ -25,7 +25,7 @@ import { matchFirmware } from '../core/firmware/catalog';
 import type { FirmwareDescriptor } from '../core/firmware/descriptor';
 import { certificateReadiness, type CertificateReadiness, type EnrollItem } from '../core/varstore';
 import { loadCatalog, statSizes } from './firmware';
-import { ensurePrivateDir, fsyncDir, MAX_NVRAM_BYTES, readRegularFile, sha256, writeFileAtomic } from './safe-fs';
+import { ensurePrivateDir, fsyncDir, MAX_NVRAM_BYTES, namesInByteOrder, readRegularFile, sha256, writeFileAtomic } from './safe-fs';
 
 export interface TemplateDirs {
   /** Descriptor directories, least specific first (the config's firmwareDirs). */
@@ -57,15 +57,8 @@ function smallText(path: string): string | undefined {
 
 /** ovmf-hook's descriptors in `dir`, by file name order. */
 export function ownDescriptors(dir: string): OwnDescriptor[] {
-  let names: string[];
-  try {
-    names = readdirSync(dir);
-  } catch {
-    return [];
-  }
-  return names
+  return namesInByteOrder(dir)
     .filter((n) => !n.startsWith('.'))
-    .sort((a, b) => Buffer.compare(Buffer.from(a), Buffer.from(b)))
     .flatMap((n) => {
       const path = posix.join(dir, n);
       const text = smallText(path);

@@ -8,12 +8,12 @@
  * Every step can be observed by an optional `faults` hook so tests can throw ("error") or never
  * resolve ("kill") at a named point. Unused, it costs one `undefined` check per step.
  */
-import { closeSync, constants as C, openSync, readSync, type Stats } from 'node:fs';
+import { closeSync, constants as C, openSync, readdirSync, readSync, type Stats } from 'node:fs';
 import { constants as osConstants } from 'node:os';
 import { setTimeout as delay } from 'node:timers/promises';
 import path from 'node:path';
 import { UnsafePathError } from '../core/errors';
-import { fnv1a64, octalMode } from '../core/text';
+import { byteOrder, fnv1a64, octalMode } from '../core/text';
 import { asyncIo, type Io, type IoHandle } from './fs-api';
 
 /** Fault-injection hook: called before each named step; throw to fail there, never resolve to "kill". */
@@ -374,5 +374,14 @@ export async function ensurePrivateDir(dir: string, opts: { create?: boolean; ch
     if (a.mode & 0o022 && !(a.mode & 0o1000 /* sticky */))
       throw new UnsafePathError(dir, `${p} (parent of ${dir}) is writable by group/other (mode ${octalMode(a.mode)}); run: chmod go-w ${p}`);
     if (p === path.dirname(p)) break;
+  }
+}
+
+/** The entries of `dir` in byte order (libvirt's order for hook and descriptor directories); [] when it cannot be read. */
+export function namesInByteOrder(dir: string): string[] {
+  try {
+    return readdirSync(dir).sort(byteOrder);
+  } catch {
+    return [];
   }
 }

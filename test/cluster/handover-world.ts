@@ -10,6 +10,7 @@ import { openArchive, type Archive } from '../../src/io/archive';
 import { prepareNvram, releaseNvram, type ReleaseResult } from '../../src/io/lifecycle';
 import { markIncomingMigration } from '../../src/io/local-state';
 import type { Faults } from '../../src/io/safe-fs';
+import { afterEach } from 'vitest';
 
 export const UUID = '7a1c0d2e-3f4a-4b5c-8d6e-9f0a1b2c3d4e';
 export const SIZE = 4096;
@@ -71,3 +72,16 @@ export async function stop(h: Host, now: Date, reason = '-'): Promise<Exclude<Re
 }
 
 export const write = (h: Host, data: Buffer): Promise<void> => fs.writeFile(h.nvramPath, data);
+
+/** world() for the calling test file: every world made through it is removed after each test. */
+export function worldPerTest(): () => Promise<World> {
+  const made: string[] = [];
+  afterEach(async () => {
+    for (const d of made.splice(0)) await fs.rm(d, { recursive: true, force: true });
+  });
+  return async () => {
+    const w = await world();
+    made.push(w.base);
+    return w;
+  };
+}

@@ -5,22 +5,14 @@
  */
 import { promises as fs } from 'node:fs';
 import path from 'node:path';
-import { afterEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { RefusedError } from '../../src/core/errors';
 import { handOverTarget, HANDOVER_WINDOW_MS, pendingHandOver, type IncomingRecord } from '../../src/core/nvram/handover';
 import type { ClaimInfo } from '../../src/core/nvram/types';
 import { sha256 } from '../../src/io/safe-fs';
-import { at, fill, receive, start, stop, T0, UUID, world, write, type World } from './handover-world';
+import { at, fill, receive, start, stop, T0, UUID, worldPerTest, write, type World } from './handover-world';
 
-const made: string[] = [];
-afterEach(async () => {
-  for (const d of made.splice(0)) await fs.rm(d, { recursive: true, force: true });
-});
-const newWorld = async (): Promise<World> => {
-  const w = await world();
-  made.push(w.base);
-  return w;
-};
+const newWorld = worldPerTest();
 const refusal = (p: Promise<unknown>): Promise<string> =>
   p.then(
     () => 'started',

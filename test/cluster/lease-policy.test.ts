@@ -3,21 +3,13 @@
  * effect, and an expired claim of another host taken over, only when libvirt's lock manager is on.
  */
 import { promises as fs } from 'node:fs';
-import { afterEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { RefusedError } from '../../src/core/errors';
 import { leasePolicy, parseLockManager } from '../../src/core/config/lock-manager';
-import { at, fill, start, stop, UUID, world, write, type World } from './handover-world';
+import { at, fill, start, stop, UUID, worldPerTest, write, type World } from './handover-world';
 import { prepareNvram } from '../../src/io/lifecycle';
 
-const made: string[] = [];
-afterEach(async () => {
-  for (const d of made.splice(0)) await fs.rm(d, { recursive: true, force: true });
-});
-const newWorld = async (): Promise<World> => {
-  const w = await world();
-  made.push(w.base);
-  return w;
-};
+const newWorld = worldPerTest();
 
 describe('qemu.conf lock_manager', () => {
   it.each([

@@ -6,13 +6,12 @@
  * stderr, exit 1 or 2, nothing on stdout, the whole temp tree as it was.
  */
 import { createHash } from 'node:crypto';
-import { chmodSync, copyFileSync, readFileSync, readlinkSync, statSync, writeFileSync } from 'node:fs';
+import { chmodSync, copyFileSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { parseVarstore, readBootConfig } from '../../src/core/varstore';
-import type { CliRun } from '../cli/support';
 import { mbrHead } from './boot-disks';
-import { builtCli, cliHost, treeSnapshot } from './cli-host';
+import { builtCli, cliHost, expectRefused, fullSnapshot as snapshot } from './cli-host';
 
 const BOOTED = join(__dirname, '../nvram/varstore/fixtures/booted-4m.fd');
 const VM = 'ovmfhook-t-boot';
@@ -21,27 +20,6 @@ const UUID = '7e57e7e5-0000-4000-8000-00000000b001';
 const built = builtCli('boot-cli');
 const sha = (b: Uint8Array) => createHash('sha256').update(b).digest('hex');
 
-/** Every file, directory and symlink under `root` (what "nothing written" is checked against). */
-const snapshot = (root: string) =>
-  treeSnapshot(root, (p, st) =>
-    st.isSymbolicLink()
-      ? `link ${readlinkSync(p)}`
-      : st.isDirectory()
-        ? `dir ${(st.mode & 0o7777).toString(8)}`
-        : `file ${(st.mode & 0o7777).toString(8)} ${st.size} ${sha(readFileSync(p))} ${st.mtimeMs}`,
-  );
-
-/** A refusal: `code`, one line on stderr matching `message`, nothing on stdout, the tree under `root` untouched. */
-function expectRefused(root: string, run: () => CliRun, code: 1 | 2, message: RegExp): CliRun {
-  const before = snapshot(root);
-  const r = run();
-  expect(r.stdout).toBe('');
-  expect(r.stderr).toMatch(/^ovmf-hook: [^\n]+\n$/);
-  expect(r.stderr).toMatch(message);
-  expect(r.code, r.stderr).toBe(code);
-  expect(snapshot(root)).toEqual(before);
-  return r;
-}
 
 const boot = (file: string) => readBootConfig(parseVarstore(readFileSync(file)).variables);
 

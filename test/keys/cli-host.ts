@@ -3,9 +3,10 @@
  * (archive, state and nvram directories inside it, qemu user root) and a fake virsh on PATH
  * (test/cli/fake-virsh-bin.ts) knowing the given domains; and the CLI they run, built once per file.
  */
-import { lstatSync, mkdirSync, readdirSync, type Stats } from 'node:fs';
+import { createHash } from 'node:crypto';
+import { lstatSync, mkdirSync, readFileSync, readdirSync, readlinkSync, type Stats } from 'node:fs';
 import { join, relative } from 'node:path';
-import { afterAll, beforeAll } from 'vitest';
+import { afterAll, beforeAll, expect } from 'vitest';
 import { fakeVirshBin, type FakeVirshDomain } from '../cli/fake-virsh-bin';
 import { buildCli, runCli, scratchDir, writeConfig, type CliRun } from '../cli/support';
 
@@ -98,4 +99,26 @@ export function treeSnapshot(root: string, describe: (path: string, st: Stats) =
   };
   walk(root);
   return out;
+}
+
+/** Every file, directory and symlink under `root`: type, mode, size, content hash, mtime (what "nothing written" is checked against). */
+export const fullSnapshot = (root: string): Record<string, string> =>
+  treeSnapshot(root, (p, st) =>
+    st.isSymbolicLink()
+      ? `link ${readlinkSync(p)}`
+      : st.isDirectory()
+        ? `dir ${(st.mode & 0o7777).toString(8)}`
+        : `file ${(st.mode & 0o7777).toString(8)} ${st.size} ${createHash('sha256').update(readFileSync(p)).digest('hex')} ${st.mtimeMs}`,
+  );
+
+/** A refusal: `code`, one line on stderr matching `message`, nothing on stdout, the tree under `root` untouched. */
+export function expectRefused(root: string, run: () => CliRun, code: 1 | 2, message: RegExp): CliRun {
+  const before = fullSnapshot(root);
+  const r = run();
+  expect(r.stdout).toBe('');
+  expect(r.stderr).toMatch(/^ovmf-hook: [^\n]+\n$/);
+  expect(r.stderr).toMatch(message);
+  expect(r.code, r.stderr).toBe(code);
+  expect(fullSnapshot(root)).toEqual(before);
+  return r;
 }

@@ -7,13 +7,12 @@
  */
 import { spawnSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { copyFileSync, existsSync, readFileSync, readlinkSync, statSync, writeFileSync } from 'node:fs';
+import { copyFileSync, existsSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { editVarstore, parseVarstore, readSignatureLists, type Variable } from '../../src/core/varstore';
 import type { FakeVirshDomain } from '../cli/fake-virsh-bin';
-import type { CliRun } from '../cli/support';
-import { builtCli, cliHost, treeSnapshot } from './cli-host';
+import { builtCli, cliHost, expectRefused, fullSnapshot as snapshot } from './cli-host';
 
 const MS = '/usr/share/OVMF/OVMF_VARS_4M.ms.fd';
 const BLANK = '/usr/share/OVMF/OVMF_VARS_4M.fd';
@@ -34,27 +33,6 @@ let der = '';
 
 const sha = (b: Uint8Array) => createHash('sha256').update(b).digest('hex');
 
-/** Every file, directory and symlink under `root`: type, mode, size, content hash (what "nothing written" is checked against). */
-const snapshot = (root: string) =>
-  treeSnapshot(root, (p, st) =>
-    st.isSymbolicLink()
-      ? `link ${readlinkSync(p)}`
-      : st.isDirectory()
-        ? `dir ${(st.mode & 0o7777).toString(8)}`
-        : `file ${(st.mode & 0o7777).toString(8)} ${st.size} ${sha(readFileSync(p))} ${st.mtimeMs}`,
-  );
-
-/** A refusal: `code`, one line on stderr matching `message`, nothing on stdout, the tree under `root` untouched. */
-function expectRefused(root: string, run: () => CliRun, code: 1 | 2, message: RegExp): CliRun {
-  const before = snapshot(root);
-  const r = run();
-  expect(r.stdout).toBe('');
-  expect(r.stderr).toMatch(/^ovmf-hook: [^\n]+\n$/);
-  expect(r.stderr).toMatch(message);
-  expect(r.code, r.stderr).toBe(code);
-  expect(snapshot(root)).toEqual(before);
-  return r;
-}
 
 const variable = (file: string, name: string): Variable => parseVarstore(readFileSync(file)).variables.find((v) => v.name === name)!;
 const x509Count = (v: Variable) => readSignatureLists(v.data).reduce((n, l) => n + (l.type === 'a5c059a1-94e4-4aa7-87b5-ab155c2bf072' ? l.entries.length : 0), 0);

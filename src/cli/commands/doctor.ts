@@ -4,7 +4,7 @@
  * Every path is an option (defaults: the real host) so tests run it against a temp tree.
  */
 import { execFileSync } from 'node:child_process';
-import { accessSync, closeSync, constants, existsSync, lstatSync, openSync, readdirSync, readFileSync, readSync, realpathSync, statSync } from 'node:fs';
+import { accessSync, closeSync, constants, existsSync, lstatSync, openSync, readFileSync, readSync, realpathSync, statSync } from 'node:fs';
 import { posix } from 'node:path';
 import type { Argv, CommandModule } from 'yargs';
 import { configPath, hostIdentity, lookupId, qemuOwnerNames, loadCatalog, statSizes, openArchive, type Archive } from '../../io';
@@ -13,7 +13,7 @@ import { leasePolicy, parseLockManager } from '../../core/config/lock-manager';
 import { errorMessage, isOvmfHookError, RefusedError } from '../../core/errors';
 import { octalMode, plural } from '../../core/text';
 import { secureBootTemplateStatus } from '../../io/firmware-template';
-import { ensurePrivateDir } from '../../io/safe-fs';
+import { ensurePrivateDir, namesInByteOrder } from '../../io/safe-fs';
 import { TEMPLATE_COMMAND } from '../../core/firmware/template';
 import { jsonOption, printJson } from '../output';
 import { table } from '../table';
@@ -179,23 +179,15 @@ const BACKUP_RE = /(^\.|~$|\.(bak|orig|old|dpkg-old|dpkg-dist|dpkg-new|rpmsave|r
 
 /** Executable entries of qemu.d in libvirt's order (byte order), like virHookCall runs them. */
 function hookDirEntries(dir: string): { name: string; path: string; mtimeMs: number }[] {
-  let names: string[];
-  try {
-    names = readdirSync(dir);
-  } catch {
-    return [];
-  }
-  return names
-    .sort((a, b) => Buffer.compare(Buffer.from(a), Buffer.from(b)))
-    .flatMap((name) => {
-      const path = posix.join(dir, name);
-      try {
-        const st = statSync(path);
-        return st.isFile() && st.mode & 0o111 ? [{ name, path, mtimeMs: lstatSync(path).mtimeMs }] : [];
-      } catch {
-        return [];
-      }
-    });
+  return namesInByteOrder(dir).flatMap((name) => {
+    const path = posix.join(dir, name);
+    try {
+      const st = statSync(path);
+      return st.isFile() && st.mode & 0o111 ? [{ name, path, mtimeMs: lstatSync(path).mtimeMs }] : [];
+    } catch {
+      return [];
+    }
+  });
 }
 
 function hookDirCheck(dir: string): DoctorCheck {

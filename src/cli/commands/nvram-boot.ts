@@ -14,9 +14,7 @@
  * Boot (0, 2, 4, 11 without), so a boot entry change needs no reseal: a VM with a TPM gets a note,
  * not a refusal (unlike `nvram enroll`, whose KEK/db changes move PCR7).
  */
-import { lstatSync, statSync } from 'node:fs';
 import { open } from 'node:fs/promises';
-import path from 'node:path';
 import type { Argv, CommandModule } from 'yargs';
 import { parseDomain } from '../../core/domain';
 import { isOvmfHookError, RefusedError, UsageError, VarstoreError } from '../../core/errors';
@@ -38,13 +36,13 @@ import {
   type BootEditResult,
   type PartitionRef,
 } from '../../core/varstore';
-import { enrollNvram, readNvramSafely, writeFileAtomic } from '../../io';
+import { enrollNvram, readNvramSafely } from '../../io';
 import { virshError } from '../../io/virsh';
+import { checkFileTarget, writeFileTarget } from '../file-target';
 import { changeLocalNvram } from '../local-nvram';
 import { jsonOption, printJson } from '../output';
 import { table } from '../table';
 import { cliContext, managedNvram, requireShutOff, resolveVm, type CliContext, type CliDeps, type Vm } from '../vm';
-import { nvramDirOf, realDir, writeNewFile } from './nvram-enroll';
 import { isFileTarget, loadBytes } from './nvram-vars';
 
 export interface BootArgs {
@@ -187,24 +185,9 @@ const resultJson = (r: BootEditResult) => ({ changed: r.changed, changes: r.chan
 
 async function changeFile(a: BootArgs, req: BootEdit, deps: CliDeps): Promise<void> {
   const file = a.target;
-  if (a.inPlace && !a.dryRun) {
-    if (lstatSync(file, { throwIfNoEntry: false })?.isSymbolicLink()) throw new UsageError(`${file} is a symbolic link; give the file itself for --in-place`);
-    if (realDir(path.dirname(file)) === realDir(nvramDirOf(deps)))
-      throw new RefusedError(`${file} is in libvirt's nvram directory: change its VM instead (ovmf-hook nvram boot VM: it checks that the VM is shut off and archives the NVRAM first)`);
-  }
-  if (a.output !== undefined && !a.dryRun && lstatSync(a.output, { throwIfNoEntry: false }))
-    throw new UsageError(`${a.output} exists; --output writes a new file (use --in-place to change ${file} itself)`);
+  checkFileTarget(file, a, deps, { verb: 'change', command: 'ovmf-hook nvram boot VM' });
   const r = edit(await loadBytes(file), req, file);
-  const mode = statSync(file).mode & 0o777;
-  let written: string | undefined;
-  if (!a.dryRun && a.output !== undefined) {
-    await writeNewFile(a.output, r.data, mode);
-    written = a.output;
-  } else if (!a.dryRun && a.inPlace && r.changed) {
-    const st = statSync(file);
-    await writeFileAtomic(file, r.data, { mode, uid: st.uid, gid: st.gid });
-    written = file;
-  }
+  const written = await writeFileTarget(file, a, r);
   if (a.json) return printJson({ target: file, file, dryRun: a.dryRun, written: written ?? null, ...resultJson(r) });
   print(
     a.dryRun

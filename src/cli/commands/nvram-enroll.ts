@@ -15,11 +15,10 @@
  * Entries already present are reported and left out; `--dry-run` only reports. Refusals are one line,
  * and nothing is written then.
  */
-import { lstatSync, realpathSync, statSync } from 'node:fs';
+import { statSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import path from 'node:path';
 import type { Argv, CommandModule } from 'yargs';
-import { DEFAULT_CONFIG } from '../../core/config';
 import { isOvmfHookError, RefusedError, UsageError, VarstoreError } from '../../core/errors';
 import {
   enrolledSummary,
@@ -37,9 +36,8 @@ import {
   type EnrollResult,
   SUSPEND_BITLOCKER,
 } from '../../core/varstore';
-import { enrollNvram, readNvramSafely, writeFileAtomic } from '../../io';
-import { asyncIo } from '../../io/fs-api';
-import { fsyncDir, linkExclusive, unlinkQuiet, writeTemp } from '../../io/safe-fs';
+import { enrollNvram, readNvramSafely } from '../../io';
+import { checkFileTarget, writeFileTarget } from '../file-target';
 import { changeLocalNvram } from '../local-nvram';
 import { jsonOption, printJson } from '../output';
 import { table } from '../table';
@@ -192,46 +190,11 @@ function check(a: EnrollArgs, file: boolean): void {
 
 const FILE_HINT = 'enrol into a copy of a Secure Boot template instead (e.g. /usr/share/OVMF/OVMF_VARS_4M.ms.fd)';
 
-/** libvirt's nvram directory from the config (its default when the config cannot be read: this is only a guard). */
-export function nvramDirOf(deps: CliDeps): string {
-  try {
-    return cliContext(deps).config.nvramDir;
-  } catch {
-    return DEFAULT_CONFIG.nvramDir;
-  }
-}
-
-export const realDir = (p: string): string => {
-  try {
-    return realpathSync(p);
-  } catch {
-    return path.resolve(p);
-  }
-};
-
 async function enrollFile(a: EnrollArgs, entries: readonly EnrollEntry[], dbx: DbxRequest | undefined, deps: CliDeps): Promise<void> {
   const file = a.target;
-  if (a.inPlace && !a.dryRun) {
-    if (lstatSync(file, { throwIfNoEntry: false })?.isSymbolicLink()) throw new UsageError(`${file} is a symbolic link; give the file itself for --in-place`);
-    if (realDir(path.dirname(file)) === realDir(nvramDirOf(deps)))
-      throw new RefusedError(
-        `${file} is in libvirt's nvram directory: enrol its VM instead (ovmf-hook nvram enroll VM: it checks that the VM is shut off and archives the NVRAM first)`,
-      );
-  }
-  if (a.output !== undefined && !a.dryRun && lstatSync(a.output, { throwIfNoEntry: false }))
-    throw new UsageError(`${a.output} exists; --output writes a new file (use --in-place to change ${file} itself)`);
-  const bytes = await loadBytes(file);
-  const r = enroll(bytes, entries, file, FILE_HINT, dbx);
-  const mode = statSync(file).mode & 0o777;
-  let written: string | undefined;
-  if (!a.dryRun && a.output !== undefined) {
-    await writeNewFile(a.output, r.data, mode);
-    written = a.output;
-  } else if (!a.dryRun && a.inPlace && r.changed) {
-    const st = statSync(file);
-    await writeFileAtomic(file, r.data, { mode, uid: st.uid, gid: st.gid });
-    written = file;
-  }
+  checkFileTarget(file, a, deps, { verb: 'enrol', command: 'ovmf-hook nvram enroll VM' });
+  const r = enroll(await loadBytes(file), entries, file, FILE_HINT, dbx);
+  const written = await writeFileTarget(file, a, r);
   if (a.json)
     return printJson({ target: file, file, dryRun: a.dryRun, changed: r.changed, written: written ?? null, items: r.items, dbx: r.dbx ?? null, timestamps: r.timestamps, free: r.free });
   const added = addedText(r.items, r.dbx);
@@ -247,17 +210,6 @@ async function enrollFile(a: EnrollArgs, entries: readonly EnrollEntry[], dbx: D
           ? `${file}: ${nothingText(r)}; ${written ? `${written} written unchanged` : 'nothing written'}`
           : `${file}: ${r.items.some((i) => i.status === 'added') ? 'added ' : ''}${added}; written to ${written}${written === file ? ' (in place)' : ''}`),
   );
-}
-
-/** Create `out` (which must not exist) with `data`: a fsynced temp file linked into place. */
-export async function writeNewFile(out: string, data: Uint8Array, mode: number): Promise<void> {
-  const { tmp } = await writeTemp(out, data, { mode });
-  try {
-    if (!(await linkExclusive(tmp, out, asyncIo))) throw new UsageError(`${out} exists; --output writes a new file`);
-  } finally {
-    await unlinkQuiet(tmp, asyncIo);
-  }
-  await fsyncDir(path.dirname(path.resolve(out)));
 }
 
 // ─── VM ─────────────────────────────────────────────────────────────────────────────────────

@@ -5,6 +5,7 @@
  */
 import { posix } from 'node:path';
 import { FirmwareNotFoundError, NvramSizeMismatch } from '../errors';
+import { byteOrder } from '../text';
 import type { FirmwareDescriptor } from './descriptor';
 
 // ─── Ordering ───────────────────────────────────────────────────────────────────────────────
@@ -33,7 +34,7 @@ export function orderDescriptorFiles(listings: readonly DirListing[]): Descripto
     for (const { name, size } of files) if (!name.startsWith('.')) winners.set(name, { dir, name, size });
   return [...winners.values()]
     .filter((f) => f.size > 0)
-    .sort((a, b) => Buffer.compare(Buffer.from(a.name), Buffer.from(b.name)));
+    .sort((a, b) => byteOrder(a.name, b.name));
 }
 
 // ─── Matching ───────────────────────────────────────────────────────────────────────────────
