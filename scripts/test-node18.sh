@@ -6,7 +6,7 @@
 # 1. prepares Node 18 (the first run unpacks Debian's packages into /var/cache/ovmf-hook-node18);
 # 2. builds dist/ with OVMF_HOOK_NODE=scripts/node18.sh: the hook's shebang, so the tests that run
 #    dist/hooks/qemu run it under Node 18, and the node that trains both code caches;
-# 3. runs test/hook, test/reliability, test/cli and test/install (project unit) with
+# 3. runs test/hook, test/reliability, test/cli, test/install, test/keys and test/firmware (project unit) with
 #    OVMF_HOOK_TEST_NODE=scripts/node18.sh, the node every test that spawns the built CLI uses
 #    (TEST_NODE in test/hook/harness.ts); vitest itself stays on the machine's node (it needs 20+).
 #    test/cli/node18-parity.test.ts compares the CLI's output under both nodes;
@@ -16,7 +16,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 NODE18=$PWD/scripts/node18.sh
-SUITES=(test/hook test/reliability test/cli test/install)
+SUITES=(test/hook test/reliability test/cli test/install test/keys test/firmware)
 
 if ! v18=$("$NODE18" --version); then
   echo "node18: not run (scripts/node18.sh could not prepare Debian 12's Node 18; see above)"
