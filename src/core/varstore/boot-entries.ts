@@ -26,7 +26,7 @@
 import { UsageError, VarstoreError } from '../errors';
 import type { Domain } from '../domain';
 import { writeGuid } from './certs';
-import { decodeLoadOption, decodeOrder, decodeU16, findVariable, optionName } from './decode';
+import { decodeLoadOption, decodeOrder, decodeU16, findVariable, optionName, type LoadOption } from './decode';
 import { EFI_GLOBAL_VARIABLE } from './guids';
 import { readGuid, readUtf16z, type Variable } from './parse';
 import { requireWholeVolume } from './enroll';
@@ -43,19 +43,12 @@ const hex = (b: Uint8Array) => Buffer.from(b).toString('hex');
 
 // ---------------------------------------------------------------- reading
 
-export interface BootEntry {
+/** A Boot#### entry: the decoded load option's fields (decode.ts) and where it stands in BootOrder. */
+export interface BootEntry extends Pick<LoadOption, 'attributes' | 'active' | 'hidden' | 'category' | 'description' | 'devicePath'> {
   /** The option number (the #### of Boot####). */
   number: number;
   /** `Boot0003` */
   name: string;
-  attributes: number;
-  active: boolean;
-  hidden: boolean;
-  /** 'boot' or 'app' (LOAD_OPTION_CATEGORY), other values as hex. */
-  category: string;
-  description: string;
-  /** First device path of the FilePathList, as text. */
-  devicePath: string;
   /** OptionalData as lowercase hex ('' when none). */
   optionalData: string;
   /** Position in BootOrder (0 = first), null when BootOrder does not list it. */
