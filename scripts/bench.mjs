@@ -158,27 +158,15 @@ process.on('exit', () => {
 });
 const { build } = await import('esbuild');
 const bundleDir = path.join(tree, 'bundles');
-await build({
-  entryPoints: [path.join(ROOT, 'scripts/bench/core-entry.ts')],
-  outfile: path.join(bundleDir, 'core.cjs'),
-  bundle: true,
-  platform: 'node',
-  target: 'node20',
-  format: 'cjs',
-  logLevel: 'warning',
-});
-const core = createRequire(import.meta.url)(path.join(bundleDir, 'core.cjs'));
+/** Bundle a TypeScript entry of this repo into bundleDir/OUT (CommonJS for this node); its path. */
+const bundle = async (entry, out) => {
+  const outfile = path.join(bundleDir, out);
+  await build({ entryPoints: [path.join(ROOT, entry)], outfile, bundle: true, platform: 'node', target: 'node20', format: 'cjs', logLevel: 'warning' });
+  return outfile;
+};
+const core = createRequire(import.meta.url)(await bundle('scripts/bench/core-entry.ts', 'core.cjs'));
 // the fleet rows' stand-in for libvirt: the tests' fake virsh executable
-await build({
-  entryPoints: [path.join(ROOT, 'test/cli/fake-virsh-bin.ts')],
-  outfile: path.join(bundleDir, 'fake-virsh-bin.cjs'),
-  bundle: true,
-  platform: 'node',
-  target: 'node20',
-  format: 'cjs',
-  logLevel: 'warning',
-});
-const { fakeVirshBin } = createRequire(import.meta.url)(path.join(bundleDir, 'fake-virsh-bin.cjs'));
+const { fakeVirshBin } = createRequire(import.meta.url)(await bundle('test/cli/fake-virsh-bin.ts', 'fake-virsh-bin.cjs'));
 
 // ---------------------------------------------------------------------------------------------
 // machine

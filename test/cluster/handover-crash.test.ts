@@ -93,6 +93,16 @@ async function migrating(w: World): Promise<void> {
 
 const contents = async (h: Host): Promise<string[]> => (await h.archive.list(UUID)).map((m) => m.sha256);
 
+/** The migration to B failed and A resumed: A still owns the VM, C's start is refused, A's stop archives A's copy (0x04) as the newest. */
+async function aKeepsIt(w: World): Promise<void> {
+  expect(await w.a.archive.claimInfo(UUID)).toMatchObject({ hostId: 'id-a' });
+  expect(await isRefused(start(w, w.c, at(12)))).toBe(true);
+  await write(w.a, fill(4));
+  const r = await stop(w.a, at(20));
+  expect(r).toMatchObject({ action: 'archived', kind: 'archive' });
+  expect((await w.a.archive.newest(UUID))?.sha256).toBe(sha256(fill(4)));
+}
+
 /** Nobody but B may start the VM while B runs it; then B stops (its copy 0x03) and must not be lost. */
 async function bRunsIt(w: World, aCopyArchivedOrLocal: boolean): Promise<void> {
   const claim = await w.a.archive.claimInfo(UUID);
@@ -147,13 +157,8 @@ const SCENARIOS: Scenario[] = [
       // the failed prepare aborts the migration; libvirt runs B's release (after an error the hook marked the refusal), A keeps running
       if (how === 'failed') await markStartRefused(w.b.stateDir, UUID, at(11));
       await stop(w.b, at(11));
-      expect(await w.a.archive.claimInfo(UUID)).toMatchObject({ hostId: 'id-a' });
-      expect(await isRefused(start(w, w.c, at(12)))).toBe(true);
       // a record left by the kill points B out, never C; A's stop then still keeps its copy
-      await write(w.a, fill(4));
-      const r = await stop(w.a, at(20));
-      expect(r).toMatchObject({ action: 'archived', kind: 'archive' });
-      expect((await w.a.archive.newest(UUID))?.sha256).toBe(sha256(fill(4)));
+      await aKeepsIt(w);
       expect([null, 'id-b']).toContain((await w.a.archive.claimInfo(UUID))?.hostId ?? null);
     },
   },
@@ -163,13 +168,7 @@ const SCENARIOS: Scenario[] = [
     setup: migrating,
     op: (w) => stop(w.b, at(11)),
     async after(w) {
-      // A resumed: it still owns the VM; nobody else may start it
-      expect(await w.a.archive.claimInfo(UUID)).toMatchObject({ hostId: 'id-a' });
-      expect(await isRefused(start(w, w.c, at(12)))).toBe(true);
-      await write(w.a, fill(4));
-      const r = await stop(w.a, at(20));
-      expect(r).toMatchObject({ action: 'archived', kind: 'archive' });
-      expect((await w.a.archive.newest(UUID))?.sha256).toBe(sha256(fill(4)));
+      await aKeepsIt(w);
       expect(await contents(w.a)).toContain(sha256(fill(1)));
     },
   },
