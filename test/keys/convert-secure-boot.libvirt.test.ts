@@ -2,9 +2,12 @@
  * `ovmf-hook convert VM --secure-boot` of a VM that already boots UEFI without Secure Boot (issue
  * 14 item 3, rule R21), proven by the firmware in the real libvirtd (q35, TCG):
  *
- *   a plain UEFI domain (OVMF_CODE_4M.fd + OVMF_VARS_4M.fd) boots systemd-boot's EFI binary,
- *   unsigned, from a FAT disk (\EFI\BOOT\BOOTX64.EFI): it runs (its menu on the serial console), and
- *   the firmware creates its Boot#### entries; one more entry is added by hand. Then the convert:
+ *   a plain UEFI domain boots systemd-boot's EFI binary, unsigned, from a FAT disk
+ *   (\EFI\BOOT\BOOTX64.EFI): it runs (its menu on the serial console), and the firmware creates
+ *   its Boot#### entries; one more entry is added by hand. Both forms of "plain UEFI": the manual
+ *   one (OVMF_CODE_4M.fd + OVMF_VARS_4M.fd named in the XML) and libvirt's own selection
+ *   (`<os firmware='efi'>` with the secure-boot feature off, as virt-install writes it; libvirt 9.0
+ *   selects at every start, ≥ 9.2 records its selection at define time). Then the convert:
  *   --dry-run changes nothing; the convert switches the firmware to the Secure Boot build, enrols
  *   PK/KEK/db/dbx (the Microsoft-keys template's, plus Microsoft's 2023 certificates) into the VM's
  *   existing NVRAM — archived first — and `nvram vars` shows Secure Boot on with the same Boot####
@@ -18,7 +21,8 @@ import { readFileSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { beforeAll, expect, it } from 'vitest';
 import { editVarstore, EFI_GLOBAL_VARIABLE } from '../../src/core/varstore';
-import { defineDomain, describeLibvirt, makeDomainXml, OVMF, scratchPath, uniqueVmName, virsh } from '../support/libvirt';
+import { defineDomain, describeLibvirt, makeDomainXml, OVMF, scratchPath, uniqueVmName, virsh, type Firmware } from '../support/libvirt';
+import { firmwareAtDefine } from '../support/platform';
 import type { CliRun } from '../cli/support';
 import { sha256 } from '../hook/harness';
 import { boot, firmwareBench, NVRAM_DIR, ok, REFUSED, requireHost, SYSTEMD_BOOT, SYSTEMD_BOOT_RAN as UNSIGNED_RAN, type FirmwareBench } from './firmware-boot';
@@ -57,11 +61,14 @@ describeLibvirt('convert --secure-boot of a VM that already boots UEFI, proven b
     bench = await firmwareBench('sbconv');
   }, 120_000);
 
-  it('plain UEFI VM with boot entries → Secure Boot firmware and keys in the same NVRAM, the same Boot#### entries, the unsigned binary refused', async () => {
-    const disk = bench.efiDisk('unsigned', SYSTEMD_BOOT);
+  it.each([
+    ['manual loader (OVMF_CODE_4M.fd)', 'ovmf'],
+    ["<os firmware='efi'>, secure-boot feature off", 'efi-auto-insecure'],
+  ] as Array<[string, Firmware]>)('%s: VM with boot entries → Secure Boot firmware and keys in the same NVRAM, the same Boot#### entries, the unsigned binary refused', async (_, firmware) => {
+    const disk = bench.efiDisk(`unsigned-${firmware}`, SYSTEMD_BOOT);
     const vm = uniqueVmName('sbconv');
     const log = scratchPath(`${vm}.log`);
-    defineDomain(makeDomainXml({ name: vm, machine: 'q35', firmware: 'ovmf', serialLog: log, disks: [{ path: disk, format: 'raw' }] }));
+    defineDomain(makeDomainXml({ name: vm, machine: 'q35', firmware, serialLog: log, disks: [{ path: disk, format: 'raw' }] }));
     const nvram = join(NVRAM_DIR, `${vm}_VARS.fd`);
 
     // without Secure Boot the unsigned binary runs; the firmware creates its boot entries
@@ -102,8 +109,17 @@ describeLibvirt('convert --secure-boot of a VM that already boots UEFI, proven b
       new RegExp(`^${vm}: converted \\(\\d+ changes; NVRAM got Secure Boot keys from ${MS_TEMPLATE}: .*; archived as generation 2, the NVRAM before is generation 1 \\(undo: ovmf-hook nvram restore ${vm} --generation 1 --force, since the NVRAM before may trust fewer Microsoft 2023 certificates\\)\\)\\n$`),
     );
     const converted = virsh(['dumpxml', '--inactive', vm]).stdout;
-    expect(converted).toMatch(/<loader [^>]*>\/usr\/share\/OVMF\/OVMF_CODE_4M\.(ms|secboot)\.fd<\/loader>/);
-    expect(converted).toContain(`>${nvram}</nvram>`);
+    const secureLoader = /<loader [^>]*>\/usr\/share\/OVMF\/OVMF_CODE_4M\.(ms|secboot)\.fd<\/loader>/;
+    if (firmware === 'efi-auto-insecure') {
+      expect(converted).toMatch(/<feature enabled='yes' name='secure-boot'\/>/);
+      expect(converted).toMatch(/<feature enabled='yes' name='enrolled-keys'\/>/);
+      expect(converted).not.toMatch(/enabled='no'/);
+    }
+    // libvirt 9.0 leaves <os firmware='efi'> unfilled until a start; ≥ 9.2 selected again at define
+    if (firmware === 'ovmf' || firmwareAtDefine()) {
+      expect(converted).toMatch(secureLoader);
+      expect(converted).toContain(`>${nvram}</nvram>`);
+    } else expect(converted).not.toMatch(/<loader|<nvram/);
     expect(converted).toMatch(/<smm state='on'\/>/);
 
     // Secure Boot on in the NVRAM (the template's PK), every boot entry and BootOrder as they were
@@ -123,9 +139,13 @@ describeLibvirt('convert --secure-boot of a VM that already boots UEFI, proven b
     ]);
 
     // the firmware enforces: the same unsigned binary is refused now
-    const refused = await boot(vm, log, REFUSED);
+    let running = '';
+    const refused = await boot(vm, log, REFUSED, undefined, () => (running = virsh(['dumpxml', vm]).stdout));
     expect(refused).not.toMatch(UNSIGNED_RAN);
     expect(varsOf(vm).secureBoot.effective).toBe('on');
+    // it ran the Secure Boot build on the same NVRAM file
+    expect(running).toMatch(secureLoader);
+    expect(running).toContain(`>${nvram}</nvram>`);
 
     // done: converting again changes nothing
     const again = ovmfHook('convert', vm, '--secure-boot');

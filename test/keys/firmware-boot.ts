@@ -97,15 +97,22 @@ export async function firmwareBench(name: string): Promise<FirmwareBench> {
 /** The serial log without terminal escape sequences. */
 export const serialText = (log: string): string => (existsSync(log) ? readFileSync(log, 'latin1').replace(/\x1b\[[0-9;=?]*[A-Za-z]/g, '') : '');
 
-/** Start `vm` with a fresh serial log, wait until the console matches `until`, destroy it; returns the console text. */
-export async function boot(vm: string, log: string, until: RegExp, timeoutMs = 120_000): Promise<string> {
+/**
+ * Start `vm` with a fresh serial log, wait until the console matches `until`, destroy it; returns
+ * the console text. `whileRunning` runs once the console matched, before the destroy (e.g. to read
+ * the live definition).
+ */
+export async function boot(vm: string, log: string, until: RegExp, timeoutMs = 120_000, whileRunning?: () => void): Promise<string> {
   rmSync(log, { force: true });
   startDomain(vm);
   const deadline = Date.now() + timeoutMs;
   try {
     for (;;) {
       const text = serialText(log);
-      if (until.test(text)) return text;
+      if (until.test(text)) {
+        whileRunning?.();
+        return text;
+      }
       if (Date.now() > deadline) throw new Error(`${until} not seen on ${vm}'s console within ${timeoutMs} ms; last output: ${JSON.stringify(text.slice(-600))}`);
       await new Promise((r) => setTimeout(r, 250));
     }

@@ -302,8 +302,10 @@ export type Machine = 'pc' | 'q35';
  * - ovmf: explicit pflash loader OVMF_CODE_4M.fd + nvram from OVMF_VARS_4M.fd.
  * - ovmf-secure: OVMF_CODE_4M.ms.fd secure='yes' + MS-keys VARS template + `<smm state='on'/>` (q35 only).
  * - efi-auto: `<os firmware='efi'>`, libvirt picks the firmware.
+ * - efi-auto-insecure: `<os firmware='efi'>` with the secure-boot feature off (what virt-install
+ *   gives a guest without Secure Boot): libvirt picks a firmware without it.
  */
-export type Firmware = 'bios' | 'ovmf' | 'ovmf-secure' | 'efi-auto';
+export type Firmware = 'bios' | 'ovmf' | 'ovmf-secure' | 'efi-auto' | 'efi-auto-insecure';
 
 export interface DiskSpec {
   /** Source file; omit for an empty cdrom drive. */
@@ -357,6 +359,7 @@ function osXml({ machine, firmware, nvramPath, ovmfDir }: DomainSpec): string {
       nvram(fw(OVMF.msVars)),
     ],
     'efi-auto': ["  <os firmware='efi'>", type],
+    'efi-auto-insecure': ["  <os firmware='efi'>", type, "    <firmware><feature enabled='no' name='secure-boot'/></firmware>"],
   };
   return [...lines[firmware], "    <boot dev='hd'/>", '  </os>'].join('\n');
 }
