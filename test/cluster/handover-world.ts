@@ -6,11 +6,11 @@
 import { promises as fs } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { openArchive, type Archive } from '../../src/io/archive';
 import { prepareNvram, releaseNvram, type ReleaseResult } from '../../src/io/lifecycle';
 import { markIncomingMigration } from '../../src/io/local-state';
 import type { Faults } from '../../src/io/safe-fs';
 import { afterEach } from 'vitest';
+import { simHost, type SimHost } from '../nvram/helpers';
 
 export const UUID = '7a1c0d2e-3f4a-4b5c-8d6e-9f0a1b2c3d4e';
 export const SIZE = 4096;
@@ -18,12 +18,7 @@ export const T0 = new Date('2026-03-01T10:00:00Z');
 export const at = (s: number): Date => new Date(T0.getTime() + s * 1000);
 export const fill = (b: number): Buffer => Buffer.alloc(SIZE, b);
 
-export interface Host {
-  name: string;
-  archive: Archive;
-  stateDir: string;
-  nvramPath: string;
-}
+export type Host = SimHost;
 export interface World {
   base: string;
   dir: string;
@@ -39,15 +34,7 @@ export async function world(faults?: { a?: Faults; b?: Faults }, scratch = os.tm
   const root = path.join(base, 'archive');
   const template = path.join(base, 'VARS.fd');
   await fs.writeFile(template, fill(0xee));
-  const host = async (name: string, f?: Faults): Promise<Host> => {
-    await fs.mkdir(path.join(base, name, 'nvram'), { recursive: true });
-    return {
-      name,
-      archive: await openArchive({ root, host: name, hostId: `id-${name}`, faults: f }),
-      stateDir: path.join(base, name, 'state'),
-      nvramPath: path.join(base, name, 'nvram', 'vm_VARS.fd'),
-    };
-  };
+  const host = (name: string, f?: Faults): Promise<Host> => simHost(base, root, name, 'vm_VARS.fd', f);
   return { base, dir: path.join(root, UUID), template, a: await host('a', faults?.a), b: await host('b', faults?.b), c: await host('c') };
 }
 

@@ -2,6 +2,7 @@ import { promises as fs } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { afterEach } from 'vitest';
+import { openArchive, type Archive } from '../../src/io/archive';
 import { asyncIo, syncIo, type Io, type IoFor } from '../../src/io/fs-api';
 import type { Faults } from '../../src/io/safe-fs';
 
@@ -75,3 +76,22 @@ export function recorder(): Faults & { steps: string[] } {
 }
 
 export const bytes = (fill: number, size = 4096): Buffer => Buffer.alloc(size, fill);
+
+/** One host of a cluster simulated in local directories: its handle on the shared archive, its own state dir and NVRAM file. */
+export interface SimHost {
+  name: string;
+  archive: Archive;
+  stateDir: string;
+  nvramPath: string;
+}
+
+/** Host `name` under `base` (`base/name/state`, `base/name/nvram/<nvramFile>`) sharing the archive at `root`; `faults` go to its archive. */
+export async function simHost(base: string, root: string, name: string, nvramFile: string, faults?: Faults): Promise<SimHost> {
+  await fs.mkdir(path.join(base, name, 'nvram'), { recursive: true });
+  return {
+    name,
+    archive: await openArchive({ root, host: name, hostId: `id-${name}`, faults }),
+    stateDir: path.join(base, name, 'state'),
+    nvramPath: path.join(base, name, 'nvram', nvramFile),
+  };
+}

@@ -15,11 +15,11 @@ import os from 'node:os';
 import path from 'node:path';
 import { dropLocksOfThisProcess } from '../../src/io/vm-lock';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { openArchive, type Archive } from '../../src/io/archive';
 import { prepareNvram, releaseNvram, restoreGeneration } from '../../src/io/lifecycle';
 import type { Faults } from '../../src/io/safe-fs';
 import { domainXml, ensureBuilt, makeFirmware, makeHost, pattern, tempRoot, type HookHost } from '../hook/harness';
 import { checkArchive, prng, sha256, tempFilesUnder } from './support';
+import { simHost, type SimHost } from '../nvram/helpers';
 
 const UUID = 'c0ffee00-1b2c-4d3e-8f90-a1b2c3d4e5f6';
 const SIZE = 128 * 1024;
@@ -29,11 +29,7 @@ const TEMPLATE = pattern(SIZE, 'template');
 // ---------------------------------------------------------------------------------------------
 // A cluster of two hosts sharing one archive, in a directory that can be cloned per case
 
-interface Host {
-  name: string;
-  archive: Archive;
-  stateDir: string;
-  nvramPath: string;
+interface Host extends SimHost {
   templatePath: string;
 }
 interface World {
@@ -45,16 +41,10 @@ interface World {
 
 async function world(base: string, faults?: Faults): Promise<World> {
   const root = path.join(base, 'archive');
-  const host = async (name: string, f?: Faults): Promise<Host> => {
-    await fs.mkdir(path.join(base, name, 'nvram'), { recursive: true });
-    return {
-      name,
-      archive: await openArchive({ root, host: name, hostId: `id-${name}`, faults: f }),
-      stateDir: path.join(base, name, 'state'),
-      nvramPath: path.join(base, name, 'nvram', 'vm1_VARS.fd'),
-      templatePath: path.join(base, 'OVMF_VARS.fd'),
-    };
-  };
+  const host = async (name: string, f?: Faults): Promise<Host> => ({
+    ...(await simHost(base, root, name, 'vm1_VARS.fd', f)),
+    templatePath: path.join(base, 'OVMF_VARS.fd'),
+  });
   return { base, root, a: await host('alpha', faults), b: await host('beta') };
 }
 
