@@ -23,7 +23,6 @@ export const CLUSTER_ROOT = '/srv/ovmfhook-cluster';
 export const ARCHIVE_MOUNT = `${CLUSTER_ROOT}/archive-mnt`;
 export const ARCHIVE_DIR = `${ARCHIVE_MOUNT}/archive`;
 const HOOK_BIN = join(REPO_ROOT, 'dist', 'hooks', 'qemu');
-const B_DIR = `${CLUSTER_ROOT}/b`;
 /** Prefix of every VM the cluster tests create. */
 export const CLUSTER_VM_PREFIX = 'ovmfhook-t-cl-';
 
@@ -56,31 +55,28 @@ export const hostA: ClusterHost = {
   ovmfDir: '/usr/share/OVMF',
 };
 
-export const hostB: ClusterHost = {
-  name: 'B',
-  uri: 'qemu+tcp://127.0.0.1:16510/system',
-  hostId: 'ovmfhook-host-b',
-  nvramDir: `${B_DIR}/var-lib-libvirt/qemu/nvram`,
-  stateDir: `${B_DIR}/var-lib-ovmf-hook/state`,
-  logFile: `${B_DIR}/hook.log`,
-  configPath: `${B_DIR}/etc/ovmf-hook/config.json`,
-  ovmfDir: `${CLUSTER_ROOT}/b-ovmf`,
-};
+/** The testbed directory of a namespaced host (B, C): everything it sees in place of /etc, /var/lib, /run. */
+const testbedDir = (name: HostName): string => `${CLUSTER_ROOT}/${name.toLowerCase()}`;
+const dirOf = (host: ClusterHost): string => testbedDir(host.name);
 
+/** A namespaced host as scripts/cluster-testbed.sh builds it: its libvirtd on `port`, its files in its testbed dir, its own OVMF path. */
+function namespacedHost(name: 'B' | 'C', port: number): ClusterHost {
+  const dir = testbedDir(name);
+  return {
+    name,
+    uri: `qemu+tcp://127.0.0.1:${port}/system`,
+    hostId: `ovmfhook-host-${name.toLowerCase()}`,
+    nvramDir: `${dir}/var-lib-libvirt/qemu/nvram`,
+    stateDir: `${dir}/var-lib-ovmf-hook/state`,
+    logFile: `${dir}/hook.log`,
+    configPath: `${dir}/etc/ovmf-hook/config.json`,
+    ovmfDir: `${dir}-ovmf`,
+  };
+}
+
+export const hostB = namespacedHost('B', 16510);
 /** Host C: only in lock-manager mode (`describeCluster(…, { lockd: true })`), built like B. */
-const C_DIR = `${CLUSTER_ROOT}/c`;
-export const hostC: ClusterHost = {
-  name: 'C',
-  uri: 'qemu+tcp://127.0.0.1:16511/system',
-  hostId: 'ovmfhook-host-c',
-  nvramDir: `${C_DIR}/var-lib-libvirt/qemu/nvram`,
-  stateDir: `${C_DIR}/var-lib-ovmf-hook/state`,
-  logFile: `${C_DIR}/hook.log`,
-  configPath: `${C_DIR}/etc/ovmf-hook/config.json`,
-  ovmfDir: `${CLUSTER_ROOT}/c-ovmf`,
-};
-/** The testbed directory of a namespaced host (B, C). */
-const dirOf = (host: ClusterHost): string => `${CLUSTER_ROOT}/${host.name.toLowerCase()}`;
+export const hostC = namespacedHost('C', 16511);
 
 export const sha256 = (b: Uint8Array): string => createHash('sha256').update(b).digest('hex');
 export const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
@@ -103,9 +99,9 @@ function testbedIntact(lockd: boolean): boolean {
     return (
       JSON.parse(readFileSync(hostA.configPath, 'utf8')).hostId === hostA.hostId &&
       existsSync('/etc/libvirt/hooks/qemu') &&
-      existsSync(`${B_DIR}/anchor.pid`) &&
+      existsSync(`${dirOf(hostB)}/anchor.pid`) &&
       mode('b') === (lockd ? 'lockd' : 'plain') &&
-      (!lockd || (existsSync(`${C_DIR}/anchor.pid`) && mode('c') === 'lockd'))
+      (!lockd || (existsSync(`${dirOf(hostC)}/anchor.pid`) && mode('c') === 'lockd'))
     );
   } catch {
     return false;
@@ -414,7 +410,7 @@ export async function waitUntil(cond: () => boolean | Promise<boolean>, timeoutM
 
 /** Destroy every VM this process created (both hosts) and remove their NVRAM files, state and serial logs. */
 export async function cleanupClusterVms(): Promise<void> {
-  for (const host of [hostA, hostB, ...(existsSync(`${C_DIR}/anchor.pid`) ? [hostC] : [])]) {
+  for (const host of [hostA, hostB, ...(existsSync(`${dirOf(hostC)}/anchor.pid`) ? [hostC] : [])]) {
     const ok = virshOn(host, ['version'], { allowFail: true, timeoutSec: 10 }).code === 0;
     for (const vm of created.values()) {
       if (ok) virshOn(host, ['destroy', vm.name], { allowFail: true, timeoutSec: 30 });
